@@ -1,0 +1,69 @@
+"""Names of fields shared across modules, and the project's unit and index conventions.
+
+Every tensor that crosses a public boundary is named by one of the constants below.
+
+Conventions (decided once, used everywhere):
+
+* Positions and cells in Angstrom; ``cell`` rows are the lattice vectors (ASE convention).
+* An edge ``k -> j`` goes from neighbour ``k`` (the source, possibly a periodic image
+  ``pos[k] + shift @ cell``) to the centre atom ``j`` (the target).  Its vector is
+  ``r_kj = pos[j] - (pos[k] + shift @ cell)`` and ``e_kj = r_kj / |r_kj|`` (paper, eq 2).
+* A triplet ``k -> j -> i`` pairs edge ``k -> j`` with edge ``j -> i``; ``j`` is its centre.
+* Born effective charges ``born_charges[a, i, j] = (Omega / e) dP_i / du_{a,j}``:
+  the **row** ``i`` is the polarization / electric-field direction, the **column** ``j``
+  the displacement direction of atom ``a``.  Unit: e (elementary charge).  This is the
+  VASP OUTCAR and phonopy BORN convention; data files given as 9 numbers per atom are read
+  row-major (``Z[i, j] = values[3 * i + j]``).
+* Piezoelectric stress tensor ``piezoelectric[i, j, k] = e_ijk``: ``i`` polarization direction,
+  ``(j, k)`` strain pair, symmetric in ``j, k``.  Unit: C/m^2.
+* Elastic tensor ``elastic[i, j, k, l] = C_ijkl`` with the Voigt symmetries
+  ``C_ijkl = C_jikl = C_ijlk = C_klij``.  Unit: GPa.  Voigt order 11, 22, 33, 23, 13, 12.
+* Dielectric: electronic (high-frequency) dielectric tensor, dimensionless, symmetric.
+* Energies in eV, forces in eV/Angstrom, unless a model card says otherwise (the water
+  models use atomic units: dipole in e*bohr, polarizability in bohr^3).
+"""
+
+from __future__ import annotations
+
+# --- tensor (target) names: exactly those returned by Model.predict -----------------
+ENERGY = "energy"
+FORCES = "forces"
+DIPOLE = "dipole"
+POLARIZABILITY = "polarizability"
+DIELECTRIC = "dielectric"
+BORN_CHARGES = "born_charges"
+SHIELDING = "shielding"
+PIEZOELECTRIC = "piezoelectric"
+ELASTIC = "elastic"
+
+TENSOR_NAMES = (
+    ENERGY,
+    FORCES,
+    DIPOLE,
+    POLARIZABILITY,
+    DIELECTRIC,
+    BORN_CHARGES,
+    SHIELDING,
+    PIEZOELECTRIC,
+    ELASTIC,
+)
+
+# --- graph fields ------------------------------------------------------------------
+ATOMIC_NUMBERS = "atomic_numbers"  # [n_atoms] int64
+POSITIONS = "positions"  # [n_atoms, 3] Angstrom
+CELL = "cell"  # [n_structures, 3, 3] Angstrom, rows = lattice vectors
+PBC = "pbc"  # [n_structures, 3] bool
+BATCH = "batch"  # [n_atoms] structure index of each atom
+EDGE_SRC = "edge_src"  # [n_edges] neighbour k
+EDGE_DST = "edge_dst"  # [n_edges] centre j
+EDGE_SHIFT = "edge_shift"  # [n_edges, 3] integer cell shift of the neighbour image
+TRIPLET_KJ = "triplet_kj"  # [n_triplets] index of edge k -> j
+TRIPLET_JI = "triplet_ji"  # [n_triplets] index of edge j -> i
+
+# --- per-atom label masks (e.g. NMR shielding only on selected atoms) ---------------
+MASK_SUFFIX = "_mask"
+
+
+def mask_key(name: str) -> str:
+    """Key of the boolean per-atom mask that says which atoms carry label ``name``."""
+    return name + MASK_SUFFIX
