@@ -1,0 +1,162 @@
+"""ETGNN: DimeNet++ edge messages + triplet messages -> coefficients -> tensors of every rank."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+from torch import nn
+
+from etgnn_core.graph import Graph
+from etgnn_core.model.blocks import (
+    N_ELEMENTS,
+    AtomOutputBlock,
+    EdgeEmbeddingBlock,
+    EdgeHead,
+    EdgeUpdateBlock,
+    RadialBasis,
+    SphericalBasis,
+    TripletEmbeddingBlock,
+    TripletHead,
+    TripletUpdateBlock,
+    cosine_cutoff,
+)
+from etgnn_core.tensors.assemble import AssembledTensor, Geometry, assemble
+from etgnn_core.tensors.specs import TensorSpec
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild an ETGNN (serialised as config.json next to the weights)."""
+
+    targets: list[TensorSpec]
+    cutoff: float = 5.0  # Angstrom
+    max_neighbors: int | None = 16  # cap per atom (ties with the last kept neighbour are kept)
+    hidden: int = 128  # edge message width H
+    int_emb: int = 64  # DimeNet++ interaction down-projection
+    basis_emb: int = 8  # basis projection width
+    out_emb: int = 128  # atom embedding width (the PCA map shows these)
+    triplet_hidden: int = 64  # triplet message width C (eq 11, n_tri)
+    num_blocks: int = 4  # edge + triplet update blocks
+    num_radial: int = 6
+    num_spherical: int = 7
+    envelope_exponent: int = 5
+    avg_degree: float = 16.0  # normaliser of edge sums (set from training data)
+    elements: list[int] = field(default_factory=list)  # atomic numbers seen in training ([] = any)
+
+    def __post_init__(self):
+        self.targets = [t if isinstance(t, TensorSpec) else TensorSpec.from_dict(t) for t in self.targets]
+        if not self.targets:
+            raise ValueError("a model needs at least one target tensor")
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate target names in {names}")
+        if self.cutoff <= 0:
+            raise ValueError(f"cutoff must be positive, got {self.cutoff}")
+
+    @property
+    def uses_triplet_messages(self) -> bool:
+        return any(t.uses_triplets for t in self.targets)
+
+    def spec(self, name: str) -> TensorSpec:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise KeyError(f"this model does not predict {name!r}; it predicts {[t.name for t in self.targets]}")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["targets"] = [t.to_dict() for t in self.targets]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"model config has unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        if "targets" not in d:
+            raise ValueError("model config has no 'targets'")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+@dataclass
+class ModelOutput:
+    tensors: dict[str, AssembledTensor]
+    embeddings: torch.Tensor | None  # [n_atoms, out_emb]
+    graph: Graph
+    edge_vectors: torch.Tensor  # [n_edges, 3] r_kj in the model's dtype
+
+
+class ETGNN(nn.Module):
+    """Edge-based tensor GNN.  forward(graph) -> ModelOutput with one AssembledTensor per target."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = self.config = config
+        self.rbf = RadialBasis(c.num_radial, c.cutoff, c.envelope_exponent)
+        self.sbf = SphericalBasis(c.num_spherical, c.num_radial, c.cutoff, c.envelope_exponent)
+        self.edge_embedding = EdgeEmbeddingBlock(c.num_radial, c.hidden)
+        self.edge_updates = nn.ModuleList(
+            EdgeUpdateBlock(c.hidden, c.int_emb, c.basis_emb, c.num_spherical, c.num_radial)
+            for _ in range(c.num_blocks)
+        )
+        self.trip_specs = [t for t in c.targets if t.uses_triplets]
+        if c.uses_triplet_messages:
+            self.sbf_projection = nn.Linear(c.num_spherical * c.num_radial, c.basis_emb, bias=False)
+            self.triplet_embedding = TripletEmbeddingBlock(c.num_radial, c.num_spherical, c.hidden, c.triplet_hidden)
+            self.triplet_updates = nn.ModuleList(
+                TripletUpdateBlock(c.hidden, c.triplet_hidden, c.num_radial, c.basis_emb) for _ in range(c.num_blocks)
+            )
+            self.triplet_head = TripletHead(c.triplet_hidden, len(self.trip_specs))
+        self.edge_head = EdgeHead(c.hidden, len(c.targets))
+        self.n_self = [t.n_self for t in c.targets]
+        self.atom_output = AtomOutputBlock(c.num_radial, c.hidden, c.out_emb, sum(self.n_self))
+        # Per-species on-site bias (e.g. the species-mean isotropic Born charge), set before training.
+        self.species_bias = nn.Embedding(N_ELEMENTS, max(sum(self.n_self), 1))
+        nn.init.zeros_(self.species_bias.weight)
+        # Output scale of each target (target standard deviation), set before training.
+        self.register_buffer("scales", torch.ones(len(c.targets)))
+
+    def forward(self, graph: Graph, embeddings: bool = False) -> ModelOutput:
+        p = next(self.parameters())
+        g = graph.to(device=p.device, dtype=p.dtype)
+        vec = g.edge_vectors()  # [E, 3]
+        dist = vec.norm(dim=-1)  # [E]
+        unit = vec / dist.unsqueeze(-1)  # [E, 3] e_kj
+        kj, ji = g.triplet_kj, g.triplet_ji
+        e_kj, e_ji = unit[kj], unit[ji]  # [T, 3]
+        angle = torch.atan2(torch.cross(e_kj, e_ji, dim=-1).norm(dim=-1), (e_kj * e_ji).sum(-1))  # [T]
+
+        rbf = self.rbf(dist)  # [E, R]
+        sbf = self.sbf(dist, angle, kj)  # [T, S*R]
+        m = self.edge_embedding(g.atomic_numbers, rbf, g.edge_src, g.edge_dst)  # [E, H]
+        if self.config.uses_triplet_messages:
+            sbf_emb = self.sbf_projection(sbf)  # [T, B]
+            m_trip = self.triplet_embedding(g.atomic_numbers, rbf, sbf, g.edge_src, g.edge_dst, kj, ji)
+        for i, update in enumerate(self.edge_updates):
+            m = update(m, rbf, sbf, kj, ji)  # DimeNet++ updates the message of edge j->i from k->j
+            if self.config.uses_triplet_messages:
+                m_trip = self.triplet_updates[i](m_trip, m, rbf, sbf_emb, kj, ji)  # [T, C]
+
+        fc = cosine_cutoff(dist, self.config.cutoff)  # [E]
+        t_edge = self.edge_head(m, fc)  # [E, n_targets]
+        t_trip = self.triplet_head(m_trip, fc[kj] * fc[ji]) if self.config.uses_triplet_messages else None
+        h = self.atom_output.embed(m, rbf, g.edge_dst, g.n_atoms, 1.0 / self.config.avg_degree)  # [N, out_emb]
+        has_neighbors = (torch.bincount(g.edge_dst, minlength=g.n_atoms) > 0).to(p.dtype).unsqueeze(-1)
+        t_self = (self.atom_output(h) + self.species_bias(g.atomic_numbers)) * has_neighbors  # [N, n_self]
+
+        geo = Geometry(unit, g.edge_dst, kj, ji, g.batch, g.positions, g.periodic, g.n_atoms, g.n_structures)
+        out, self_col, trip_col = {}, 0, 0
+        for i, spec in enumerate(self.config.targets):
+            tt = None
+            if spec.uses_triplets:
+                tt, trip_col = t_trip[:, trip_col], trip_col + 1
+            ts = t_self[:, self_col : self_col + spec.n_self]
+            self_col += spec.n_self
+            out[spec.name] = assemble(spec, geo, t_edge[:, i], tt, ts, self.scales[i], self.config.avg_degree)
+        return ModelOutput(out, h if embeddings else None, g, vec)

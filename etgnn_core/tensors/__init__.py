@@ -1,0 +1,1 @@
+"""Tensor specs, assembly from edge coefficients, and tensor algebra."""
