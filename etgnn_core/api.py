@@ -1,0 +1,188 @@
+"""The notebook user's way in: ``load_model(name).predict(atoms)``.
+
+Every returned array carries its unit (``Prediction.units``) and follows the index conventions
+of :mod:`etgnn_core.keys` (Born charges: row = field / polarization, column = displacement).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import ase
+import numpy as np
+import torch
+
+from etgnn_core.device import describe, resolve_device
+from etgnn_core.graph import Graph, build_graph, collate
+from etgnn_core.model.etgnn import ETGNN, ModelOutput
+from etgnn_core.registry import ModelInfo, list_models, load_model_folder
+from etgnn_core.structure import normalize, to_atoms, validate_atoms
+
+DEFAULT_MAX_ATOMS = 20_000
+
+
+@dataclass
+class EdgeContributions:
+    """Decomposition of one tensor into per-edge pieces: T_j = sum_{k->j} edge + onsite_j + asr_j.
+
+    Arrays cover every edge / atom of the structure; :meth:`for_atom` selects one centre.
+    """
+
+    edge_src: np.ndarray  # [n_edges] neighbour k
+    edge_dst: np.ndarray  # [n_edges] centre j
+    edge_shift: np.ndarray  # [n_edges, 3] integer cell shift of the neighbour image
+    neighbor_positions: np.ndarray  # [n_edges, 3] Angstrom, position of the neighbour image
+    edge: np.ndarray  # [n_edges, 3, ...] contribution of edge k -> j (its triplets included)
+    onsite: np.ndarray  # [n_atoms, 3, ...] isotropic on-site term
+    asr: np.ndarray  # [n_atoms, 3, ...] acoustic-sum-rule correction
+    atom: np.ndarray  # [n_atoms, 3, ...] the atomic tensor T_j
+    positions: np.ndarray  # [n_atoms, 3] Angstrom
+
+    def for_atom(self, j: int) -> dict:
+        """Edges into atom j sorted by decreasing Frobenius norm, with on-site, ASR and residual."""
+        idx = np.nonzero(self.edge_dst == j)[0]
+        norms = np.sqrt((self.edge[idx].reshape(len(idx), -1) ** 2).sum(1))
+        idx = idx[np.argsort(-norms, kind="stable")]
+        total = self.edge[idx].sum(0) + self.onsite[j] + self.asr[j]
+        return {
+            "edges": idx,
+            "neighbors": self.edge_src[idx],
+            "shifts": self.edge_shift[idx],
+            "neighbor_positions": self.neighbor_positions[idx],
+            "distances": np.linalg.norm(self.neighbor_positions[idx] - self.positions[j], axis=1),
+            "contributions": self.edge[idx],
+            "norms": np.sqrt((self.edge[idx].reshape(len(idx), -1) ** 2).sum(1)),
+            "onsite": self.onsite[j],
+            "asr": self.asr[j],
+            "tensor": self.atom[j],
+            "residual": float(np.abs(total - self.atom[j]).max()) if self.atom[j].size else 0.0,
+        }
+
+
+@dataclass
+class Prediction(Mapping):
+    """Tensors of one structure: a mapping name -> numpy array, plus units and metadata."""
+
+    tensors: dict[str, np.ndarray]
+    units: dict[str, str]
+    per_atom: dict[str, bool]
+    model: str
+    atoms: ase.Atoms
+    embeddings: np.ndarray | None = None  # [n_atoms, out_emb] atom feature vectors (PCA map)
+    contributions: dict[str, EdgeContributions] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self.tensors:
+            raise KeyError(f"{key!r} is not predicted by model {self.model!r}; it gives {list(self.tensors)}")
+        return self.tensors[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tensors)
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+
+class Model:
+    """A loaded ETGNN with its card: ``predict`` structures on the chosen device."""
+
+    def __init__(self, net: ETGNN, info: ModelInfo, device=None):
+        self.device = resolve_device(device)
+        self.net = net.to(self.device).eval()
+        self.info = info
+        self.name = info.name
+        self.config = net.config
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, targets={list(self.units)}, device={self.device})"
+
+    @property
+    def units(self) -> dict[str, str]:
+        return {t.name: t.unit for t in self.config.targets}
+
+    @property
+    def elements(self) -> list[int]:
+        return list(self.config.elements)
+
+    @property
+    def device_description(self) -> str:
+        return describe(self.device)
+
+    def prepare(self, structure, max_atoms: int | None = DEFAULT_MAX_ATOMS) -> tuple[ase.Atoms, Graph]:
+        """Validate (clear StructureError) and build the graph of one structure."""
+        atoms = normalize(to_atoms(structure))
+        validate_atoms(atoms, allowed_numbers=set(self.elements) or None, max_atoms=max_atoms)
+        return atoms, build_graph(atoms, self.config.cutoff, self.config.max_neighbors)
+
+    def predict(self, structures, *, embeddings: bool = False, contributions: bool = False,
+                batch_size: int = 32, progress: bool = False, max_atoms: int | None = DEFAULT_MAX_ATOMS):
+        """Predict every tensor the model supports.
+
+        ``structures``: one ase.Atoms / pymatgen Structure (returns one :class:`Prediction`) or a
+        list of them (returns a list).  ``embeddings`` adds atom feature vectors,
+        ``contributions`` adds per-edge decompositions of every tensor.
+        """
+        single = not isinstance(structures, (list, tuple))
+        items = [structures] if single else list(structures)
+        prepared = [self.prepare(s, max_atoms) for s in items]
+        results = []
+        chunks = range(0, len(prepared), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            chunks = tqdm(chunks, desc=f"predict ({self.name})", unit="batch")
+        with torch.no_grad():
+            for start in chunks:
+                chunk = prepared[start : start + batch_size]
+                out = self.net(collate([g for _, g in chunk]), embeddings=embeddings)
+                results += self._split(out, [a for a, _ in chunk], embeddings, contributions)
+        return results[0] if single else results
+
+    def _split(self, out: ModelOutput, atoms_list, embeddings, contributions) -> list[Prediction]:
+        g = out.graph
+        batch = g.batch.cpu().numpy()
+        edge_struct = batch[g.edge_dst.cpu().numpy()]
+        atom_start = np.concatenate([[0], np.cumsum([len(a) for a in atoms_list])])
+        emb = out.embeddings.cpu().numpy() if out.embeddings is not None else None
+        preds = []
+        for s, atoms in enumerate(atoms_list):
+            tensors, per_atom, contrib = {}, {}, {}
+            for spec in self.config.targets:
+                t = out.tensors[spec.name]
+                arr = (t.atom[batch == s] if spec.per_atom else t.structure[s]).cpu().numpy().astype(np.float64)
+                tensors[spec.name], per_atom[spec.name] = arr, spec.per_atom
+                if contributions:
+                    contrib[spec.name] = self._contrib(t, out, g, s, batch, edge_struct, int(atom_start[s]))
+            preds.append(Prediction(tensors, self.units, per_atom, self.name, atoms,
+                                    emb[batch == s] if emb is not None else None, contrib))
+        return preds
+
+    @staticmethod
+    def _contrib(t, out, g, s, batch, edge_struct, offset) -> EdgeContributions:
+        e = np.nonzero(edge_struct == s)[0]
+        a = batch == s
+        pos = g.positions.cpu().numpy()
+        vec = out.edge_vectors.cpu().numpy()[e]
+        dst = g.edge_dst.cpu().numpy()[e]
+        f64 = lambda x: x.cpu().numpy().astype(np.float64)  # noqa: E731
+        return EdgeContributions(
+            edge_src=g.edge_src.cpu().numpy()[e] - offset,
+            edge_dst=dst - offset,
+            edge_shift=g.edge_shift.cpu().numpy()[e].round().astype(int),
+            neighbor_positions=pos[dst] - vec,
+            edge=f64(t.edge)[e],
+            onsite=f64(t.onsite)[a],
+            asr=f64(t.asr)[a],
+            atom=f64(t.atom)[a],
+            positions=pos[a],
+        )
+
+
+def load_model(name_or_path: str, device=None) -> Model:
+    """A shipped model by name (see :func:`list_models`) or a model folder; device defaults to CUDA if present."""
+    net, info = load_model_folder(name_or_path)
+    return Model(net, info, device)
+
+
+__all__ = ["EdgeContributions", "Model", "Prediction", "list_models", "load_model"]

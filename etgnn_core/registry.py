@@ -1,0 +1,188 @@
+"""Self-describing model folders: list, save, and strict loading (weights_only, nothing unpickled).
+
+A model folder holds
+    config.json   {"format": 1, "name": ..., "description": ..., "model": ModelConfig}
+    weights.pt    a plain state dict (torch.load(weights_only=True) reads it)
+    card.json     data, split, seed, epochs, hardware, training time, units, test metrics, baselines
+    card.md       the same for people
+    split.json    ids of the train / validation / test structures (when trained here)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from etgnn_core.model.etgnn import ETGNN, ModelConfig
+
+FORMAT = 1
+CONFIG_FILE, WEIGHTS_FILE, CARD_JSON, CARD_MD, SPLIT_FILE = (
+    "config.json",
+    "weights.pt",
+    "card.json",
+    "card.md",
+    "split.json",
+)
+
+
+class ModelLoadError(ValueError):
+    """A model folder or checkpoint that is missing, malformed, or does not match its config."""
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    path: Path
+    description: str
+    targets: dict[str, str]  # tensor name -> unit
+    elements: list[int]
+    card: dict = field(default_factory=dict)
+
+
+def pretrained_dirs() -> list[Path]:
+    """Where shipped models are looked for: $ETGNN_PRETRAINED, then the repo's pretrained/."""
+    dirs = []
+    if os.environ.get("ETGNN_PRETRAINED"):
+        dirs.append(Path(os.environ["ETGNN_PRETRAINED"]))
+    dirs.append(Path(__file__).resolve().parents[1] / "pretrained")
+    return [d for d in dirs if d.is_dir()]
+
+
+def read_info(path: Path) -> ModelInfo:
+    path = Path(path)
+    cfg = _read_json(path / CONFIG_FILE)
+    model_cfg = _model_config(cfg, path)
+    card = _read_json(path / CARD_JSON) if (path / CARD_JSON).exists() else {}
+    return ModelInfo(
+        name=cfg.get("name", path.name),
+        path=path,
+        description=cfg.get("description", ""),
+        targets={t.name: t.unit for t in model_cfg.targets},
+        elements=list(model_cfg.elements),
+        card=card,
+    )
+
+
+def list_models() -> list[ModelInfo]:
+    """Every model folder found in :func:`pretrained_dirs`, sorted by name."""
+    found = {}
+    for d in pretrained_dirs():
+        for sub in sorted(d.iterdir()):
+            if (sub / CONFIG_FILE).exists() and (sub / WEIGHTS_FILE).exists() and sub.name not in found:
+                found[sub.name] = read_info(sub)
+    return [found[k] for k in sorted(found)]
+
+
+def find_model(name_or_path: str | os.PathLike) -> Path:
+    """A folder path, or the name of a shipped model."""
+    p = Path(name_or_path)
+    if (p / CONFIG_FILE).exists():
+        return p
+    for d in pretrained_dirs():
+        if (d / str(name_or_path) / CONFIG_FILE).exists():
+            return d / str(name_or_path)
+    names = [m.name for m in list_models()]
+    raise ModelLoadError(f"no model named or at {str(name_or_path)!r}; shipped models: {', '.join(names) or 'none'}")
+
+
+def save_model(model: ETGNN, path, *, name: str, description: str = "", card: dict | None = None,
+               split: dict | None = None) -> Path:
+    """Write a model folder (config, weights, card, split)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = {"format": FORMAT, "name": name, "description": description, "model": model.config.to_dict()}
+    (path / CONFIG_FILE).write_text(json.dumps(cfg, indent=2))
+    state = {k: v.detach().cpu().float() for k, v in model.state_dict().items()}
+    tmp = path / (WEIGHTS_FILE + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path / WEIGHTS_FILE)  # never leave a half-written weights file
+    if card is not None:
+        (path / CARD_JSON).write_text(json.dumps(card, indent=2))
+        (path / CARD_MD).write_text(render_card(name, description, model.config, card))
+    if split is not None:
+        (path / SPLIT_FILE).write_text(json.dumps(split))
+    return path
+
+
+def load_model_folder(name_or_path, device=None) -> tuple[ETGNN, ModelInfo]:
+    """Rebuild the model from config.json and load weights.pt strictly (weights_only=True)."""
+    path = find_model(name_or_path)
+    info = read_info(path)
+    model = ETGNN(_model_config(_read_json(path / CONFIG_FILE), path))
+    weights = path / WEIGHTS_FILE
+    if not weights.exists():
+        raise ModelLoadError(f"{path}: no {WEIGHTS_FILE}")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt file, or a pickle with code in it
+        raise ModelLoadError(f"{weights}: cannot be read as plain weights ({exc.__class__.__name__}: {exc})") from exc
+    load_state_strict(model, state, str(weights))
+    model.eval()
+    return (model.to(device) if device is not None else model), info
+
+
+def load_state_strict(model: torch.nn.Module, state: dict, where: str) -> None:
+    """load_state_dict(strict=True) with a message saying exactly what differs."""
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"{where}: expected a state dict, found {type(state).__name__}")
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs config {tuple(own[k].shape)}"
+              for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} (e.g. {', '.join(unexpected[:3])})")
+        if shapes:
+            parts.append(f"shape mismatch {len(shapes)} (e.g. {'; '.join(shapes[:3])})")
+        raise ModelLoadError(f"{where}: weights do not match the config: " + "; ".join(parts))
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        raise ModelLoadError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelLoadError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+
+
+def _model_config(cfg: dict, path: Path) -> ModelConfig:
+    if cfg.get("format") != FORMAT:
+        raise ModelLoadError(f"{path / CONFIG_FILE}: format {cfg.get('format')!r} is not the supported {FORMAT}")
+    if "model" not in cfg:
+        raise ModelLoadError(f"{path / CONFIG_FILE}: no 'model' section")
+    try:
+        return ModelConfig.from_dict(cfg["model"])
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{path / CONFIG_FILE}: {exc}") from exc
+
+
+def render_card(name: str, description: str, config: ModelConfig, card: dict) -> str:
+    """Markdown model card from card.json contents."""
+    lines = [f"# {name}", "", description, ""]
+    lines += ["## Targets", "", "| tensor | rank | per atom | unit |", "|---|---|---|---|"]
+    lines += [f"| {t.name} | {t.rank} | {t.per_atom} | {t.unit} |" for t in config.targets]
+    for key in ("data", "split", "training"):
+        if key in card:
+            lines += ["", f"## {key.capitalize()}", ""]
+            lines += [f"- **{k}**: {v}" for k, v in card[key].items()]
+    if "metrics" in card:
+        lines += ["", "## Test metrics (MAE, in the target's unit)", "",
+                  "| tensor | model | baseline | unit |", "|---|---|---|---|"]
+        for t, m in card["metrics"].items():
+            lines.append(f"| {t} | {m.get('mae', float('nan')):.4g} | {m.get('baseline_mae', float('nan')):.4g} "
+                         f"| {m.get('unit', '')} |")
+    lines += ["", "## Model", "", "```json", json.dumps({k: v for k, v in config.to_dict().items()
+                                                        if k != "targets"}, indent=1), "```", ""]
+    if card.get("notes"):
+        lines += ["## Notes", "", card["notes"], ""]
+    return "\n".join(lines)

@@ -1,0 +1,59 @@
+"""Labelled graphs and their batches: targets stacked per structure or concatenated per atom."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from etgnn_core.graph import Graph, build_graph, collate
+from etgnn_core.tensors.specs import TensorSpec
+
+
+@dataclass
+class LabelledGraph:
+    graph: Graph
+    targets: dict[str, torch.Tensor]  # per-atom [n_atoms, ...] or per-structure [1, ...]
+    masks: dict[str, torch.Tensor]  # per-atom [n_atoms] bool or per-structure [1] bool
+    id: str = ""
+
+
+@dataclass
+class Batch:
+    graph: Graph
+    targets: dict[str, torch.Tensor]
+    masks: dict[str, torch.Tensor]
+
+    def to(self, device, dtype=None) -> Batch:
+        return Batch(
+            self.graph.to(device, dtype),
+            {k: v.to(device=device, dtype=dtype or v.dtype) for k, v in self.targets.items()},
+            {k: v.to(device) for k, v in self.masks.items()},
+        )
+
+
+def label_graph(sample, specs: list[TensorSpec], cutoff: float, max_neighbors: int | None) -> LabelledGraph:
+    """Graph of a data sample with its labels; absent labels are zeros with a False mask."""
+    g = build_graph(sample.atoms, cutoff, max_neighbors)
+    n = len(sample.atoms)
+    targets, masks = {}, {}
+    for spec in specs:
+        lead = (n,) if spec.per_atom else (1,)
+        if spec.name in sample.targets:
+            value = np.asarray(sample.targets[spec.name], dtype=np.float64).reshape(lead + spec.shape)
+            mask = np.asarray(sample.masks.get(spec.name, np.ones(lead, bool)), dtype=bool).reshape(lead)
+        else:
+            value, mask = np.zeros(lead + spec.shape), np.zeros(lead, bool)
+        targets[spec.name] = torch.as_tensor(value, dtype=torch.float32)
+        masks[spec.name] = torch.as_tensor(mask)
+    return LabelledGraph(g, targets, masks, str(getattr(sample, "id", "")))
+
+
+def collate_labelled(items: list[LabelledGraph]) -> Batch:
+    names = items[0].targets.keys()
+    return Batch(
+        collate([it.graph for it in items]),
+        {k: torch.cat([it.targets[k] for it in items]) for k in names},
+        {k: torch.cat([it.masks[k] for it in items]) for k in names},
+    )

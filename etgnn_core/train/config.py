@@ -1,0 +1,143 @@
+"""Typed training configuration, read from a YAML (or JSON) file for `etgnn train CONFIG`.
+
+Example (see README "Training"):
+
+    name: sio2_bec
+    data:
+      dataset: perturbed/SiO2        # a name (or list of names) from `etgnn datasets`, or
+      # extxyz: my_labelled.xyz      # a labelled extended XYZ file
+      limit: null                    # use only the first N structures
+    targets: [born_charges, dielectric]
+    weights: {born_charges: 1.0, dielectric: 1.0}
+    split: {seed: 0, train: 0.9, val: 0.05, test: 0.05}
+    model: {hidden: 128, num_blocks: 4, cutoff: 5.0, max_neighbors: 16}
+    optim: {lr: 1.0e-3, batch_size: 32, max_epochs: 100, max_minutes: 20, patience: 20, clip: 10.0}
+    output: runs/sio2_bec
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A training config with a missing, unknown or ill-typed key (the message names it)."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str | list[str] | None = None  # name(s) understood by etgnn_core.data.load_dataset
+    extxyz: str | None = None  # labelled extended XYZ file
+    root: str | None = None  # data root (default: ETGNN_DATA or ../shared/data)
+    limit: int | None = None
+
+
+@dataclass
+class SplitConfig:
+    seed: int = 0
+    train: float = 0.9
+    val: float = 0.05
+    test: float = 0.05
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    batch_size: int = 32
+    max_epochs: int = 100
+    max_minutes: float | None = None  # wall-clock budget; the cosine schedule follows it
+    patience: int = 30  # early stopping on validation loss (epochs)
+    clip: float = 10.0  # gradient-norm clipping
+    weight_decay: float = 0.0
+    val_every: int = 1  # epochs between validations
+
+
+@dataclass
+class TrainConfig:
+    name: str
+    targets: list[str]
+    data: DataConfig = field(default_factory=DataConfig)
+    weights: dict[str, float] = field(default_factory=dict)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    model: dict = field(default_factory=dict)  # ModelConfig fields other than targets
+    # per-target TensorSpec overrides, e.g. {dipole: {unit: e*bohr}, born_charges: {triplets: false}}
+    tensor_options: dict[str, dict] = field(default_factory=dict)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    finetune_from: str | None = None  # pretrained model name or folder
+    output: str = "runs/model"
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    description: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> TrainConfig:
+        return _build(cls, d, where)
+
+    @classmethod
+    def from_file(cls, path) -> TrainConfig:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: file not found")
+        try:
+            d = yaml.safe_load(path.read_text())  # JSON is YAML too
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+        return cls.from_dict(d, str(path))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+_NESTED = {"data": DataConfig, "split": SplitConfig, "optim": OptimConfig}
+
+
+def _build(cls, d: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in d:
+            continue
+        v = d[f.name]
+        if f.name in _NESTED and cls is TrainConfig:
+            if not isinstance(v, dict):
+                raise ConfigError(f"{where}: '{f.name}' must be a mapping")
+            v = _build(_NESTED[f.name], v, f"{where}: {f.name}")
+        kwargs[f.name] = v
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    if cls is TrainConfig:
+        _check(obj, where)
+    return obj
+
+
+def _check(c: TrainConfig, where: str) -> None:
+    from etgnn_core.tensors.specs import DEFAULT_SPECS
+
+    if not c.targets:
+        raise ConfigError(f"{where}: 'targets' is empty; name at least one of {list(DEFAULT_SPECS)}")
+    for t in list(c.targets) + list(c.weights) + list(c.tensor_options):
+        if t not in DEFAULT_SPECS:
+            raise ConfigError(f"{where}: unknown target {t!r}; known: {list(DEFAULT_SPECS)}")
+    if not (c.data.dataset or c.data.extxyz):
+        raise ConfigError(f"{where}: data needs 'dataset' or 'extxyz'")
+    fr = (c.split.train, c.split.val, c.split.test)
+    if min(fr) < 0 or abs(sum(fr) - 1) > 1e-6 or c.split.train <= 0:
+        raise ConfigError(f"{where}: split fractions {fr} must be non-negative, train > 0, and sum to 1")
+    for k, v in (("lr", c.optim.lr), ("batch_size", c.optim.batch_size), ("max_epochs", c.optim.max_epochs)):
+        if not isinstance(v, (int, float)) or v <= 0:
+            raise ConfigError(f"{where}: optim.{k} must be a positive number, got {v!r}")

@@ -1,0 +1,80 @@
+"""PyTorch Lightning module: the same code trains on CPU, one GPU, or DDP on several."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import torch
+
+from etgnn_core.model.etgnn import ETGNN
+from etgnn_core.train.batching import Batch
+
+
+def target_errors(model: ETGNN, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per target: (sum of |prediction - label| over labelled components, number of those components)."""
+    out = model(batch.graph)
+    errs = {}
+    for spec in model.config.targets:
+        pred = out.tensors[spec.name]
+        pred = pred.atom if spec.per_atom else pred.structure
+        mask = batch.masks[spec.name]
+        diff = (pred - batch.targets[spec.name])[mask]
+        errs[spec.name] = (diff.abs().sum(), torch.tensor(diff.numel(), device=diff.device))
+    return errs
+
+
+class ETGNNModule(L.LightningModule):
+    """L1 loss on every target, each divided by its scale and weighted; cosine learning rate."""
+
+    def __init__(self, model: ETGNN, weights: dict[str, float], lr: float, max_epochs: int,
+                 max_minutes: float | None = None, weight_decay: float = 0.0):
+        super().__init__()
+        self.model = model
+        self.weights = {t.name: float(weights.get(t.name, 1.0)) for t in model.config.targets}
+        self.lr, self.max_epochs, self.max_minutes, self.weight_decay = lr, max_epochs, max_minutes, weight_decay
+        self._start = None
+
+    def _loss(self, batch: Batch, stage: str) -> torch.Tensor:
+        errs = target_errors(self.model, batch)
+        loss = 0.0
+        n_graphs = batch.graph.n_structures
+        for i, spec in enumerate(self.model.config.targets):
+            total, count = errs[spec.name]
+            mae = total / count.clamp(min=1)
+            loss = loss + self.weights[spec.name] * mae / self.model.scales[i]
+            self.log(f"{stage}_mae_{spec.name}", mae, batch_size=n_graphs, on_epoch=True, on_step=False,
+                     sync_dist=stage != "train")
+        self.log(f"{stage}_loss", loss, batch_size=n_graphs, on_epoch=True, on_step=False,
+                 prog_bar=True, sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._loss(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        return self._loss(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        return self._loss(batch, "test")
+
+    def on_train_start(self):
+        self._start = time.monotonic()
+
+    def progress(self) -> float:
+        """Fraction of the training budget used: epochs or wall-clock minutes, whichever is further."""
+        frac = 0.0
+        if self.trainer is not None and self.trainer.num_training_batches not in (0, float("inf")):
+            steps = self.max_epochs * self.trainer.num_training_batches
+            frac = self.trainer.global_step / max(steps, 1)
+        if self.max_minutes and self._start is not None:
+            frac = max(frac, (time.monotonic() - self._start) / (60 * self.max_minutes))
+        return min(frac, 1.0)
+
+    def configure_optimizers(self):
+        opt = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda _: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * self.progress()))
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

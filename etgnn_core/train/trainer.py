@@ -1,0 +1,202 @@
+"""`train(config)`: data -> split -> normalisation -> Lightning fit -> test metrics -> model folder."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch.utils.data import DataLoader
+
+from etgnn_core.model.etgnn import ETGNN, ModelConfig
+from etgnn_core.registry import load_model_folder, load_state_strict, save_model
+from etgnn_core.tensors.specs import spec_for
+from etgnn_core.train.batching import LabelledGraph, collate_labelled, label_graph
+from etgnn_core.train.config import TrainConfig
+from etgnn_core.train.module import ETGNNModule, target_errors
+from etgnn_core.train.normalize import Baseline, apply_normalization, average_degree
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    model: ETGNN
+    model_dir: Path
+    metrics: dict[str, dict]  # per target: mae, baseline_mae, unit (test split, or validation if no test)
+    split: dict[str, list[str]]
+    minutes: float
+    epochs: int
+    card: dict = field(default_factory=dict)
+
+
+def load_samples(config: TrainConfig) -> tuple[list, str]:
+    """Samples named by the config's data section, and a one-line description of the source."""
+    from etgnn_core.data import load_dataset, load_labelled_extxyz
+
+    d = config.data
+    if d.dataset:
+        samples, described = [], []
+        for name in [d.dataset] if isinstance(d.dataset, str) else d.dataset:
+            part, info = load_dataset(name, root=d.root, limit=d.limit)
+            samples += part
+            described.append(f"{info.name} ({len(part)} structures): {info.description}")
+        return samples, "; ".join(described)
+    samples = load_labelled_extxyz(d.extxyz, name=Path(d.extxyz).name)
+    return (samples[: d.limit] if d.limit else samples), f"labelled extended XYZ {d.extxyz}"
+
+
+def build_model(config: TrainConfig) -> tuple[ETGNN, bool]:
+    """A fresh model, or a pretrained one to fine-tune.  Returns (model, keep_normalization)."""
+    specs = [spec_for(t, **config.tensor_options.get(t, {})) for t in config.targets]
+    if not config.finetune_from:
+        return ETGNN(ModelConfig(targets=specs, **config.model)), False
+    base, _ = load_model_folder(config.finetune_from)
+    if [t.name for t in base.config.targets] == config.targets:
+        return base, True  # same heads: keep its normalisation, continue from its weights
+    cfg = ModelConfig.from_dict({**base.config.to_dict(), "targets": [s.to_dict() for s in specs]})
+    model = ETGNN(cfg)
+    own = model.state_dict()
+    shared = {k: v for k, v in base.state_dict().items() if k in own and own[k].shape == v.shape
+              and not k.startswith(("edge_head", "triplet_head", "atom_output.lin.", "species_bias", "scales"))}
+    model.load_state_dict({**own, **shared})
+    log.info("fine-tuning: copied %d backbone tensors from %s", len(shared), config.finetune_from)
+    return model, False
+
+
+def split_samples(samples: list, config: TrainConfig) -> dict[str, np.ndarray]:
+    from etgnn_core.data import split_indices
+
+    s = config.split
+    return split_indices(len(samples), seed=s.seed, fractions=(s.train, s.val, s.test))
+
+
+def evaluate(model: ETGNN, items: list[LabelledGraph], batch_size: int = 32) -> dict[str, float]:
+    """MAE per target (label units) over the labelled components of ``items``."""
+    sums = {t.name: 0.0 for t in model.config.targets}
+    counts = dict.fromkeys(sums, 0)
+    dev = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(items), batch_size):
+            batch = collate_labelled(items[start : start + batch_size]).to(dev)
+            for name, (total, n) in target_errors(model, batch).items():
+                sums[name] += float(total)
+                counts[name] += int(n)
+    return {k: sums[k] / counts[k] if counts[k] else float("nan") for k in sums}
+
+
+def baseline_mae(train: list[LabelledGraph], test: list[LabelledGraph], model: ETGNN) -> dict[str, float]:
+    out = {}
+    for spec in model.config.targets:
+        base = Baseline(train, spec)
+        errs, n = 0.0, 0
+        for it in test:
+            mask = it.masks[spec.name].numpy()
+            diff = (base.predict(it) - it.targets[spec.name].numpy())[mask]
+            errs, n = errs + float(np.abs(diff).sum()), n + diff.size
+        out[spec.name] = errs / n if n else float("nan")
+    return out
+
+
+def train(config: TrainConfig, samples: list | None = None, callbacks: list | None = None,
+          progress_bar: bool = True, resume: bool = True, data_description: str | None = None) -> TrainResult:
+    """Train (or fine-tune) a model as the config says and write its model folder to ``output/model``."""
+    from etgnn_core.data import validate_samples
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if samples is None:
+        samples, data_description = load_samples(config)
+    validate_samples(samples, config.targets)  # clear DataError before any training
+    model, keep_norm = build_model(config)
+    split = split_samples(samples, config)
+    c = model.config
+    items = [label_graph(s, c.targets, c.cutoff, c.max_neighbors) for s in samples]
+    parts = {k: [items[i] for i in idx] for k, idx in split.items()}
+    if not parts["train"]:
+        raise ValueError("the training split is empty: add structures or change the split fractions")
+    if not keep_norm:
+        c.avg_degree = average_degree(parts["train"])
+        scales = apply_normalization(model, parts["train"])
+        log.info("target scales: %s", scales)
+    c.elements = sorted(set(c.elements) | {int(z) for it in parts["train"] for z in it.graph.atomic_numbers})
+
+    out = Path(config.output)
+    ckpt_dir = out / "checkpoints"
+    result = _fit(config, model, parts, ckpt_dir, out, callbacks or [], progress_bar, resume)
+    epochs, minutes = result
+
+    eval_part = "test" if parts["test"] else "val"
+    mae = evaluate(model, parts[eval_part])
+    base = baseline_mae(parts["train"], parts[eval_part], model)
+    metrics = {s.name: {"mae": mae[s.name], "baseline_mae": base[s.name], "unit": s.unit, "split": eval_part}
+               for s in c.targets}
+    ids = {k: [str(getattr(samples[i], "id", i)) for i in idx] for k, idx in split.items()}
+    card = {
+        "data": {"source": data_description or "user samples", "structures": len(samples),
+                 "units": {s.name: s.unit for s in c.targets}},
+        "split": {"seed": config.split.seed, "fractions": [config.split.train, config.split.val, config.split.test],
+                  **{k: len(v) for k, v in split.items()}},
+        "training": {"epochs": epochs, "minutes": round(minutes, 2), "hardware": _hardware(),
+                     "lr": config.optim.lr, "batch_size": config.optim.batch_size, "seed": config.seed,
+                     "finetuned_from": config.finetune_from, "torch": torch.__version__},
+        "metrics": metrics,
+    }
+    model_dir = save_model(model.cpu(), out / "model", name=config.name, description=config.description,
+                           card=card, split=ids)
+    return TrainResult(model, model_dir, metrics, ids, minutes, epochs, card)
+
+
+def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume):
+    o = config.optim
+    module = ETGNNModule(model, config.weights, o.lr, o.max_epochs, o.max_minutes, o.weight_decay)
+    loader = lambda items, shuffle: DataLoader(items, batch_size=o.batch_size, shuffle=shuffle,  # noqa: E731
+                                               collate_fn=collate_labelled, num_workers=0)
+    has_val = bool(parts["val"])
+    monitor = "val_loss" if has_val else "train_loss"
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, save_last=True, save_top_k=1)
+    cbs = [ckpt, *callbacks]
+    if o.patience:
+        cbs.append(EarlyStopping(monitor=monitor, patience=o.patience))
+    trainer = L.Trainer(
+        max_epochs=o.max_epochs,
+        max_time={"minutes": o.max_minutes} if o.max_minutes else None,
+        accelerator="gpu" if _wants_cuda(config.device) else "cpu",
+        devices="auto" if _wants_cuda(config.device) else 1,
+        gradient_clip_val=o.clip,
+        callbacks=cbs,
+        logger=CSVLogger(str(out), name="logs"),
+        enable_progress_bar=progress_bar,
+        enable_model_summary=False,
+        check_val_every_n_epoch=o.val_every,
+        deterministic=False,
+        num_sanity_val_steps=0,
+    )
+    last = ckpt_dir / "last.ckpt"
+    start = time.monotonic()
+    trainer.fit(module, loader(parts["train"], True), loader(parts["val"], False) if has_val else None,
+                ckpt_path=str(last) if resume and last.exists() else None)
+    best = ckpt.best_model_path or (str(last) if last.exists() else "")
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        load_state_strict(model, {k.removeprefix("model."): v for k, v in state.items()}, best)
+    return trainer.current_epoch, (time.monotonic() - start) / 60
+
+
+def _wants_cuda(device: str) -> bool:
+    return device in ("auto", "cuda", "gpu") and torch.cuda.is_available()
+
+
+def _hardware() -> str:
+    if torch.cuda.is_available():
+        return f"GPU {torch.cuda.get_device_name(0)}"
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
