@@ -1,0 +1,75 @@
+"""Seeded train/validation/test splits, saved as JSON so a training run can be reproduced."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .sample import DataError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def split_indices(n: int, seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> dict[str, np.ndarray]:
+    """Shuffle ``range(n)`` with ``seed`` and cut it into ``train``/``val``/``test`` (sorted int64 arrays).
+
+    The parts are disjoint and cover ``range(n)``.  ``val`` and ``test`` get ``round(f * n)``
+    indices each; ``train`` gets the rest.  The same ``(n, seed, fractions)`` gives the same split.
+    """
+    n = int(n)
+    if n < 0:
+        raise DataError(f"split_indices: n must be >= 0, got {n}")
+    f = np.asarray(fractions, dtype=np.float64)
+    if f.shape != (3,) or np.any(f < 0) or not np.isclose(f.sum(), 1.0, atol=1e-6):
+        raise DataError(f"split_indices: fractions must be 3 non-negative numbers summing to 1, got {fractions}")
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(f[1] * n))
+    n_test = int(round(f[2] * n))
+    if n_val + n_test > n:
+        n_test = n - n_val
+    n_train = n - n_val - n_test
+    parts = (perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :])
+    return {k: np.sort(p).astype(np.int64) for k, p in zip(SPLIT_NAMES, parts)}
+
+
+def check_split(split: dict[str, np.ndarray], n: int | None = None, source: str = "split") -> None:
+    """DataError unless the parts are disjoint non-negative integer indices (covering ``range(n)`` if given)."""
+    seen: dict[int, str] = {}
+    for k, idx in split.items():
+        arr = np.asarray(idx)
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+            raise DataError(f"{source}: part {k!r} must be a 1-D integer array, got {arr.dtype} {list(arr.shape)}")
+        for i in arr.tolist():
+            if i < 0 or (n is not None and i >= n):
+                raise DataError(f"{source}: part {k!r} index {i} out of range 0..{'?' if n is None else n - 1}")
+            if i in seen:
+                raise DataError(f"{source}: index {i} is in both {seen[i]!r} and {k!r}")
+            seen[i] = k
+    if n is not None and len(seen) != n:
+        raise DataError(f"{source}: parts cover {len(seen)} of {n} indices")
+
+
+def save_split(path, split: dict[str, np.ndarray]) -> None:
+    """Write ``{part: [indices]}`` as JSON."""
+    check_split(split, source=str(path))
+    data = {k: [int(i) for i in np.asarray(v).tolist()] for k, v in split.items()}
+    Path(path).write_text(json.dumps(data, indent=1))
+
+
+def load_split(path) -> dict[str, np.ndarray]:
+    """Read a split written by :func:`save_split` (int64 arrays); DataError if malformed or overlapping."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: cannot read split ({exc})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object {{part: [indices]}}")
+    split = {}
+    for k, v in data.items():
+        if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+            raise DataError(f"{path}: part {k!r} must be a list of integers")
+        split[str(k)] = np.asarray(v, dtype=np.int64).reshape(-1)
+    check_split(split, source=str(path))
+    return split
