@@ -8,6 +8,7 @@ is copied to pretrained/<name>/ only when every target's test MAE is below the b
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -31,7 +32,12 @@ def main(paths: list[str]) -> None:
         beats = all(m["mae"] < m["baseline_mae"] for m in res.metrics.values())
         print(f"=== {cfg.name}: {res.epochs} epochs, {(time.time() - t0) / 60:.1f} min, metrics {res.metrics}",
               flush=True)
-        if beats:
+        if cfg.name.startswith("ablation_"):  # ablations are results, not shipped models
+            card = {"name": cfg.name, **res.card}
+            out = ROOT / "benchmarks" / "results" / f"{cfg.name}.json"
+            out.write_text(json.dumps(card, indent=2))
+            print(f"=== {cfg.name}: card written to {out}", flush=True)
+        elif beats:
             dest = ROOT / "pretrained" / cfg.name
             if dest.exists():
                 shutil.rmtree(dest)
