@@ -1,0 +1,1 @@
+"""ETGNN Studio, the Streamlit app: ``streamlit run app`` (entry script app/streamlit_app.py)."""

@@ -1,0 +1,202 @@
+"""Atom inspector: one atom's tensor, its isotropic / antisymmetric / symmetric-traceless parts, and
+every edge's contribution to it, drawn on the bonds in 3D and listed by size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from ase.data import chemical_symbols
+
+from app.state import (
+    clickable_viewer,
+    keep_widget,
+    memo,
+    page_guard,
+    predict,
+    prediction_key,
+    select_model,
+    select_structure,
+    show_error,
+)
+from etgnn_core import keys
+from etgnn_core.tensors.algebra import decompose_rank2
+from etgnn_core.viz import contributions_figure, tensor_table, viewer_html
+
+VIEW_HEIGHT = 440
+XYZ = "xyz"
+
+
+def contribution_sign(contrib: np.ndarray, bond_dir: np.ndarray) -> int:
+    """The sign the 3D view colours a bond by: rank 2 the trace, rank 1 the projection on e_kj,
+    otherwise the largest component (the largest component also breaks a zero trace / projection)."""
+    a = np.asarray(contrib, dtype=float)
+    largest = int(np.sign(a.ravel()[np.abs(a).argmax()])) if a.size else 0
+    if a.shape == (3, 3):
+        tr = np.trace(a)
+        return int(np.sign(tr)) if abs(tr) > 1e-6 * max(np.abs(a).max(), 1e-300) else largest
+    if a.shape == (3,):
+        proj = float(a @ bond_dir)
+        return int(np.sign(proj)) if abs(proj) > 1e-12 else largest
+    return largest
+
+
+def contributions_table(atoms, j: int, c: dict) -> pd.DataFrame:
+    """One row per edge k -> j, sorted by decreasing Frobenius norm."""
+    contrib = np.asarray(c["contributions"], dtype=float)
+    rows = []
+    for r, (k, shift, pos, d, a, norm) in enumerate(zip(c["neighbors"], c["shifts"], c["neighbor_positions"],
+                                                        c["distances"], contrib, c["norms"]), start=1):
+        e_kj = atoms.positions[j] - pos
+        e_kj = e_kj / max(np.linalg.norm(e_kj), 1e-12)
+        row = {
+            "rank": r,
+            "neighbour": f"#{int(k)} {chemical_symbols[int(atoms.numbers[int(k)])]}",
+            "image shift": "(" + ", ".join(str(int(s)) for s in shift) + ")",
+            "distance (Å)": float(d),
+            "|contribution|": float(norm),
+            "sign": "+" if contribution_sign(a, e_kj) >= 0 else "−",
+        }
+        if a.shape == (3, 3):
+            row["tr/3"] = float(np.trace(a) / 3)
+            row.update({XYZ[p] + XYZ[q]: float(a[p, q]) for p in range(3) for q in range(3)})
+        elif a.shape == (3,):
+            row.update({XYZ[p]: float(a[p]) for p in range(3)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def matrix_frame(T: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(np.asarray(T, dtype=float).round(4), index=list(XYZ), columns=list(XYZ))
+
+
+def show_decomposition(T: np.ndarray, unit: str) -> None:
+    parts = decompose_rank2(T)
+    st.markdown("**Decomposition** T = isotropic + antisymmetric + symmetric traceless")
+    cols = st.columns(3)
+    items = [
+        ("isotropic (tr T / 3) I", parts.isotropic, "the mean value; for a Born charge the charge a point "
+         "charge would carry"),
+        ("antisymmetric (T − Tᵀ) / 2", parts.antisymmetric, "rotational part (an axial vector); zero where "
+         "the site symmetry forbids it"),
+        ("symmetric traceless", parts.symmetric_traceless, "the anisotropy: how the value differs between "
+         "directions"),
+    ]
+    for col, (title, M, text) in zip(cols, items):
+        with col:
+            st.markdown(f"*{title}*")
+            st.dataframe(matrix_frame(M))
+            st.caption(f"norm {np.linalg.norm(M):.4g} {unit} — {text}")
+    err = float(np.abs(parts.total - T).max())
+    st.caption(f"The three parts add up to the tensor (max |difference| {err:.1e}).")
+
+
+def page() -> None:
+    st.title("Atom inspector")
+    st.caption("How each neighbour (edge k → j, its triplets included) contributes to the tensor of atom j: "
+               "T_j = Σ_k edge_kj + on-site_j + acoustic-sum-rule correction_j.")
+    model = select_model()
+    entry = select_structure(model=model)
+    if entry is None or model is None:
+        st.info("Pick a model and a structure in the sidebar.", icon=":material/arrow_back:")
+        return
+    try:
+        with st.spinner(f"Predicting with {model.name}…"):
+            pred = predict(model, entry)
+    except Exception as exc:
+        show_error(exc, f"{model.name} cannot predict this structure")
+        return
+    atoms = pred.atoms
+    n = len(atoms)
+    names = [t for t in pred if t in pred.contributions]
+    if not names:
+        st.warning("This model's predictions carry no per-edge contributions.")
+        return
+    preferred = [keys.BORN_CHARGES] + [t for t in names if pred.per_atom[t]] + names
+    default = next(t for t in preferred if t in names)
+    c1, c2 = st.columns(2)
+    name = c1.selectbox("Tensor", names, format_func=lambda t: f"{t} ({pred.units.get(t) or '–'})",
+                        **keep_widget("inspector_tensor", "etgnn_inspector_tensor", names, default=default))
+    unit = pred.units.get(name, "")
+    contrib = pred.contributions[name]
+
+    def label(j: int) -> str:
+        T = contrib.atom[j]
+        extra = f", tr/3 = {np.trace(T) / 3:.3f} {unit}" if T.shape == (3, 3) else ""
+        return f"#{j} {chemical_symbols[int(atoms.numbers[j])]}{extra}"
+
+    atom_opts = list(range(n))
+    j = c2.selectbox("Atom (or click one in the 3D view)", atom_opts, format_func=label,
+                     **keep_widget("inspector_atom", "etgnn_atom", atom_opts, default=0))
+    pkey = prediction_key(model, entry)
+    c = memo("for_atom", (*pkey, name, j), lambda: contrib.for_atom(j))
+
+    left, right = st.columns(2)
+    with left, page_guard("3D structure"):
+        st.markdown("**Structure** — click an atom to inspect it (gold halo: the selected atom)")
+        html = memo("inspector_viewer", (*pkey, j),
+                    lambda: viewer_html(atoms, view_id="inspector-view", highlight=j, height=VIEW_HEIGHT))
+
+        def picked(index: int) -> None:
+            if 0 <= index < n:
+                st.session_state["inspector_atom"] = index
+                st.session_state["etgnn_atom"] = index
+
+        clickable_viewer(html, view_id="inspector-view", height=VIEW_HEIGHT + 40, key="inspector_picker",
+                         on_pick=picked)
+    with right, page_guard("bond contributions"):
+        st.markdown(f"**Edge contributions to {name} of atom #{j}** (red positive, blue negative, width ∝ size)")
+        fig = memo("inspector_bonds", (*pkey, name, j),
+                   lambda: contributions_figure(atoms, j, c["neighbor_positions"], c["contributions"],
+                                                label=name, neighbor_indices=c["neighbors"]))
+        fig.update_layout(height=VIEW_HEIGHT + 40)
+        st.plotly_chart(fig, key="inspector_plotly", config={"displaylogo": False, "scrollZoom": True})
+
+    T = np.asarray(c["tensor"], dtype=float)
+    per_atom = pred.per_atom[name]
+    what = f"{name} of atom #{j} ({unit})" if per_atom else (
+        f"atom #{j}'s term of the crystal {name} ({unit}; the crystal tensor is the "
+        f"{_reduce(model, name)} of these atom terms)")
+    st.subheader(f"Tensor: {what}")
+    with page_guard("tensor"):
+        if T.shape == (3, 3):
+            cols = st.columns([1, 3])
+            with cols[0]:
+                st.dataframe(matrix_frame(T))
+                if name == keys.BORN_CHARGES:
+                    st.caption("row = field direction, column = displacement")
+            with cols[1]:
+                show_decomposition(T, unit)
+        else:
+            df = tensor_table(T, unit)
+            st.dataframe(df.round(4))
+            st.caption((df.attrs.get("note") or "") + " The isotropic / antisymmetric / symmetric-traceless "
+                       "decomposition applies to rank-2 tensors.")
+
+    st.subheader("Contributions, largest first")
+    with page_guard("contributions table"):
+        table = contributions_table(atoms, j, c)
+        st.dataframe(table.round(4), hide_index=True, height=min(38 + 35 * len(table), 460))
+        onsite, asr = np.asarray(c["onsite"]), np.asarray(c["asr"])
+        total = np.asarray(c["contributions"]).sum(0) + onsite + asr if len(table) else onsite + asr
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric("edges", f"{len(table)}")
+        m2.metric("|on-site| (isotropic)", f"{np.linalg.norm(onsite):.4g}")
+        m3.metric("|sum-rule correction|", f"{np.linalg.norm(asr):.4g}")
+        m4.metric("residual max|Σ − T|", f"{c['residual']:.2e}",
+                  help="Largest component of (sum of edges + on-site + correction − the atom's tensor), "
+                       f"in {unit or 'the tensor unit'}: the contributions add up to the tensor.")
+        st.caption(f"|sum of all terms| = {np.linalg.norm(total):.4g}, |T| = {np.linalg.norm(T):.4g} {unit}. "
+                   "Sign: of the trace (rank 2), of the projection on the bond direction e_kj (rank 1), "
+                   "else of the largest component. Neighbours are periodic images when the shift is non-zero.")
+
+
+def _reduce(model, name: str) -> str:
+    try:
+        return model.config.spec(name).reduce
+    except Exception:
+        return "mean"
+
+
+with page_guard():
+    page()

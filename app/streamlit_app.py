@@ -1,0 +1,54 @@
+"""ETGNN Studio: ``streamlit run app`` from the repository root opens this entry script.
+
+Pages are registered with ``st.navigation`` in this order -- Predict, Atom inspector, Embedding
+map, Train, Learn -- each only when its file exists in app/pages/.  Shared helpers live in
+app/state.py (``from app.state import ...``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run app` puts app/ (not the repository root) on sys.path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+PAGES = (  # file in app/pages, title, icon, url path
+    ("predict.py", "Predict", ":material/science:", "predict"),
+    ("inspector.py", "Atom inspector", ":material/hub:", "inspector"),
+    ("embedding_map.py", "Embedding map", ":material/scatter_plot:", "embedding_map"),
+    ("train.py", "Train", ":material/model_training:", "train"),
+    ("learn.py", "Learn", ":material/school:", "learn"),
+)
+
+
+
+def _icon():
+    """A small drawn favicon (a material-icon favicon would be fetched from fonts.gstatic.com)."""
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[-1:1:32j, -1:1:32j]
+    inside = (x / 0.95) ** 2 + (y / 0.6) ** 2 <= 1.0
+    img = np.zeros((32, 32, 4), dtype=np.uint8)
+    img[inside] = (142, 68, 173, 255)  # the crystal-ellipsoid purple
+    return Image.fromarray(img, "RGBA")
+
+
+st.set_page_config(page_title="ETGNN Studio", page_icon=_icon(), layout="wide")
+
+here = Path(__file__).resolve().parent
+pages = [
+    st.Page(f"pages/{file}", title=title, icon=icon, url_path=url, default=(i == 0))
+    for i, (file, title, icon, url) in enumerate(p for p in PAGES if (here / "pages" / p[0]).exists())
+]
+if not pages:
+    st.error("No page found in app/pages.")
+else:
+    nav = st.navigation(pages)
+    st.sidebar.caption("ETGNN Studio — edge-based tensor GNN predictions of Born charges, dielectric, "
+                       "piezoelectric and other tensors.")
+    nav.run()
