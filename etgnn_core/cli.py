@@ -1,7 +1,21 @@
 """`etgnn models | datasets | predict | train`: the shell user's way in.
 
-Errors print one line `etgnn: error: <file>: <problem>` and exit with status 1; `--debug` shows
-the traceback instead.
+    etgnn models                                   # pretrained models, their tensors and units
+    etgnn predict quartz.cif POSCAR traj.xyz       # table of every tensor, one block per frame
+    etgnn predict *.cif --model perturbed_sio2 --format json > out.json
+    etgnn predict POSCAR --format extxyz -o out.xyz --born BORN
+
+Any format ASE reads is accepted, detected by content where the file name says nothing (a
+``POSCAR``/``CONTCAR`` without extension, an ``.xyz`` that is extended XYZ, ...); a file with
+several frames gives one result per frame.  Without ``--model`` the first model of
+:data:`DEFAULT_MODEL_ORDER` (then any other installed one, by name) that knows every element of the
+inputs is used.
+
+Bad input (a file that is not a structure, an empty file, an element the model does not know, a
+structure over ``--max-atoms``, ...) prints one line ``etgnn: error: <file>[, frame k]: <problem>``
+on standard error and exits with status 1; ``--debug`` (before or after the command) shows the
+traceback instead.  Structures are read and checked against the model's card before the model is
+built, so bad input fails fast.
 """
 
 from __future__ import annotations
@@ -12,7 +26,22 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_MODEL_ORDER = ("multi_element_bec", "perturbed_sio2")
+# Specialist BEC models first (each covers only its own elements), then the many-element BEC model,
+# then the other tensors; a model not listed here comes after these, by name.
+DEFAULT_MODEL_ORDER = (
+    "perturbed_sio2",
+    "perturbed_al2o3",
+    "perturbed_hfo2",
+    "multi_element_bec",
+    "ferroelectric_forces_bec",
+    "piezo_aln",
+    "piezo_zno",
+    "piezo_cds",
+    "water_dipole_polarizability",
+    "elastic_demo",
+)
+DEFAULT_MAX_ATOMS = 20_000  # etgnn_core.api.DEFAULT_MAX_ATOMS (test_cli checks), without importing torch here
+FORMATS = ("table", "json", "extxyz")
 
 
 class CLIError(Exception):
@@ -20,21 +49,63 @@ class CLIError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="etgnn", description="ETGNN Studio: tensor predictions for molecules and crystals")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("models", help="list the pretrained models with their tensors and units")
-    sub.add_parser("datasets", help="list the reference data sets found in ../shared/data (or $ETGNN_DATA)")
-    pr = sub.add_parser("predict", help="predict tensors of structure files (any format ASE reads)")
-    pr.add_argument("paths", nargs="+", metavar="PATH")
-    pr.add_argument("--model", help="model name (see `etgnn models`) or model folder")
-    pr.add_argument("--format", choices=("json", "table", "extxyz"), default="table")
-    pr.add_argument("--output", "-o", help="write to this file instead of standard output")
-    pr.add_argument("--born", metavar="FILE", help="also write a phonopy BORN file (needs dielectric + born_charges)")
-    pr.add_argument("--max-atoms", type=int, default=20_000, help="refuse larger structures (default 20000)")
-    pr.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    pr.add_argument("--batch-size", type=int, default=32)
-    tr = sub.add_parser("train", help="train or fine-tune a model from a YAML config (see README)")
+    # --debug is accepted before and after the command: `etgnn --debug predict x` or `etgnn predict x --debug`.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the traceback of an error instead of one line",
+    )
+    p = argparse.ArgumentParser(
+        prog="etgnn", parents=[common], description="ETGNN Studio: tensor predictions for molecules and crystals"
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    mo = sub.add_parser("models", parents=[common], help="list the pretrained models with their tensors and units")
+    mo.add_argument("--json", action="store_true", help="print one JSON list instead of text")
+    sub.add_parser(
+        "datasets", parents=[common], help="list the reference data sets found in ../shared/data (or $ETGNN_DATA)"
+    )
+    pr = sub.add_parser(
+        "predict",
+        parents=[common],
+        help="predict tensors of structure files (any format ASE reads)",
+        description="Predict every tensor a model supports for each structure (frame) of the given files.",
+    )
+    pr.add_argument(
+        "paths", nargs="+", metavar="PATH", help="structure files: CIF, POSCAR/CONTCAR, (extended) XYZ, ..."
+    )
+    pr.add_argument(
+        "--model",
+        "-m",
+        help="model name (see `etgnn models`) or model folder; "
+        "default: the first of the shipped models that knows every element of the inputs",
+    )
+    pr.add_argument(
+        "--format",
+        "-f",
+        choices=FORMATS,
+        default="table",
+        help="table (default), json (one list, one object per structure) or extxyz "
+        "(per-atom tensors as arrays, per-structure tensors in the comment line)",
+    )
+    pr.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of standard output")
+    pr.add_argument(
+        "--born",
+        metavar="FILE",
+        help="also write a phonopy BORN file (dielectric + Born charges; "
+        "FILE.0, FILE.1, ... when there are several structures)",
+    )
+    pr.add_argument(
+        "--max-atoms",
+        type=int,
+        default=DEFAULT_MAX_ATOMS,
+        help=f"refuse structures with more atoms (default {DEFAULT_MAX_ATOMS})",
+    )
+    pr.add_argument("--device", default="auto", help="auto (CUDA if available, default), cpu or cuda")
+    pr.add_argument("--batch-size", type=int, default=32, help="structures per forward pass (default 32)")
+    pr.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes on standard error")
+    tr = sub.add_parser("train", parents=[common], help="train or fine-tune a model from a YAML config (see README)")
     tr.add_argument("config")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing last checkpoint")
     tr.add_argument("--install", action="store_true", help="copy the trained model folder into pretrained/")
@@ -43,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
     try:
         return {"models": cmd_models, "datasets": cmd_datasets, "predict": cmd_predict, "train": cmd_train}[
             args.command
@@ -50,27 +122,79 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("etgnn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `etgnn predict ... | head`
+        return 0
     except Exception as exc:  # one line for the user; the traceback with --debug
-        if args.debug:
+        if debug:
             raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        print(f"etgnn: error: {msg}", file=sys.stderr)
+        print(f"etgnn: error: {_one_line(exc)}", file=sys.stderr)
         return 1
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, KeyError) and len(exc.args) == 1:
+        text = str(exc.args[0])
+    return text or exc.__class__.__name__
+
+
+# ------------------------------------------------------------------------------------------- models
 def cmd_models(args) -> int:
     from etgnn_core.registry import list_models
 
     models = list_models()
+    if getattr(args, "json", False):
+        import json
+
+        out = [
+            {
+                "name": m.name,
+                "description": m.description,
+                "path": str(m.path),
+                "tensors": [
+                    {"name": t, "unit": u, "per_atom": pa, "shape": shape} for t, u, pa, shape in _tensor_rows(m)
+                ],
+                "elements": _symbols(m.elements).split() if m.elements else [],
+                "metrics": m.card.get("metrics", {}),
+            }
+            for m in models
+        ]
+        print(json.dumps(out, indent=1))
+        return 0
     if not models:
         print("no pretrained models found (looked in $ETGNN_PRETRAINED and the repository's pretrained/)")
         return 0
     for m in models:
-        tensors = ", ".join(f"{t} [{u}]" for t, u in m.targets.items())
-        print(f"{m.name}\n  tensors: {tensors}\n  elements: {_symbols(m.elements)}\n  {m.description}")
+        print(m.name)
+        if m.description:
+            print(f"  {m.description}")
+        for t, u, pa, shape in _tensor_rows(m):
+            where = "per atom" if pa else "per structure"
+            dims = "x".join(str(d) for d in shape) or "scalar"
+            print(f"  {t:15s} [{u}]  {where}, {dims}")
+        print(f"  elements: {_symbols(m.elements)}")
         for t, met in m.card.get("metrics", {}).items():
-            print(f"  test MAE {t}: {met['mae']:.4g} {met.get('unit', '')} (baseline {met['baseline_mae']:.4g})")
+            if "mae" in met:
+                base = f" (baseline {met['baseline_mae']:.4g})" if "baseline_mae" in met else ""
+                print(f"  test MAE {t}: {met['mae']:.4g} {met.get('unit', '')}{base}")
     return 0
+
+
+def _tensor_rows(info):
+    """(name, unit, per_atom, per-item shape) of every target of a model card."""
+    import json
+
+    from etgnn_core.registry import CONFIG_FILE
+
+    try:
+        specs = {t["name"]: t for t in json.loads((Path(info.path) / CONFIG_FILE).read_text())["model"]["targets"]}
+    except Exception:  # listed models have a readable config; stay robust anyway
+        specs = {}
+    rows = []
+    for t, u in info.targets.items():
+        s = specs.get(t, {})
+        rows.append((t, u, bool(s.get("per_atom", False)), [3] * int(s.get("rank", 0))))
+    return rows
 
 
 def cmd_datasets(args) -> int:
@@ -86,58 +210,121 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-def default_model() -> str:
+# ------------------------------------------------------------------------------------------ predict
+def _candidates():
+    """Installed models in the default order: DEFAULT_MODEL_ORDER first, then the others by name."""
     from etgnn_core.registry import list_models
 
-    names = [m.name for m in list_models()]
-    for n in DEFAULT_MODEL_ORDER:
-        if n in names:
-            return n
-    if not names:
+    models = {m.name: m for m in list_models()}
+    return [models[n] for n in DEFAULT_MODEL_ORDER if n in models] + [
+        m for n, m in sorted(models.items()) if n not in DEFAULT_MODEL_ORDER
+    ]
+
+
+def default_model(numbers: set[int] | None = None):
+    """The model ``etgnn predict`` uses without ``--model``: the first candidate knowing all ``numbers``.
+
+    When none knows them all, the first candidate (its check then names the unknown elements).
+    """
+    models = _candidates()
+    if not models:
         raise CLIError("no pretrained model found; pass --model FOLDER or train one with `etgnn train CONFIG`")
-    return names[0]
+    for m in models:
+        if not m.elements or numbers is None or numbers <= set(m.elements):
+            return m
+    return models[0]
+
+
+def _model_info(name_or_path: str):
+    from etgnn_core.registry import find_model, read_info
+
+    return read_info(find_model(name_or_path))
 
 
 def cmd_predict(args) -> int:
-    from etgnn_core.api import load_model
-    from etgnn_core.structure import read_structures
+    from etgnn_core.structure import StructureError, read_structures, validate_atoms
 
-    model = load_model(args.model or default_model(), device=args.device)
+    if args.max_atoms < 1:
+        raise CLIError(f"--max-atoms must be at least 1, got {args.max_atoms}")
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    info = _model_info(args.model) if args.model else None  # a wrong --model fails before any reading
+
     structures = []  # (path, frame index, atoms)
     for path in args.paths:
-        frames = read_structures(path, name=path, max_atoms=args.max_atoms)
-        structures += [(path, i, a) for i, a in enumerate(frames)]
-    preds = []
-    for path, i, atoms in structures:
         try:
-            preds.append(model.predict(atoms, max_atoms=args.max_atoms))
-        except ValueError as exc:
-            where = path if len([s for s in structures if s[0] == path]) == 1 else f"{path}, frame {i}"
-            raise CLIError(f"{where}: {exc}") from exc
-    text = _render(args.format, structures, preds, model.name)
-    if args.output:
-        Path(args.output).write_text(text)
+            frames = read_structures(path, name=path, max_atoms=args.max_atoms)
+        except StructureError:
+            raise  # already "<file>: <problem>"
+        except Exception as exc:
+            raise CLIError(f"{path}: cannot read: {_one_line(exc)}") from exc
+        structures += [(path, int(a.info.get("frame", i)), a) for i, a in enumerate(frames)]
+
+    auto = info is None
+    if auto:
+        info = default_model({int(z) for _, _, a in structures for z in a.numbers})
+    if args.born and not {"born_charges", "dielectric"} <= set(info.targets):
+        raise CLIError(
+            f"--born needs a model predicting born_charges and dielectric; "
+            f"{info.name} predicts {', '.join(info.targets)}"
+        )
+    allowed = set(info.elements) or None
+    for _path, _i, atoms in structures:  # the card's checks before the (slow) model build; predict checks distances
+        try:
+            validate_atoms(atoms, allowed_numbers=allowed, max_atoms=args.max_atoms, min_distance=0)
+        except StructureError as exc:
+            raise CLIError(f"{exc} (model {info.name}; see `etgnn models`)") from exc
+
+    from etgnn_core.api import load_model
+
+    model = load_model(str(info.path), device=args.device)
+    show_progress = not args.quiet and len(structures) > args.batch_size and sys.stderr.isatty()
+    preds = model.predict(
+        [a for _, _, a in structures], batch_size=args.batch_size, progress=show_progress, max_atoms=args.max_atoms
+    )
+    if args.output and args.format == "extxyz":
+        _write_extxyz(args.output, preds)
     else:
-        sys.stdout.write(text)
+        text = _render(args.format, structures, preds, model.name)
+        if args.output:
+            Path(args.output).write_text(text)
+        else:
+            sys.stdout.write(text)
+            sys.stdout.flush()
     if args.born:
-        _write_born(args.born, structures, preds)
+        _write_born(args.born, structures, preds, quiet=args.quiet)
+    if auto and not args.quiet:
+        print(f"etgnn: used model {model.name} (choose another with --model; see `etgnn models`)", file=sys.stderr)
     return 0
 
 
 def _render(fmt: str, structures, preds, model_name: str) -> str:
-    from etgnn_core.io import prediction_record, to_json, write_extxyz
+    from etgnn_core.io import prediction_record, to_json
 
     if fmt == "json":
-        recs = [prediction_record(p.atoms, p.tensors, p.units, p.per_atom, model_name, source=path, index=i)
-                for (path, i, _), p in zip(structures, preds)]
+        recs = [
+            prediction_record(p.atoms, p.tensors, p.units, p.per_atom, model_name, source=path, index=i)
+            for (path, i, _), p in zip(structures, preds)
+        ]
         return to_json(recs, indent=1) + "\n"
     if fmt == "extxyz":
         import io
 
         buf = io.StringIO()
-        write_extxyz(buf, [(p.atoms, p.tensors, p.per_atom, p.units) for p in preds])
+        _write_extxyz(buf, preds)
         return buf.getvalue()
     return "".join(_table(path, i, p) for (path, i, _), p in zip(structures, preds))
+
+
+def _write_extxyz(target, preds) -> None:
+    from etgnn_core.io import write_extxyz
+
+    items = []
+    for p in preds:
+        atoms = p.atoms.copy()
+        atoms.info["model"] = p.model
+        items.append((atoms, p.tensors, p.per_atom, p.units))
+    write_extxyz(target, items)
 
 
 def _table(path: str, index: int, pred) -> str:
@@ -162,17 +349,20 @@ def _fmt(v) -> str:
     return " | ".join(_fmt(r) for r in v)
 
 
-def _write_born(target: str, structures, preds) -> None:
+def _write_born(target: str, structures, preds, quiet: bool = False) -> None:
     from etgnn_core.io import write_phonopy_born
 
     for n, ((path, i, _), p) in enumerate(zip(structures, preds)):
-        if "born_charges" not in p or "dielectric" not in p:
-            raise CLIError(f"--born: model {p.model} does not predict both born_charges and dielectric")
         out = target if len(preds) == 1 else f"{target}.{n}"
-        write_phonopy_born(out, p.atoms, p["dielectric"], p["born_charges"])
-        print(f"wrote phonopy BORN for {path} [frame {i}] to {out}", file=sys.stderr)
+        try:
+            write_phonopy_born(out, p.atoms, p["dielectric"], p["born_charges"])
+        except Exception as exc:
+            raise CLIError(f"{path}, frame {i}: cannot write phonopy BORN: {_one_line(exc)}") from exc
+        if not quiet:
+            print(f"etgnn: wrote phonopy BORN for {path} [frame {i}] to {out}", file=sys.stderr)
 
 
+# -------------------------------------------------------------------------------------------- train
 def cmd_train(args) -> int:
     import shutil
 

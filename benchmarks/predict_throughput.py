@@ -1,0 +1,190 @@
+"""Batched prediction throughput on CPU: structures per second for 1,000 small crystals.
+
+    python benchmarks/predict_throughput.py [--n 1000] [--batch-sizes 1 8 32 128] [--threads N]
+                                            [--model NAME_OR_FOLDER] [--profile]
+
+Model: by default a randomly initialised ETGNN of the shipped default size (configs/perturbed_sio2.yaml:
+hidden 128, 4 blocks, cutoff 5 A, cap 12 neighbours, triplet_hidden 32, out_emb 64; targets
+born_charges + dielectric) -- speed does not depend on the weights; ``--model`` times a shipped one.
+Structures: rattled cells of 2-9 atoms (Si, NaCl, ZnO wurtzite, MgO, alpha-quartz SiO2) built with
+ase, so the script needs no data files.
+
+For every batch size it reports
+* ``graph``: ``Model.prepare`` (validation + vesin neighbour list + cap + triplets), per structure;
+* ``model``: collate + forward + splitting into per-structure numpy ``Prediction`` objects;
+* ``total``: ``Model.predict(structures, batch_size=b)`` end to end (what users call), as wall-clock
+  structures/s and as structures per CPU-second of this process (equal to wall-clock on an idle
+  machine with one thread; the 2-core development machine is shared with trainings).
+Prints a markdown table; the target is >= 200 structures/s on the CI machine's CPU, judged on the
+per-CPU-second rate with one thread (else on wall-clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.build import bulk
+
+TARGET = 200.0  # structures / s
+
+
+def small_crystals(n: int, seed: int = 0) -> list[Atoms]:
+    """``n`` rattled crystals of 2-9 atoms (positions perturbed by 0.05 A, cells strained by up to 2%)."""
+    rng = np.random.default_rng(seed)
+    protos = [
+        bulk("Si", "diamond", a=5.43),  # 2 atoms
+        bulk("NaCl", "rocksalt", a=5.64),  # 2 atoms
+        bulk("MgO", "rocksalt", a=4.21),  # 2 atoms
+        bulk("ZnO", "wurtzite", a=3.25, c=5.20),  # 4 atoms
+        _quartz(),  # 9 atoms
+    ]
+    out = []
+    for i in range(n):
+        a = protos[i % len(protos)].copy()
+        strain = np.eye(3) + 0.02 * rng.uniform(-1, 1, (3, 3))
+        a.set_cell(a.cell.array @ strain, scale_atoms=True)
+        a.positions += rng.normal(0.0, 0.05, a.positions.shape)
+        out.append(a)
+    return out
+
+
+def _quartz() -> Atoms:
+    from ase.spacegroup import crystal
+
+    return crystal(
+        ["Si", "O"],
+        basis=[(0.4697, 0.0, 2 / 3), (0.4135, 0.2669, 0.1191 + 2 / 3)],  # P3_221: Si on 3a
+        spacegroup=154,
+        cellpar=[4.9134, 4.9134, 5.4052, 90, 90, 120],
+    )
+
+
+def default_model(device: str = "cpu"):
+    """A default-size model (as configs/perturbed_sio2.yaml) wrapped in etgnn_core.api.Model."""
+    from etgnn_core.api import Model
+    from etgnn_core.model.etgnn import ETGNN, ModelConfig
+    from etgnn_core.registry import ModelInfo
+    from etgnn_core.tensors.specs import spec_for
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        targets=[spec_for("born_charges"), spec_for("dielectric")],
+        cutoff=5.0,
+        max_neighbors=12,
+        hidden=128,
+        num_blocks=4,
+        triplet_hidden=32,
+        out_emb=64,
+    )
+    net = ETGNN(cfg)
+    info = ModelInfo("default-size (random weights)", None, "", {t.name: t.unit for t in cfg.targets}, [])
+    return Model(net, info, device)
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def time_split(model, structures, batch_size: int) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) seconds building graphs, in the model (collate + forward + split), and end to end."""
+    from etgnn_core.graph import collate
+
+    c0 = _clock()
+    prepared = [model.prepare(a) for a in structures]
+    c1 = _clock()
+    with torch.no_grad():
+        for start in range(0, len(prepared), batch_size):
+            chunk = prepared[start : start + batch_size]
+            out = model.net(collate([g for _, g in chunk]))
+            model._split(out, [a for a, _ in chunk], False, False)
+    c2 = _clock()
+    model.predict(structures, batch_size=batch_size)
+    c3 = _clock()
+    return {k: (b[0] - a[0], b[1] - a[1]) for k, a, b in (("graph", c0, c1), ("model", c1, c2), ("total", c2, c3))}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=1000, help="number of structures (default 1000)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32, 128])
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: small-crystal graphs are too small for intra-op "
+        "parallelism; 0 keeps torch's default)",
+    )
+    p.add_argument("--model", help="time this shipped model (name or folder) instead of a random default-size one")
+    p.add_argument("--profile", action="store_true", help="print a cProfile summary of predict at batch 32")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    t = time.perf_counter()
+    if args.model:
+        from etgnn_core.api import load_model
+
+        model = load_model(args.model, device="cpu")
+    else:
+        model = default_model("cpu")
+    build_s = time.perf_counter() - t
+    structures = small_crystals(args.n)
+    if model.elements:
+        allowed = set(model.elements)
+        structures = [a for a in structures if set(a.numbers) <= allowed] or structures
+    n = len(structures)
+    n_atoms = np.mean([len(a) for a in structures])
+    model.predict(structures[:16], batch_size=16)  # warm-up (allocator, lazy init)
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"model: {model.name}; {sum(p.numel() for p in model.net.parameters()):,} parameters; "
+        f"built/loaded in {build_s:.1f} s"
+    )
+    print(
+        f"{n} structures, {n_atoms:.1f} atoms on average; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+        f"load average {load:.1f} at start"
+    )
+    print()
+    print(
+        "| batch size | graph building (CPU ms/structure) | model (CPU ms/structure) | predict, wall (structures/s) "
+        f"| predict, per CPU-second (structures/s) | >= {TARGET:.0f}/s |"
+    )
+    print("|---:|---:|---:|---:|---:|:---:|")
+    for b in args.batch_sizes:
+        s = time_split(model, structures, b)
+        wall, cpu = n / s["total"][0], n / max(s["total"][1], 1e-9)
+        rate = cpu if torch.get_num_threads() == 1 else wall  # one thread: CPU rate = rate on an idle core
+        print(
+            f"| {b} | {1e3 * s['graph'][1] / n:.2f} | {1e3 * s['model'][1] / n:.2f} | {wall:.0f} | {cpu:.0f} "
+            f"| {'yes' if rate >= TARGET else 'no'} |",
+            flush=True,
+        )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"\nload average {load:.1f} at the end.  'per CPU-second' divides by this process's CPU time: with "
+        "1 thread it is the wall-clock rate on an idle core (the machine here may be shared)."
+    )
+
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        model.predict(structures, batch_size=32)
+        prof.disable()
+        print()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

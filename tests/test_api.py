@@ -1,0 +1,272 @@
+"""Python API: list_models / load_model / Model.predict on tiny model folders (never the real pretrained/).
+
+``make_model_folder`` is also used by test_cli.py and test_calculator.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+
+import etgnn_core
+from etgnn_core import keys
+from etgnn_core.api import EdgeContributions, Prediction
+from etgnn_core.model.etgnn import ETGNN, ModelConfig
+from etgnn_core.registry import ModelLoadError, save_model
+from etgnn_core.structure import StructureError
+from etgnn_core.tensors.specs import spec_for
+
+# Small bases: building the spherical basis (sympy) dominates the load time of a model.
+TINY = dict(
+    hidden=16,
+    int_emb=8,
+    basis_emb=4,
+    out_emb=16,
+    triplet_hidden=8,
+    num_blocks=1,
+    num_radial=2,
+    num_spherical=2,
+    max_neighbors=12,
+)
+SHAPES = {
+    keys.ENERGY: (),
+    keys.FORCES: ("n", 3),
+    keys.DIPOLE: (3,),
+    keys.POLARIZABILITY: (3, 3),
+    keys.DIELECTRIC: (3, 3),
+    keys.BORN_CHARGES: ("n", 3, 3),
+    keys.SHIELDING: ("n", 3, 3),
+    keys.PIEZOELECTRIC: (3, 3, 3),
+    keys.ELASTIC: (3, 3, 3, 3),
+}
+
+
+def make_model_folder(root, name: str, targets, elements=(), seed: int = 0, **spec_overrides):
+    """Save a tiny random ETGNN predicting ``targets`` into ``root/name``; ``spec_overrides``: {target: {unit: ..}}."""
+    torch.manual_seed(seed)
+    specs = [spec_for(t, **spec_overrides.get(t, {})) for t in targets]
+    net = ETGNN(ModelConfig(targets=specs, elements=sorted(elements), **TINY))
+    with torch.no_grad():  # O(1) outputs, so that sums and shapes are not trivially zero
+        net.species_bias.weight.normal_()
+    card = {"metrics": {t: {"mae": 0.1, "baseline_mae": 1.0, "unit": s.unit} for t, s in zip(targets, specs)}}
+    return save_model(net, root / name, name=name, description=f"tiny test model {name}", card=card)
+
+
+def sio_cell() -> Atoms:
+    """A rattled 2-atom Si-O cell (the tiny SiO2 model's elements)."""
+    a = bulk("Si", "diamond", a=4.6)
+    a.numbers[1] = 8
+    a.rattle(0.05, seed=1)
+    return a
+
+
+def quartz() -> Atoms:
+    from ase.spacegroup import crystal
+
+    a = crystal(
+        ["Si", "O"],
+        basis=[(0.4697, 0, 2 / 3), (0.4135, 0.2669, 0.1191 + 2 / 3)],
+        spacegroup=154,
+        cellpar=[4.9134, 4.9134, 5.4052, 90, 90, 120],
+    )
+    a.rattle(0.02, seed=2)
+    return a
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrained")
+    make_model_folder(root, "tiny_all", list(keys.TENSOR_NAMES), dipole={"unit": "e*bohr"})
+    make_model_folder(root, "tiny_sio2", ["born_charges", "dielectric"], elements=[8, 14])
+    return root
+
+
+@pytest.fixture(scope="module")
+def env(pretrained):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ETGNN_PRETRAINED", str(pretrained))
+        yield pretrained
+
+
+@pytest.fixture(scope="module")
+def model_all(env):
+    return etgnn_core.load_model("tiny_all")
+
+
+@pytest.fixture(scope="module")
+def model_sio2(env):
+    return etgnn_core.load_model("tiny_sio2")
+
+
+def test_list_models_and_load_by_name(env, model_all):
+    names = [m.name for m in etgnn_core.list_models()]
+    assert {"tiny_all", "tiny_sio2"} <= set(names)
+    info = {m.name: m for m in etgnn_core.list_models()}["tiny_sio2"]
+    assert info.targets == {"born_charges": "e", "dielectric": "dimensionless"}
+    assert info.elements == [8, 14]
+    assert model_all.name == "tiny_all"
+    # a folder path works as well as a name
+    assert etgnn_core.load_model(str(env / "tiny_sio2"), device="cpu").units == info.targets
+
+
+def test_device_defaults_to_cuda_when_available(model_all):
+    assert model_all.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert next(model_all.net.parameters()).device.type == model_all.device.type
+
+
+def test_predict_single_structure_returns_mapping_with_exact_names_shapes_units(model_all):
+    atoms = sio_cell()
+    pred = model_all.predict(atoms)
+    assert isinstance(pred, Prediction)
+    assert set(pred) == set(keys.TENSOR_NAMES)
+    for name, shape in SHAPES.items():
+        want = tuple(len(atoms) if d == "n" else d for d in shape)
+        assert isinstance(pred[name], np.ndarray) and pred[name].shape == want, name
+        assert np.isfinite(pred[name]).all()
+        assert pred.per_atom[name] == (shape[:1] == ("n",))
+    # units are the model card's (config.json), including a target given another unit
+    card = json.loads((model_all.info.path / "config.json").read_text())["model"]["targets"]
+    assert pred.units == {t["name"]: t["unit"] for t in card}
+    assert pred.units["dipole"] == "e*bohr" and pred.units["born_charges"] == "e"
+    assert pred.embeddings is None and pred.contributions == {}
+    assert pred.atoms.get_chemical_formula() == atoms.get_chemical_formula()
+
+
+def test_missing_tensor_names_what_the_model_has(model_sio2):
+    pred = model_sio2.predict(sio_cell())
+    assert list(pred) == ["born_charges", "dielectric"]
+    with pytest.raises(KeyError, match=r"'forces' is not predicted by model 'tiny_sio2'.*born_charges"):
+        pred["forces"]
+    from etgnn_core.plots import plot_piezo, plot_structure
+
+    with pytest.raises(KeyError, match=r"'forces' is not predicted by model 'tiny_sio2'; it can draw"):
+        plot_structure(pred, "forces")
+    with pytest.raises(KeyError, match="'piezoelectric' is not predicted"):
+        plot_piezo(pred)
+
+
+def test_predict_list_returns_list_and_matches_single_predictions(model_all):
+    structures = [sio_cell(), quartz(), molecule("H2O"), sio_cell()]
+    preds = model_all.predict(structures, batch_size=3, progress=True)
+    assert isinstance(preds, list) and len(preds) == len(structures)
+    for atoms, p in zip(structures, preds):
+        one = model_all.predict(atoms)
+        assert p["born_charges"].shape == (len(atoms), 3, 3)
+        for name in keys.TENSOR_NAMES:
+            np.testing.assert_allclose(p[name], one[name], atol=1e-5, rtol=1e-4, err_msg=name)
+    assert model_all.predict((sio_cell(),))[0]["forces"].shape == (2, 3)  # a tuple is a list too
+
+
+def test_embeddings_and_contributions(model_all):
+    atoms = quartz()
+    pred = model_all.predict(atoms, embeddings=True, contributions=True)
+    assert pred.embeddings.shape == (len(atoms), model_all.config.out_emb)
+    assert set(pred.contributions) == set(keys.TENSOR_NAMES)
+    for name, contrib in pred.contributions.items():
+        assert isinstance(contrib, EdgeContributions)
+        if pred.per_atom[name]:
+            np.testing.assert_allclose(contrib.atom, pred[name], atol=1e-6)
+        for j in range(len(atoms)):
+            c = contrib.for_atom(j)
+            assert c["residual"] < 1e-5, (name, j)  # edges + on-site + ASR add up to the atom tensor (float32)
+            assert len(c["edges"]) == len(c["neighbors"]) == len(c["contributions"]) > 0
+            assert np.all(np.diff(c["norms"]) <= 1e-12)  # sorted by decreasing size
+    bec = pred.contributions["born_charges"]
+    # neighbour image positions are consistent with the cell shifts
+    img = atoms.positions[bec.edge_src] + bec.edge_shift @ atoms.cell.array
+    np.testing.assert_allclose(bec.neighbor_positions, img, atol=1e-4)
+
+
+def test_pymatgen_structure_is_accepted(model_all):
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    atoms = quartz()
+    structure = AseAtomsAdaptor.get_structure(atoms)
+    p1, p2 = model_all.predict(structure), model_all.predict(atoms)
+    np.testing.assert_allclose(p1["born_charges"], p2["born_charges"], atol=1e-5)
+    np.testing.assert_allclose(p1["piezoelectric"], p2["piezoelectric"], atol=1e-5)
+
+
+def test_unknown_element_and_atom_limit_are_clear_errors(model_sio2):
+    model = model_sio2
+    with pytest.raises(StructureError, match=r"element not supported by the model: Zn .*knows O, Si"):
+        model.predict(bulk("ZnO", "wurtzite", a=3.25, c=5.2))
+    with pytest.raises(StructureError, match="more than the limit of 5 atoms"):
+        model.predict(quartz(), max_atoms=5)
+    assert model.predict(sio_cell())["born_charges"].shape == (2, 3, 3)
+
+
+def _copy_model(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_tampered_config_is_refused_naming_what_differs(env, tmp_path):
+    folder = _copy_model(env / "tiny_sio2", tmp_path / "tampered_config")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model"]["hidden"] = 24
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(
+        ModelLoadError, match=r"weights do not match the config: .*shape mismatch .*\(16.*vs config.*24"
+    ):
+        etgnn_core.load_model(str(folder))
+
+
+def test_tampered_weights_are_refused_naming_what_differs(env, tmp_path):
+    folder = _copy_model(env / "tiny_sio2", tmp_path / "tampered_weights")
+    state = torch.load(folder / "weights.pt", weights_only=True)
+    removed = sorted(state)[0]
+    del state[removed]
+    state["extra.weight"] = torch.zeros(2)
+    torch.save(state, folder / "weights.pt")
+    with pytest.raises(ModelLoadError) as err:
+        etgnn_core.load_model(str(folder))
+    assert "missing 1" in str(err.value) and removed in str(err.value) and "extra.weight" in str(err.value)
+
+    (folder / "weights.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ModelLoadError, match="cannot be read as plain weights"):
+        etgnn_core.load_model(str(folder))
+
+
+def test_unknown_model_name_lists_shipped_models(env):
+    with pytest.raises(ModelLoadError, match=r"no model named or at 'nope'.*tiny_all"):
+        etgnn_core.load_model("nope")
+
+
+def test_plot_helpers_return_the_app_figures(model_all):
+    import plotly.graph_objects as go
+
+    from etgnn_core.plots import drawable_tensors, plot_contributions, plot_piezo, plot_structure
+
+    atoms = quartz()
+    pred = model_all.predict(atoms, contributions=True)
+    fig = plot_structure(pred)  # Born-charge ellipsoids (+ the dipole arrow this model has)
+    assert isinstance(fig, go.Figure)
+    assert any(isinstance(t, go.Mesh3d) for t in fig.data) and "born_charges" in fig.layout.title.text
+    crystal = plot_structure(pred, "dielectric")
+    assert any(t.name and t.name.startswith("crystal dielectric") for t in crystal.data)
+    assert set(drawable_tensors(pred)) == {"dipole", "polarizability", "dielectric", "born_charges", "shielding"}
+    assert isinstance(plot_structure(pred, None), go.Figure)
+
+    bonds = plot_contributions(pred, atom=1, tensor="born_charges")
+    n_edges = len(pred.contributions["born_charges"].for_atom(1)["edges"])
+    assert len(bonds.data) == 2 + n_edges  # centre, neighbours, one line per bond
+    assert "atom #1" in bonds.layout.title.text
+    assert isinstance(plot_contributions(pred, atom=-1, tensor="dielectric"), go.Figure)
+
+    surface = plot_piezo(pred)
+    assert isinstance(surface.data[0], go.Surface) and "C/m<sup>2</sup>" in surface.data[0].colorbar.title.text
+
+    with pytest.raises(ValueError, match="plot_piezo"):
+        plot_structure(pred, "piezoelectric")
+    with pytest.raises(ValueError, match="contributions=True"):
+        plot_contributions(model_all.predict(atoms), atom=0)
+    with pytest.raises(IndexError, match="9 atoms"):
+        plot_contributions(pred, atom=9)
