@@ -104,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--device", default="auto", help="auto (CUDA if available, default), cpu or cuda")
     pr.add_argument("--batch-size", type=int, default=32, help="structures per forward pass (default 32)")
+    pr.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's choice); 1 is fastest for many small structures on a busy machine",
+    )
     pr.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes on standard error")
     tr = sub.add_parser("train", parents=[common], help="train or fine-tune a model from a YAML config (see README)")
     tr.add_argument("config")
@@ -275,8 +280,12 @@ def cmd_predict(args) -> int:
         except StructureError as exc:
             raise CLIError(f"{exc} (model {info.name}; see `etgnn models`)") from exc
 
+    import torch
+
     from etgnn_core.api import load_model
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     model = load_model(str(info.path), device=args.device)
     show_progress = not args.quiet and len(structures) > args.batch_size and sys.stderr.isatty()
     preds = model.predict(

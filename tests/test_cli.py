@@ -251,3 +251,12 @@ def test_console_script_error_is_one_line(files, pretrained):
 
 def test_cli_and_api_share_the_atom_limit():
     assert cli.DEFAULT_MAX_ATOMS == etgnn_core.api.DEFAULT_MAX_ATOMS
+
+
+def test_threads_option_sets_torch_threads(capsys, files, monkeypatch):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)  # record, leave the session's setting alone
+    rc, out, _ = run(capsys, "predict", files["CONTCAR"], "--model", "tiny_sio2", "--threads", "1", "-f", "json")
+    assert rc == 0 and calls == [1] and len(json.loads(out)) == 1
