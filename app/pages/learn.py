@@ -1,0 +1,369 @@
+"""Learn: how ETGNN builds an equivariant tensor from edges, what the parts of a rank-2 tensor mean, and a
+live check that prediction(rotated structure) = rotation(prediction)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from ase.data import chemical_symbols
+from scipy.spatial.transform import Rotation
+
+from app.state import (
+    keep_widget,
+    memo,
+    page_guard,
+    predict,
+    prediction_key,
+    select_model,
+    select_structure,
+    show_error,
+)
+from etgnn_core import keys
+from etgnn_core.tensors.algebra import (
+    VOIGT_LABELS,
+    decompose_rank2,
+    full_rank3_to_voigt,
+    full_rank4_to_voigt,
+    principal_axes,
+    random_orthogonal,
+    rotate_tensor,
+)
+from etgnn_core.viz import structure_figure
+
+XYZ = "xyz"
+_HOOK_LOCK = threading.Lock()
+
+MEANING = {  # tensor -> (isotropic, antisymmetric, symmetric traceless)
+    keys.BORN_CHARGES: (
+        "the mean dynamical charge of the atom: what a rigid point charge moving with the atom would carry. "
+        "Compare it with the nominal ionic charge (e.g. +4 for Si, −2 for O): anomalous values signal covalency.",
+        "a rotational response: displacing the atom along x creates polarization along y and not the "
+        "reverse. It is an axial vector w (w_i = ½ ε_ijk T_jk) and vanishes on sites whose symmetry forbids it.",
+        "the anisotropy: the charge is larger for displacements along some directions (its principal axes) "
+        "than along others, e.g. along a bond versus across it.",
+    ),
+    keys.DIELECTRIC: (
+        "the orientation-averaged electronic dielectric constant ε∞ (≈ n², the squared refractive index).",
+        "zero: ε is symmetric (energy conservation), the model enforces it.",
+        "the optical anisotropy: non-zero in non-cubic crystals, it is the source of birefringence.",
+    ),
+    keys.POLARIZABILITY: (
+        "the mean polarizability (what Raman calls the isotropic invariant a).",
+        "zero: the polarizability is symmetric.",
+        "the anisotropy γ of the polarizability: it drives depolarized Raman scattering.",
+    ),
+    keys.SHIELDING: (
+        "the isotropic shielding σ_iso, i.e. the chemical shift measured in solution / MAS NMR.",
+        "the antisymmetric shielding: it does not shift lines to first order, hence rarely measured.",
+        "the shielding anisotropy (span, skew): it shapes static powder NMR line shapes.",
+    ),
+}
+GENERIC = ("the orientation average of the tensor (one number, l = 0, unchanged by any rotation).",
+           "a pseudo-vector (three numbers, l = 1); it rotates like a vector.",
+           "the anisotropy (five numbers, l = 2): how the response differs between directions.")
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def kept(key: str, default, options: list | None = None) -> dict:
+    """Widget kwargs that keep its value across pages (stored as ``etgnn_<key>``)."""
+    return keep_widget(key, f"etgnn_{key}", options, default)
+
+
+def matrix_frame(T) -> pd.DataFrame:
+    return pd.DataFrame(np.asarray(T, dtype=float).round(4), index=list(XYZ), columns=list(XYZ))
+
+
+def edge_coefficients(model, atoms) -> np.ndarray:
+    """t_kj of every edge and target, in output units (scale / <deg> included): [n_edges, n_targets].
+
+    Read with a forward hook on the edge head (phi_edge), in the edge order of ``model.predict``.
+    """
+    _, graph = model.prepare(atoms, max_atoms=None)
+    captured = {}
+
+    def hook(_mod, _inp, out):
+        captured["t"] = out.detach()
+
+    net = model.net
+    with _HOOK_LOCK:
+        handle = net.edge_head.register_forward_hook(hook)
+        try:
+            import torch
+
+            with torch.no_grad():
+                net(graph)
+        finally:
+            handle.remove()
+    t = captured["t"].cpu().numpy().astype(np.float64)
+    scales = net.scales.detach().cpu().numpy().astype(np.float64)
+    return t * scales[None, :] / float(model.config.avg_degree)
+
+
+def euler_matrix(alpha: float, beta: float, gamma: float, mirror: bool) -> np.ndarray:
+    R = Rotation.from_euler("ZYZ", [alpha, beta, gamma], degrees=True).as_matrix()
+    return np.diag([1.0, 1.0, -1.0]) @ R if mirror else R
+
+
+def transformed(atoms, R):
+    """The structure with positions and lattice vectors (rows) mapped by R."""
+    out = atoms.copy()
+    out.positions = atoms.positions @ R.T
+    if np.any(np.abs(np.asarray(atoms.cell)) > 0):
+        out.cell = np.asarray(atoms.cell) @ R.T
+    return out
+
+
+def equivariance_table(model, pred, pred_rot, R) -> pd.DataFrame:
+    rows = []
+    for spec in model.config.targets:
+        T = np.asarray(pred[spec.name])
+        expected = rotate_tensor(T, R, rank=spec.rank)
+        got = np.asarray(pred_rot[spec.name])
+        res = float(np.abs(got - expected).max()) if T.size else 0.0
+        scale = float(np.abs(T).max()) if T.size else 0.0
+        rows.append({"tensor": spec.name, "rank": spec.rank, "per atom": spec.per_atom,
+                     "max |T(Rx) − R·T(x)|": res, "relative": res / scale if scale else 0.0,
+                     "unit": pred.units.get(spec.name, "")})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------- sections
+def section_edges(model, entry, pred, name: str, j: int) -> None:
+    st.header("1 · A tensor built from edges")
+    st.markdown(
+        "ETGNN is an *invariant* network: it only sees distances, angles and elements, and outputs **scalar "
+        "coefficients** — one per edge $k\\to j$ ($t_{kj}$) and one per triplet $k\\to j\\to i$ ($t_{kji}$). "
+        "The directions enter only through tensor products of unit bond vectors "
+        "$\\vec e_{kj} = (\\vec r_j - \\vec r_k)/|\\vec r_j - \\vec r_k|$, so the atomic tensor of atom $j$ is")
+    st.latex(r"T_j \;=\; \sum_{k} t_{kj}\; \vec e_{kj}\otimes\vec e_{kj} \;+\; "
+             r"\sum_{k,i} t_{kji}\; \vec e_{kj}\otimes\vec e_{ji} \;+\; a_j\,\mathbb{1}")
+    st.markdown(
+        "The first sum is symmetric; the triplet sum brings the antisymmetric part. Rotate the structure by $R$: "
+        "the coefficients do not change (they depend on distances and angles only) while every "
+        "$\\vec e \\to R\\vec e$, hence "
+        "$\\vec e\\otimes\\vec e \\to R\\,(\\vec e\\otimes\\vec e)\\,R^{\\mathsf T}$ and "
+        "$T_j \\to R\\,T_j\\,R^{\\mathsf T}$ — equivariance by construction. A crystal tensor is the mean of "
+        "the atomic ones, $T = \\frac1N\\sum_j T_j$. (In the code the sums are divided by the mean number of "
+        "neighbours and multiplied by a per-tensor scale; the numbers below include both.)")
+    c = pred.contributions[name]
+    info = c.for_atom(j)
+    edges = info["edges"]
+    if not len(edges):
+        st.info(f"Atom #{j} has no neighbour within the {model.config.cutoff} Å cutoff: only the on-site term.")
+        return
+    atoms = pred.atoms
+    t_all = memo("learn_t", (*prediction_key(model, entry),), lambda: edge_coefficients(model, atoms))
+    col = [t.name for t in model.config.targets].index(name)
+    if t_all.shape[0] != len(c.edge_src):
+        st.warning("The edge coefficients could not be matched to the edges of this prediction.")
+        return
+
+    def edge_label(r: int) -> str:
+        e = int(edges[r])
+        k = int(c.edge_src[e])
+        sh = tuple(int(x) for x in c.edge_shift[e])
+        img = f", image {sh}" if any(sh) else ""
+        return (f"k = #{k} {chemical_symbols[int(atoms.numbers[k])]}, d = {info['distances'][r]:.3f} Å{img}, "
+                f"|C| = {info['norms'][r]:.3g}")
+
+    r = st.selectbox(f"Edge into atom #{j} (largest contribution first)", list(range(len(edges))),
+                     format_func=edge_label, key="learn_edge")
+    e = int(edges[r])
+    vec = c.positions[j] - c.neighbor_positions[e]
+    unit = vec / np.linalg.norm(vec)
+    ee = np.outer(unit, unit)
+    t = float(t_all[e, col])
+    two_body = t * ee
+    C = np.asarray(c.edge[e], dtype=float)
+    triplet = C - two_body
+    u = pred.units.get(name, "")
+    st.markdown(f"$\\vec e_{{kj}}$ = ({unit[0]:.3f}, {unit[1]:.3f}, {unit[2]:.3f}),   "
+                f"$t_{{kj}}$ = **{t:.4g}** {u}")
+    cols = st.columns(4)
+    for colm, (title, M) in zip(cols, [("e ⊗ e (unit tensor)", ee), (f"t_kj · e ⊗ e ({u})", two_body),
+                                         (f"triplets Σ_i t_kji e_kj ⊗ e_ji ({u})", triplet),
+                                         (f"this edge's contribution C_kj ({u})", C)]):
+        with colm:
+            st.markdown(f"*{title}*")
+            st.dataframe(matrix_frame(M))
+    total = info["contributions"].sum(0) + info["onsite"] + info["asr"]
+    st.caption(f"Adding all {len(edges)} edge contributions, the on-site term a_j 1 "
+               f"(|·| = {np.linalg.norm(info['onsite']):.3g}) and the acoustic-sum-rule correction "
+               f"(|·| = {np.linalg.norm(info['asr']):.3g}) gives the atom tensor: max |Σ − T_j| = "
+               f"{float(np.abs(total - info['tensor']).max()):.1e} {u}. e ⊗ e is symmetric with eigenvalues 1, 0, 0: "
+               "a single edge only 'pulls' along its own bond.")
+
+
+def section_decomposition(pred, name: str, j: int, per_atom: bool) -> None:
+    st.header("2 · Isotropic, antisymmetric and symmetric-traceless parts")
+    st.latex(r"T \;=\; \underbrace{\tfrac{\operatorname{tr}T}{3}\,\mathbb{1}}_{\text{isotropic, }l=0,\;1}"
+             r"\;+\;\underbrace{\tfrac{1}{2}\left(T-T^{\mathsf T}\right)}_{\text{antisymmetric, }l=1,\;3}"
+             r"\;+\;\underbrace{\tfrac{1}{2}\left(T+T^{\mathsf T}\right)-\tfrac{\operatorname{tr}T}{3}\,\mathbb{1}}"
+             r"_{\text{symmetric traceless, }l=2,\;5}")
+    st.markdown("9 = 1 + 3 + 5 numbers. Each part is mapped onto itself by every rotation, so the three "
+                "**norms** are rotation invariants (check them in section 3).")
+    T = np.asarray(pred[name][j] if per_atom else pred[name], dtype=float)
+    u = pred.units.get(name, "")
+    what = f"{name} of atom #{j}" if per_atom else f"crystal {name}"
+    parts = decompose_rank2(T)
+    meaning = MEANING.get(name, GENERIC)
+    st.markdown(f"**{what}** ({u or 'dimensionless'})")
+    cols = st.columns(4)
+    with cols[0]:
+        st.markdown("*T*")
+        st.dataframe(matrix_frame(T))
+    for colm, (title, M, text) in zip(cols[1:], [
+        ("isotropic", parts.isotropic, meaning[0]),
+        ("antisymmetric", parts.antisymmetric, meaning[1]),
+        ("symmetric traceless", parts.symmetric_traceless, meaning[2]),
+    ]):
+        with colm:
+            st.markdown(f"*{title}*")
+            st.dataframe(matrix_frame(M))
+            st.caption(f"norm {np.linalg.norm(M):.4g} — {text}")
+    A = parts.antisymmetric
+    w = 0.5 * np.array([A[1, 2] - A[2, 1], A[2, 0] - A[0, 2], A[0, 1] - A[1, 0]])
+    evals, _ = principal_axes(T)
+    st.caption(f"tr T / 3 = {np.trace(T) / 3:.4g} {u}; axial vector w = ({w[0]:.3g}, {w[1]:.3g}, {w[2]:.3g}); "
+               f"eigenvalues of the symmetric part: {', '.join(f'{x:.4g}' for x in evals)}. "
+               f"The parts add up to T (max |difference| {float(np.abs(parts.total - T).max()):.1e}).")
+
+
+def rotation_matrix_widget() -> np.ndarray:
+    modes = ["Euler angles", "Random element of O(3)"]
+    mode = st.radio("Transformation", modes, horizontal=True, **kept("learn_mode", modes[0], modes))
+    if mode == "Euler angles":
+        c1, c2, c3, c4 = st.columns(4)
+        a = c1.slider("α (about z)", -180, 180, **kept("learn_alpha", 30))
+        b = c2.slider("β (about y′)", 0, 180, **kept("learn_beta", 45))
+        g = c3.slider("γ (about z″)", -180, 180, **kept("learn_gamma", 60))
+        mirror = c4.checkbox("then reflect (z → −z)", **kept("learn_mirror", False),
+                             help="An improper rotation (det R = −1): polar tensors such as Born charges, ε and "
+                                  "the piezoelectric tensor transform with R alone.")
+        return euler_matrix(a, b, g, mirror)
+    if st.button("Draw a random O(3) element", key="learn_random", icon=":material/casino:") or \
+            "learn_random_R" not in st.session_state:
+        st.session_state["learn_random_R"] = random_orthogonal(np.random.default_rng())
+    return np.asarray(st.session_state["learn_random_R"])
+
+
+def section_rotation(model, entry, pred, name: str, j: int) -> None:
+    st.header("3 · Rotate or reflect the structure")
+    st.markdown("Equivariance means predicting on the transformed structure gives the transformed prediction:")
+    st.latex(r"T_j(R\,\mathbf{x}) = R\,T_j(\mathbf{x})\,R^{\mathsf T},\qquad "
+             r"e_{abc}(R\,\mathbf{x}) = R_{ai}R_{bj}R_{ck}\,e_{ijk}(\mathbf{x}),\qquad R\in O(3)")
+    R = rotation_matrix_widget()
+    st.caption(f"R = {np.array2string(R, precision=3, suppress_small=True)}   det R = {np.linalg.det(R):+.0f}")
+    rotated = transformed(pred.atoms, R)
+    key = (*prediction_key(model, entry), tuple(np.round(R, 10).ravel()))
+    pred_rot = memo("learn_rot", key, lambda: model.predict(rotated))
+    table = equivariance_table(model, pred, pred_rot, R)
+    worst = float(table["relative"].max())
+    ok = worst < 1e-4
+    (st.success if ok else st.warning)(
+        f"Largest relative residual over all tensors: {worst:.1e} "
+        + ("— equal up to float32 rounding." if ok else "— larger than float32 rounding."),
+        icon=":material/check_circle:" if ok else ":material/warning:")
+    st.dataframe(table.style.format({"max |T(Rx) − R·T(x)|": "{:.2e}", "relative": "{:.2e}"}), hide_index=True)
+    spec = model.config.spec(name)
+    T = np.asarray(pred[name][j] if spec.per_atom else pred[name], dtype=float)
+    got = np.asarray(pred_rot[name][j] if spec.per_atom else pred_rot[name], dtype=float)
+    if spec.rank == 2:
+        expected = R @ T @ R.T
+        what = f"{name} of atom #{j}" if spec.per_atom else f"crystal {name}"
+        cols = st.columns(3)
+        for colm, (title, M) in zip(cols, [(f"R T Rᵀ ({what})", expected), ("prediction on the rotated structure", got),
+                                           ("residual", got - expected)]):
+            with colm:
+                st.markdown(f"*{title}*")
+                st.dataframe(matrix_frame(M) if title != "residual" else
+                             pd.DataFrame(np.asarray(M), index=list(XYZ), columns=list(XYZ)).map(lambda x: f"{x:.1e}"))
+        p0, p1 = decompose_rank2(T), decompose_rank2(got)
+        inv = pd.DataFrame({"part": ["isotropic", "antisymmetric", "symmetric traceless"],
+                            "norm before": [np.linalg.norm(p0.isotropic), np.linalg.norm(p0.antisymmetric),
+                                            np.linalg.norm(p0.symmetric_traceless)],
+                            "norm after": [np.linalg.norm(p1.isotropic), np.linalg.norm(p1.antisymmetric),
+                                           np.linalg.norm(p1.symmetric_traceless)]})
+        st.dataframe(inv.round(6), hide_index=True)
+        st.caption("The norms of the three parts are invariants: unchanged by the transformation.")
+    elif spec.rank in (1, 3, 4):
+        show_other_rank(spec, T, got, R, j)
+    if spec.per_atom and spec.rank == 2:
+        with page_guard("3D views"):
+            c1, c2 = st.columns(2)
+            for colm, (title, at, P) in zip((c1, c2), [("original", pred.atoms, pred[name]),
+                                                     ("transformed", rotated, pred_rot[name])]):
+                fig = structure_figure(at, atom_tensors=P, tensor_label=name, highlight=j)
+                fig.update_layout(height=380, title=dict(text=f"{title}: ellipsoids of predicted {name}"))
+                colm.plotly_chart(fig, key=f"learn_fig_{title}", config={"displaylogo": False})
+            st.caption("The ellipsoids (principal axes of the symmetric part) turn with the structure.")
+
+
+def show_other_rank(spec, T, got, R, j: int) -> None:
+    """Vectors as columns, rank 3 / 4 in Voigt form (no factor 2): R·T next to T(Rx)."""
+    expected = rotate_tensor(T, R, rank=spec.rank)
+    if spec.rank == 1:
+        rows = list(XYZ)
+        to2d = lambda v: np.asarray(v).reshape(3, 1)  # noqa: E731
+        cols_ = ["value"]
+    elif spec.rank == 3:
+        rows, cols_ = list(XYZ), list(VOIGT_LABELS)
+        to2d = full_rank3_to_voigt
+    else:
+        rows, cols_ = list(VOIGT_LABELS), list(VOIGT_LABELS)
+        to2d = full_rank4_to_voigt
+    what = f"{spec.name} of atom #{j}" if spec.per_atom else spec.name
+    cols = st.columns(3)
+    for colm, (title, M) in zip(cols, [(f"R·T ({what})", to2d(expected)), ("prediction on the transformed structure",
+                                                                          to2d(got)),
+                                       ("residual", to2d(got - expected))]):
+        with colm:
+            st.markdown(f"*{title}*" + (" — Voigt form" if spec.rank > 2 else ""))
+            df = pd.DataFrame(np.asarray(M, dtype=float), index=rows, columns=cols_)
+            st.dataframe(df.map(lambda x: f"{x:.1e}") if title == "residual" else df.round(4))
+
+
+# -------------------------------------------------------------------------------------------- page
+def page() -> None:
+    st.title("Learn: equivariant tensors from edges")
+    st.caption("For a structure and a model of your choice: how the tensor is assembled from bond directions, "
+               "what its parts mean, and a live check of rotation equivariance.")
+    model = select_model()
+    entry = select_structure(model=model)
+    if model is None or entry is None:
+        st.info("Pick a model and a structure in the sidebar.", icon=":material/arrow_back:")
+        return
+    try:
+        with st.spinner(f"Predicting with {model.name}…"):
+            pred = predict(model, entry)
+    except Exception as exc:
+        show_error(exc, f"{model.name} cannot predict this structure")
+        return
+    names = list(pred)
+    rank2 = [t for t in names if model.config.spec(t).rank == 2]
+    preferred = [t for t in (keys.BORN_CHARGES, *rank2, *names) if t in names]
+    atoms = pred.atoms
+    c1, c2 = st.columns(2)
+    name = c1.selectbox("Tensor", names, **kept("learn_tensor", preferred[0], names),
+                        format_func=lambda t: f"{t} (rank {model.config.spec(t).rank}, {pred.units.get(t) or '–'})")
+    atom_opts = list(range(len(atoms)))
+    j = int(c2.selectbox("Atom j", atom_opts, **keep_widget("learn_atom", "etgnn_atom", atom_opts, 0),
+                         format_func=lambda i: f"#{i} {chemical_symbols[int(atoms.numbers[i])]}"))
+    spec = model.config.spec(name)
+    if spec.rank == 2:
+        with page_guard("edges"):
+            section_edges(model, entry, pred, name, j)
+        with page_guard("decomposition"):
+            section_decomposition(pred, name, j, spec.per_atom)
+    else:
+        st.info(f"{name} has rank {spec.rank}: sections 1 and 2 explain rank-2 tensors (Born charges, dielectric, "
+                "polarizability, shielding); the rotation check below works for every rank.")
+    with page_guard("rotation"):
+        section_rotation(model, entry, pred, name, j)
+
+
+with page_guard():
+    page()
