@@ -149,6 +149,7 @@ def map_figure(table: EmbeddingTable, coords: np.ndarray, color: str) -> go.Figu
         unit = table.units.get(color, "")
         label = f"{color} ({unit})" if unit else color
         fig = pca_figure(coords, table.quantities[color], label, table.hover_text(color))
+        fig.update_traces(marker_colorbar_title_side="right")  # a long title must not cover the points
     size = 8 if len(table) < 2000 else (5 if len(table) < 10_000 else 3)
     fig.update_traces(marker_size=size)
     fig.update_layout(height=560, dragmode="zoom")

@@ -3,6 +3,7 @@ live check that prediction(rotated structure) = rotation(prediction)."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 import numpy as np
@@ -72,8 +73,26 @@ def kept(key: str, default, options: list | None = None) -> dict:
     return keep_widget(key, f"etgnn_{key}", options, default)
 
 
-def matrix_frame(T) -> pd.DataFrame:
-    return pd.DataFrame(np.asarray(T, dtype=float).round(4), index=list(XYZ), columns=list(XYZ))
+def tex_matrix(M, digits: int = 3, sci: bool = False) -> str:
+    """A 3x3 matrix as a LaTeX pmatrix (``sci``: residual-style 1.2e-07 entries)."""
+    M = np.asarray(M, dtype=float).reshape(3, 3)
+
+    def f(x: float) -> str:
+        if sci:
+            return r"\mathtt{" + f"{x:.1e}".replace("-", "{-}") + "}"
+        v = f"{x:.{digits}f}"
+        return "0" if float(v) == 0 else v
+
+    rows = [" & ".join(f(x) for x in row) for row in M]
+    return r"\begin{pmatrix}" + r" \\ ".join(rows) + r"\end{pmatrix}"
+
+
+def tex_unit(u: str) -> str:
+    """A unit after a number in LaTeX ("Angstrom^3" -> Angstrom with a superscript 3)."""
+    if not u or u == "dimensionless":
+        return ""
+    body = re.sub(r"\^(-?\d+)", r"}^{\1}\\text{", u.replace("_", " ").replace("*", " "))
+    return r"\;\text{" + body + "}"
 
 
 def edge_coefficients(model, atoms) -> np.ndarray:
@@ -139,7 +158,7 @@ def section_edges(model, entry, pred, name: str, j: int) -> None:
         "The directions enter only through tensor products of unit bond vectors "
         "$\\vec e_{kj} = (\\vec r_j - \\vec r_k)/|\\vec r_j - \\vec r_k|$, so the atomic tensor of atom $j$ is")
     st.latex(r"T_j \;=\; \sum_{k} t_{kj}\; \vec e_{kj}\otimes\vec e_{kj} \;+\; "
-             r"\sum_{k,i} t_{kji}\; \vec e_{kj}\otimes\vec e_{ji} \;+\; a_j\,\mathbb{1}")
+             r"\sum_{k,i} t_{kji}\; \vec e_{kj}\otimes\vec e_{ji} \;+\; a_j\,\mathrm{I}")
     st.markdown(
         "The first sum is symmetric; the triplet sum brings the antisymmetric part. Rotate the structure by $R$: "
         "the coefficients do not change (they depend on distances and angles only) while every "
@@ -180,17 +199,16 @@ def section_edges(model, entry, pred, name: str, j: int) -> None:
     C = np.asarray(c.edge[e], dtype=float)
     triplet = C - two_body
     u = pred.units.get(name, "")
-    st.markdown(f"$\\vec e_{{kj}}$ = ({unit[0]:.3f}, {unit[1]:.3f}, {unit[2]:.3f}),   "
-                f"$t_{{kj}}$ = **{t:.4g}** {u}")
-    cols = st.columns(4)
-    for colm, (title, M) in zip(cols, [("e ⊗ e (unit tensor)", ee), (f"t_kj · e ⊗ e ({u})", two_body),
-                                         (f"triplets Σ_i t_kji e_kj ⊗ e_ji ({u})", triplet),
-                                         (f"this edge's contribution C_kj ({u})", C)]):
-        with colm:
-            st.markdown(f"*{title}*")
-            st.dataframe(matrix_frame(M))
+    ut = tex_unit(u)
+    st.latex(r"\vec e_{kj} = " + f"({unit[0]:.3f},\\ {unit[1]:.3f},\\ {unit[2]:.3f})" + r",\qquad t_{kj} = "
+             + f"{t:.4g}" + ut)
+    st.latex(r"\vec e_{kj}\otimes\vec e_{kj} = " + tex_matrix(ee) + r",\qquad t_{kj}\,\vec e_{kj}\otimes\vec e_{kj} = "
+             + tex_matrix(two_body) + ut)
+    st.latex(r"C_{kj} \;=\; \underbrace{t_{kj}\,\vec e_{kj}\otimes\vec e_{kj}}_{\text{edge}} \;+\; "
+             r"\underbrace{\textstyle\sum_i t_{kji}\,\vec e_{kj}\otimes\vec e_{ji}}_{\text{triplets}}")
+    st.latex(r"C_{kj} = " + tex_matrix(two_body) + " + " + tex_matrix(triplet) + " = " + tex_matrix(C) + ut)
     total = info["contributions"].sum(0) + info["onsite"] + info["asr"]
-    st.caption(f"Adding all {len(edges)} edge contributions, the on-site term a_j 1 "
+    st.caption(f"Adding all {len(edges)} edge contributions, the on-site term a_j I "
                f"(|·| = {np.linalg.norm(info['onsite']):.3g}) and the acoustic-sum-rule correction "
                f"(|·| = {np.linalg.norm(info['asr']):.3g}) gives the atom tensor: max |Σ − T_j| = "
                f"{float(np.abs(total - info['tensor']).max()):.1e} {u}. e ⊗ e is symmetric with eigenvalues 1, 0, 0: "
@@ -199,9 +217,9 @@ def section_edges(model, entry, pred, name: str, j: int) -> None:
 
 def section_decomposition(pred, name: str, j: int, per_atom: bool) -> None:
     st.header("2 · Isotropic, antisymmetric and symmetric-traceless parts")
-    st.latex(r"T \;=\; \underbrace{\tfrac{\operatorname{tr}T}{3}\,\mathbb{1}}_{\text{isotropic, }l=0,\;1}"
+    st.latex(r"T \;=\; \underbrace{\tfrac{\operatorname{tr}T}{3}\,\mathrm{I}}_{\text{isotropic, }l=0,\;1}"
              r"\;+\;\underbrace{\tfrac{1}{2}\left(T-T^{\mathsf T}\right)}_{\text{antisymmetric, }l=1,\;3}"
-             r"\;+\;\underbrace{\tfrac{1}{2}\left(T+T^{\mathsf T}\right)-\tfrac{\operatorname{tr}T}{3}\,\mathbb{1}}"
+             r"\;+\;\underbrace{\tfrac{1}{2}\left(T+T^{\mathsf T}\right)-\tfrac{\operatorname{tr}T}{3}\,\mathrm{I}}"
              r"_{\text{symmetric traceless, }l=2,\;5}")
     st.markdown("9 = 1 + 3 + 5 numbers. Each part is mapped onto itself by every rotation, so the three "
                 "**norms** are rotation invariants (check them in section 3).")
@@ -210,20 +228,19 @@ def section_decomposition(pred, name: str, j: int, per_atom: bool) -> None:
     what = f"{name} of atom #{j}" if per_atom else f"crystal {name}"
     parts = decompose_rank2(T)
     meaning = MEANING.get(name, GENERIC)
-    st.markdown(f"**{what}** ({u or 'dimensionless'})")
-    cols = st.columns(4)
-    with cols[0]:
-        st.markdown("*T*")
-        st.dataframe(matrix_frame(T))
-    for colm, (title, M, text) in zip(cols[1:], [
+    st.markdown(f"**{what}** ({u or 'dimensionless'}):")
+    st.latex("T = " + tex_matrix(T) + tex_unit(u))
+    st.latex(" = " + tex_matrix(parts.isotropic) + " + " + tex_matrix(parts.antisymmetric)
+             + " + " + tex_matrix(parts.symmetric_traceless))
+    cols = st.columns(3)
+    for colm, (title, M, text) in zip(cols, [
         ("isotropic", parts.isotropic, meaning[0]),
         ("antisymmetric", parts.antisymmetric, meaning[1]),
         ("symmetric traceless", parts.symmetric_traceless, meaning[2]),
     ]):
         with colm:
-            st.markdown(f"*{title}*")
-            st.dataframe(matrix_frame(M))
-            st.caption(f"norm {np.linalg.norm(M):.4g} — {text}")
+            st.markdown(f"**{title}** — norm {np.linalg.norm(M):.4g}")
+            st.caption(text)
     A = parts.antisymmetric
     w = 0.5 * np.array([A[1, 2] - A[2, 1], A[2, 0] - A[0, 2], A[0, 1] - A[1, 0]])
     evals, _ = principal_axes(T)
@@ -256,7 +273,7 @@ def section_rotation(model, entry, pred, name: str, j: int) -> None:
     st.latex(r"T_j(R\,\mathbf{x}) = R\,T_j(\mathbf{x})\,R^{\mathsf T},\qquad "
              r"e_{abc}(R\,\mathbf{x}) = R_{ai}R_{bj}R_{ck}\,e_{ijk}(\mathbf{x}),\qquad R\in O(3)")
     R = rotation_matrix_widget()
-    st.caption(f"R = {np.array2string(R, precision=3, suppress_small=True)}   det R = {np.linalg.det(R):+.0f}")
+    st.latex("R = " + tex_matrix(R) + r",\qquad \det R = " + f"{np.linalg.det(R):+.0f}")
     rotated = transformed(pred.atoms, R)
     key = (*prediction_key(model, entry), tuple(np.round(R, 10).ravel()))
     pred_rot = memo("learn_rot", key, lambda: model.predict(rotated))
@@ -274,13 +291,11 @@ def section_rotation(model, entry, pred, name: str, j: int) -> None:
     if spec.rank == 2:
         expected = R @ T @ R.T
         what = f"{name} of atom #{j}" if spec.per_atom else f"crystal {name}"
-        cols = st.columns(3)
-        for colm, (title, M) in zip(cols, [(f"R T Rᵀ ({what})", expected), ("prediction on the rotated structure", got),
-                                           ("residual", got - expected)]):
-            with colm:
-                st.markdown(f"*{title}*")
-                st.dataframe(matrix_frame(M) if title != "residual" else
-                             pd.DataFrame(np.asarray(M), index=list(XYZ), columns=list(XYZ)).map(lambda x: f"{x:.1e}"))
+        st.markdown(f"**{what}**: rotation of the prediction, prediction on the transformed structure, and "
+                    "their difference")
+        st.latex(r"R\,T\,R^{\mathsf T} = " + tex_matrix(expected) + r",\qquad T(R\mathbf{x}) = " + tex_matrix(got))
+        st.latex(r"T(R\mathbf{x}) - R\,T\,R^{\mathsf T} = " + tex_matrix(got - expected, sci=True)
+                 + tex_unit(pred.units.get(name, "")))
         p0, p1 = decompose_rank2(T), decompose_rank2(got)
         inv = pd.DataFrame({"part": ["isotropic", "antisymmetric", "symmetric traceless"],
                             "norm before": [np.linalg.norm(p0.isotropic), np.linalg.norm(p0.antisymmetric),
