@@ -51,4 +51,9 @@ else:
     nav = st.navigation(pages)
     st.sidebar.caption("ETGNN Studio — edge-based tensor GNN predictions of Born charges, dielectric, "
                        "piezoelectric and other tensors.")
-    nav.run()
+    try:
+        nav.run()
+    except Exception as exc:  # a page's own guard missed it: still a one-line message, never a traceback
+        from app.state import show_error
+
+        show_error(exc, "this page")

@@ -71,7 +71,7 @@ def server(tmp_path_factory):
     make_tiny_bec(models)
     port = free_port()
     log_path = tmp_path_factory.mktemp("browser_log") / "streamlit.log"
-    env = dict(os.environ, ETGNN_PRETRAINED=str(models), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, ETGNN_PRETRAINED=str(models), ETGNN_DEFAULT_MODEL="aa_tiny_bec", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "streamlit", "run", "app", "--server.headless", "true", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
     with open(log_path, "w") as log:

@@ -1,8 +1,8 @@
 """The Streamlit app through ``streamlit.testing`` AppTest (entry script + switch_page, as the notes say).
 
 Three tiny model folders (born_charges + dielectric, piezoelectric, dipole + polarizability) are made
-once per session and listed through ``$ETGNN_PRETRAINED``; their names sort before the shipped
-models', so the app's default model is a tiny one and no test depends on a trained model.
+once per session and listed through ``$ETGNN_PRETRAINED``; ``$ETGNN_DEFAULT_MODEL`` makes the tiny BEC
+model the app's default, so no test depends on (or loads) a trained model.
 """
 
 from __future__ import annotations
@@ -55,13 +55,15 @@ def tiny_models(tmp_path_factory):
         "piezo": make_tiny(folder, "aa_tiny_piezo", ["piezoelectric"], ELEMENTS, seed=1),
         "dipole": make_tiny(folder, "aa_tiny_dipole", ["dipole", "polarizability"], [1, 8], seed=2),
     }
-    old = os.environ.get("ETGNN_PRETRAINED")
-    os.environ["ETGNN_PRETRAINED"] = str(folder)
+    env = {"ETGNN_PRETRAINED": str(folder), "ETGNN_DEFAULT_MODEL": "aa_tiny_bec"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     yield {k: str(v) for k, v in models.items()}
-    if old is None:
-        os.environ.pop("ETGNN_PRETRAINED", None)
-    else:
-        os.environ["ETGNN_PRETRAINED"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture
@@ -172,23 +174,39 @@ def test_upload_formats_predict_and_download(tiny_models, downloads):
         assert at.selectbox(key="structure_upload_pick").value == name
         per_atom = next(d.value for d in at.dataframe if "element" in d.value.columns)
         assert len(per_atom) == n, name
-    # every upload stays in the session
-    assert at.selectbox(key="structure_upload_pick").options == ["quartz.cif", "CONTCAR", "aln.json", "bto", "h2o.xyz"]
     captions = " ".join(c.value for c in at.caption)
-    assert "phonopy BORN needs a 3D-periodic crystal" in captions  # the molecule
+    assert "phonopy BORN needs a 3D-periodic crystal" in captions  # the water molecule: no BORN file
+    # a file with several frames: pick one
+    frames = [bulk("ZnO", "wurtzite", a=3.25, c=5.2), bulk("AlN", "wurtzite", a=3.11, c=4.98).repeat((2, 1, 1))]
+    buf = io.StringIO()
+    ase.io.write(buf, frames, format="extxyz")
+    upload(at, "traj.extxyz", buf.getvalue().encode())
+    ok(at)
+    at.number_input(key="structure_upload_frame").set_value(1).run()
+    ok(at)
+    assert at.subheader[0].value == "traj.extxyz, frame 1"
+    assert len(next(d.value for d in at.dataframe if "element" in d.value.columns)) == 8
+    # every upload stays in the session
+    assert at.selectbox(key="structure_upload_pick").options == ["quartz.cif", "CONTCAR", "aln.json", "bto", "h2o.xyz",
+                                                                 "traj.extxyz"]
 
 
 def test_pick_demo_and_change_model(tiny_models):
     at = new_app(tiny_models)
-    # piezoelectric model: the longitudinal surface coloured by sign (plotly), a 3x6 Voigt table
+    # piezoelectric model: the longitudinal surface coloured by sign, a 3x6 Voigt table
     at.selectbox(key="model_select").set_value(tiny_models["piezo"]).run()
     ok(at)
     assert tab_labels(at) == ["piezoelectric (C/m^2)"]
     assert at.selectbox(key="predict_view").value.startswith("piezoelectric: longitudinal surface")
+    assert any(d.value.shape == (3, 6) for d in at.dataframe)
+    (html,) = threedmol_pages(at)  # 3Dmol.js by default: the surface as a mesh with per-vertex colours
+    assert '"meshes":[{' in html and '"c":[' in html
+    at.radio(key="predict_renderer").set_value("plotly (hover shows values)").run()
+    ok(at)
     (spec,) = plotly_specs(at)
     surface = spec["data"][0]
     assert surface["type"] == "surface" and surface["cmid"] == 0
-    assert any(d.value.shape == (3, 6) for d in at.dataframe)
+    at.radio(key="predict_renderer").set_value("3Dmol.js").run()
     # the dipole model on the water demo: the dipole arrow and the polarizability ellipsoid
     at.selectbox(key="model_select").set_value(tiny_models["dipole"]).run()
     (msg,) = errors(at)  # quartz is still picked: the model says what it lacks
@@ -200,9 +218,12 @@ def test_pick_demo_and_change_model(tiny_models):
     assert "dipole: arrow" in views and "polarizability: crystal ellipsoid + dipole arrow" in views
     at.selectbox(key="predict_view").set_value("dipole: arrow").run()
     ok(at)
-    (spec,) = plotly_specs(at)
-    assert any(t["type"] == "cone" for t in spec["data"])
+    (html,) = threedmol_pages(at)
+    assert '"arrows":[{' in html and '"cell":false' in html
     at.selectbox(key="predict_view").set_value("polarizability: crystal ellipsoid + dipole arrow").run()
+    (html,) = threedmol_pages(at)
+    assert '"meshes":[{' in html and '"arrows":[{' in html
+    at.radio(key="predict_renderer").set_value("plotly (hover shows values)").run()
     (spec,) = plotly_specs(at)
     assert {"mesh3d", "cone"} <= {t["type"] for t in spec["data"]}
     # back to the BEC model: the choice of view falls back to what this model offers
@@ -347,6 +368,17 @@ def test_atom_inspector(tiny_models):
     at.switch_page("pages/predict.py").run()
     ok(at)
     assert at.selectbox(key="structure_demo").value == "Al2O3_corundum.cif"
+    # another page (the embedding map) opens a structure and an atom in the inspector: state.open_entry
+    from app.state import OPENED, Entry
+
+    zno = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    at.session_state["etgnn_opened_entry"] = Entry("emap:zno", "ZnO from the map", zno, "embedding map")
+    at.session_state["etgnn_source"] = OPENED
+    at.session_state["etgnn_atom"] = 2
+    at.switch_page("pages/inspector.py").run()
+    ok(at)
+    assert at.radio(key="structure_source").value == OPENED
+    assert at.selectbox(key="inspector_atom").value == 2 and "atom #2" in at.subheader[0].value
 
 
 def test_pages_are_registered_in_order():

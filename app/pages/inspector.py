@@ -7,8 +7,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 from ase.data import chemical_symbols
+from ase.data.colors import jmol_colors
 
 from app.state import (
+    NEGATIVE_COLOR,
+    POSITIVE_COLOR,
     clickable_viewer,
     keep_widget,
     memo,
@@ -18,6 +21,7 @@ from app.state import (
     select_model,
     select_structure,
     show_error,
+    with_overlay,
 )
 from etgnn_core import keys
 from etgnn_core.tensors.algebra import decompose_rank2
@@ -64,6 +68,28 @@ def contributions_table(atoms, j: int, c: dict) -> pd.DataFrame:
             row.update({XYZ[p]: float(a[p]) for p in range(3)})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def bond_shapes(atoms, j: int, c: dict, name: str, unit: str) -> dict:
+    """Edge contributions as cylinders from atom j to each neighbour (image): colour = sign, radius = size;
+    neighbours that are periodic images outside the cell get a small sphere."""
+    contrib = np.asarray(c["contributions"], dtype=float)
+    norms = np.asarray(c["norms"], dtype=float)
+    nmax = max(float(norms.max(initial=0.0)), 1e-300)
+    p0 = atoms.positions[j]
+    cylinders, spheres = [], []
+    for k, shift, pos, a, norm in zip(c["neighbors"], c["shifts"], c["neighbor_positions"], contrib, norms):
+        e_kj = (p0 - pos) / max(np.linalg.norm(p0 - pos), 1e-12)
+        sign = contribution_sign(a, e_kj)
+        el = chemical_symbols[int(atoms.numbers[int(k)])]
+        cylinders.append(dict(start=p0, end=pos, radius=0.03 + 0.17 * norm / nmax,
+                              color=POSITIVE_COLOR if sign >= 0 else NEGATIVE_COLOR,
+                              label=f"#{int(k)} {el} → #{j}: |{name}| {norm:.3g} {unit} ({'+' if sign >= 0 else '−'})"))
+        if np.any(np.asarray(shift) != 0):
+            rgb = (np.clip(jmol_colors[int(atoms.numbers[int(k)])], 0, 1) * 255).astype(int)
+            spheres.append(dict(center=pos, radius=0.25, color="#" + "".join(f"{x:02x}" for x in rgb), opacity=0.6,
+                                label=f"#{int(k)} {el}, image {tuple(int(x) for x in shift)}"))
+    return {"cylinders": cylinders, "spheres": spheres}
 
 
 def matrix_frame(T: np.ndarray) -> pd.DataFrame:
@@ -133,9 +159,11 @@ def page() -> None:
 
     left, right = st.columns(2)
     with left, page_guard("3D structure"):
-        st.markdown("**Structure** — click an atom to inspect it (gold halo: the selected atom)")
-        html = memo("inspector_viewer", (*pkey, j),
-                    lambda: viewer_html(atoms, view_id="inspector-view", highlight=j, height=VIEW_HEIGHT))
+        st.markdown("**Structure** — click an atom to inspect it; its edge contributions are drawn on the bonds "
+                    "(red positive, blue negative, thickness ∝ size; hover a bond for its value)")
+        html = memo("inspector_viewer", (*pkey, name, j), lambda: with_overlay(
+            viewer_html(atoms, view_id="inspector-view", highlight=j, height=VIEW_HEIGHT, style="stick"),
+            **bond_shapes(atoms, j, c, name, unit)))
 
         def picked(index: int) -> None:
             if 0 <= index < n:
@@ -145,7 +173,8 @@ def page() -> None:
         clickable_viewer(html, view_id="inspector-view", height=VIEW_HEIGHT + 40, key="inspector_picker",
                          on_pick=picked)
     with right, page_guard("bond contributions"):
-        st.markdown(f"**Edge contributions to {name} of atom #{j}** (red positive, blue negative, width ∝ size)")
+        st.markdown(f"**Edge contributions to {name} of atom #{j}** (hover for the tensors; this view is centred "
+                    "on the atom)")
         fig = memo("inspector_bonds", (*pkey, name, j),
                    lambda: contributions_figure(atoms, j, c["neighbor_positions"], c["contributions"],
                                                 label=name, neighbor_indices=c["neighbors"]))

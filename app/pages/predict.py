@@ -12,20 +12,32 @@ import streamlit as st
 from ase.data import chemical_symbols
 
 from app.state import (
+    CRYSTAL_COLOR,
+    NON_PD_COLOR,
     Entry,
+    diverging_rgb,
     keep_widget,
     memo,
+    mesh_normals,
     page_guard,
     predict,
     prediction_key,
     select_model,
     select_structure,
     show_error,
+    structure_frame,
+    with_overlay,
 )
 from etgnn_core import keys
 from etgnn_core.io import phonopy_born_text, prediction_record, to_json, write_extxyz
 from etgnn_core.structure import is_periodic
-from etgnn_core.tensors.algebra import is_positive_definite, isotropic_value
+from etgnn_core.tensors.algebra import (
+    ellipsoid_mesh,
+    is_positive_definite,
+    isotropic_value,
+    longitudinal_surface,
+    principal_axes,
+)
 from etgnn_core.viz import piezo_surface_figure, structure_figure, tensor_table, viewer_html
 
 VIEW_HEIGHT = 520
@@ -136,6 +148,50 @@ def non_pd_caption(name: str, T: np.ndarray) -> str:
     return text
 
 
+def fmt_vec(v) -> str:
+    return "(" + ", ".join(f"{x:.3f}" for x in np.ravel(v)) + ")"
+
+
+def crystal_shapes(atoms, T=None, dipole=None, dipole_unit: str = "") -> tuple[dict, str]:
+    """3Dmol overlay of a crystal rank-2 tensor (one ellipsoid at the centre) and / or the dipole arrow."""
+    center, size = structure_frame(atoms)
+    shapes: dict = {"meshes": [], "arrows": []}
+    notes = []
+    if T is not None:
+        w, _ = principal_axes(np.asarray(T, dtype=float))
+        scale = 0.2 * size / max(float(np.abs(w).max()), 1e-12)
+        m = ellipsoid_mesh(T, center, scale, n=20)
+        shapes["meshes"].append(dict(v=m.vertices, n=m.normals, f=m.triangles, opacity=0.5,
+                                     color=CRYSTAL_COLOR if m.positive_definite else NON_PD_COLOR))
+        notes.append(f"principal values {fmt_vec(w)}; 1 unit = {scale:.3g} Å"
+                     + ("" if m.positive_definite else "; **not positive definite** (orange)"))
+    if dipole is not None and np.linalg.norm(dipole) > 0:
+        d = np.asarray(dipole, dtype=float)
+        norm = float(np.linalg.norm(d))
+        shapes["arrows"].append(dict(start=center, end=center + 0.4 * size * d / norm, radius=0.02 * size,
+                                     color="#111111", label=f"dipole {fmt_vec(d)} {dipole_unit}, |p| = {norm:.3g}"))
+        notes.append(f"dipole {fmt_vec(d)} {dipole_unit}, |p| = {norm:.3g} (arrow length scaled to the structure)")
+    return shapes, "; ".join(notes)
+
+
+def piezo_shapes(atoms, e) -> tuple[dict, str]:
+    """3Dmol overlay of the longitudinal surface |e·n·n·n| n at the structure's centre, coloured by sign."""
+    x, y, z, value = longitudinal_surface(e, n_theta=41, n_phi=80)
+    vmax = float(np.abs(value).max())
+    if vmax == 0:
+        return {"meshes": []}, "all components are zero (e.g. a centrosymmetric crystal): no surface"
+    center, size = structure_frame(atoms)
+    scale = 0.35 * size / vmax
+    nt, nphi = value.shape
+    verts = center + scale * np.stack([x, y, z], axis=-1).reshape(-1, 3)
+    i, j = np.meshgrid(np.arange(nt - 1), np.arange(nphi - 1), indexing="ij")
+    a = (i * nphi + j).ravel()
+    b, c, d = a + nphi, a + nphi + 1, a + 1
+    tris = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
+    mesh = dict(v=verts, n=mesh_normals(verts, tris), f=tris, c=diverging_rgb(value.ravel(), vmax), opacity=0.9)
+    return {"meshes": [mesh]}, f"max |e·n·n·n| = {vmax:.3g}; radius 1 Å = {1 / scale:.3g}"
+
+
 def draw_3d(pred, entry: Entry, pkey: tuple) -> None:
     atoms = pred.atoms
     opts = view_options(pred)
@@ -143,34 +199,41 @@ def draw_3d(pred, entry: Entry, pkey: tuple) -> None:
     c1, c2 = st.columns([3, 2])
     label = c1.selectbox("3D view", labels, **keep_widget("predict_view", "etgnn_predict_view", labels))
     kind, name = opts[label]
-    renderer = "plotly"
-    if kind in ("atoms", "structure"):
-        r_opts = ["3Dmol.js", "plotly (hover shows values)"]
-        renderer = c2.radio("Renderer", r_opts, horizontal=True,
-                            **keep_widget("predict_renderer", "etgnn_predict_renderer", r_opts))
+    r_opts = ["3Dmol.js", "plotly (hover shows values)"]
+    renderer = c2.radio("Renderer", r_opts, horizontal=True,
+                        **keep_widget("predict_renderer", "etgnn_predict_renderer", r_opts),
+                        help="3Dmol.js keeps your camera when anything changes; plotly shows values on hover "
+                        "but starts from its default camera when the figure changes.")
     unit = pred.units.get(name, "") if name else ""
     tlabel = f"{name} ({unit})" if unit else (name or "")
+    dipole = pred[keys.DIPOLE] if keys.DIPOLE in pred and np.shape(pred[keys.DIPOLE]) == (3,) else None
+    dunit = pred.units.get(keys.DIPOLE, "")
+    note = ""
     if kind == "atoms":
         T = pred[name]
         st.caption(f"Ellipsoid semi-axes = |eigenvalues| of the symmetric part of each atom's **{name}** tensor "
                    f"({unit}), along its principal axes; the cell is drawn in grey. " + non_pd_caption(name, T))
     elif kind == "crystal":
-        st.caption(f"One ellipsoid at the centre: semi-axes = |eigenvalues| of the crystal **{name}** tensor ({unit}) "
-                   "along its principal axes (hover for values); purple: positive definite, orange: not.")
+        shapes, note = crystal_shapes(atoms, pred[name], dipole, dunit)
+        st.caption(f"One ellipsoid at the centre: semi-axes = |eigenvalues| of the crystal **{name}** tensor "
+                   f"({unit}) along its principal axes; purple: positive definite, orange: not. {note}")
     elif kind == "dipole":
-        st.caption(f"The arrow is the predicted dipole ({unit}), drawn from the centre; its length is scaled "
-                   "to the structure (the value is in the legend).")
+        shapes, note = crystal_shapes(atoms, None, dipole, dunit)
+        st.caption(f"The arrow is the predicted dipole, drawn from the centre. {note}")
     elif kind == "piezo":
-        st.caption("Longitudinal piezoelectric response e·n·n·n for every direction n: radius = |value|, "
-                   "red = positive, blue = negative.")
+        shapes, note = piezo_shapes(atoms, pred[name])
+        st.caption("Longitudinal piezoelectric response e·n·n·n for every direction n, drawn at the centre of "
+                   f"the cell: radius = |value| ({unit}), red = positive, blue = negative. {note}")
     if renderer == "3Dmol.js":
-        T = pred[name] if kind == "atoms" else None
-        html = memo("viewer", (*pkey, kind, name),
-                    lambda: viewer_html(atoms, view_id="predict-view", atom_tensors=T, tensor_label=tlabel,
-                                        height=VIEW_HEIGHT))
-        st.iframe(html, height=VIEW_HEIGHT + 40)
+        def make_html():
+            if kind == "atoms":
+                return viewer_html(atoms, view_id="predict-view", atom_tensors=pred[name], tensor_label=tlabel,
+                                   height=VIEW_HEIGHT)
+            html = viewer_html(atoms, view_id="predict-view", height=VIEW_HEIGHT)
+            return html if kind == "structure" else with_overlay(html, **shapes)
+
+        st.iframe(memo("viewer", (*pkey, kind, name), make_html), height=VIEW_HEIGHT + 40)
         return
-    dipole = pred[keys.DIPOLE] if keys.DIPOLE in pred and np.shape(pred[keys.DIPOLE]) == (3,) else None
 
     def make():
         if kind == "piezo":
