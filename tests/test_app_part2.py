@@ -192,6 +192,45 @@ def test_train_page_refuses_bad_labels_with_frame_and_key(env):
     assert not at.session_state["etgnn_train_uploads"]
 
 
+def poscar_zip_upload(n=4):
+    """ETGNN layout: a zip of <id>.vasp POSCARs and a headerless id_prop_born.csv (9 numbers per atom)."""
+    rng = np.random.default_rng(1)
+    zbuf, rows = io.BytesIO(), []
+    with zipfile.ZipFile(zbuf, "w") as zf:
+        for i in range(n):
+            x = 0.5 + 0.02 * rng.normal(size=3)
+            zf.writestr(f"s{i}.vasp", "MgO\n1.0\n0 2.1 2.1\n2.1 0 2.1\n2.1 2.1 0\nMg O\n1 1\nDirect\n0 0 0\n"
+                                      f"{x[0]:.5f} {x[1]:.5f} {x[2]:.5f}\n")
+            z = rng.normal(size=(2, 3, 3))
+            z -= z.mean(0)
+            rows.append(f"s{i}," + ",".join(f"{v:.6f}" for v in z.ravel()))
+    return [("set.zip", zbuf.getvalue(), "application/zip"),
+            ("id_prop_born.csv", ("\n".join(rows) + "\n").encode(), "text/csv")]
+
+
+def test_train_page_keeps_a_poscar_zip_upload_until_removed_and_maps_it(env):
+    at = app("train.py")
+    upload(at, poscar_zip_upload())
+    assert not errors(at), errors(at)
+    ups = at.session_state["etgnn_train_uploads"]
+    assert list(ups) == ["set.zip"] and ups["set.zip"]["targets"] == ["born_charges"]
+    assert "4 structures, 8 atoms" in texts(at)
+    # the labelled upload is offered on the embedding map, with the labels as a colouring
+    at.switch_page("pages/embedding_map.py")
+    at.session_state["etgnn_emap_source"] = "My uploads"
+    at.run()
+    assert not at.exception and not errors(at), errors(at)
+    colors = at.selectbox(key="emap_color").options
+    assert "mean diagonal born_charges (label)" in colors
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert sum(len(_values(t["x"])) for t in spec["data"]) == 8
+    # back on the Train page it is still there, until removed
+    at.switch_page("pages/train.py").run()
+    assert "set.zip" in at.session_state["etgnn_train_uploads"]
+    by_key(at.button, "train_remove_set.zip").click().run()
+    assert not at.session_state["etgnn_train_uploads"]
+
+
 def _start(at, epochs: int, minutes: float):
     by_key(at.number_input, "train_epochs").set_value(epochs)
     by_key(at.number_input, "train_minutes").set_value(minutes)
