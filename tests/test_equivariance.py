@@ -124,6 +124,16 @@ def test_outputs_are_order_one_and_anisotropic(tiny_model, name):
             assert big_difference(rotate_tensor(atom, rot, spec.rank), atom) > 1e-5 * size, head
 
 
+@pytest.mark.parametrize("name", list(CRYSTALS))
+def test_cap_is_active_on_crystals(name):
+    """The crystals of this battery are tested with the neighbour cap cutting their neighbour lists."""
+    atoms = CRYSTALS[name]()
+    uncapped = np.bincount(neighbor_list(atoms, CUTOFF)[1], minlength=len(atoms))
+    capped = torch.bincount(build_graph(atoms, CUTOFF, CAP).edge_dst, minlength=len(atoms)).numpy()
+    assert np.all(capped < uncapped)
+    assert np.all(capped >= CAP)
+
+
 # --- O(3): rotations and reflections, graph rebuilt from rotated positions and cell ----------
 
 
