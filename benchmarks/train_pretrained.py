@@ -3,7 +3,8 @@
     python benchmarks/train_pretrained.py configs/perturbed_sio2.yaml configs/piezo_aln.yaml ...
 
 Resumable: a config whose run folder has a last checkpoint continues from it.  Each finished model
-is copied to pretrained/<name>/ only when every target's test MAE is below the baseline's.
+is copied to pretrained/<name>/ only when every target's test MAE is below the baseline's and
+below that of the model already shipped under that name (second rounds fine-tune it).
 """
 
 from __future__ import annotations
@@ -37,14 +38,23 @@ def main(paths: list[str]) -> None:
             out = ROOT / "benchmarks" / "results" / f"{cfg.name}.json"
             out.write_text(json.dumps(card, indent=2))
             print(f"=== {cfg.name}: card written to {out}", flush=True)
-        elif beats:
+        elif beats and _improves(cfg.name, res.metrics):
             dest = ROOT / "pretrained" / cfg.name
             if dest.exists():
                 shutil.rmtree(dest)
             shutil.copytree(res.model_dir, dest)
             print(f"=== {cfg.name}: installed into {dest}", flush=True)
         else:
-            print(f"=== {cfg.name}: NOT installed (does not beat the baseline)", flush=True)
+            print(f"=== {cfg.name}: NOT installed (does not beat the baseline or the shipped model)", flush=True)
+
+
+def _improves(name: str, metrics: dict) -> bool:
+    """True when no shipped model of this name exists, or every target's test MAE is lower."""
+    card = ROOT / "pretrained" / name / "card.json"
+    if not card.exists():
+        return True
+    old = json.loads(card.read_text()).get("metrics", {})
+    return all(m["mae"] < old.get(t, {}).get("mae", float("inf")) for t, m in metrics.items())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,180 @@
+"""Training: a tiny model for a few steps; config, label and loading errors; resume; fine-tuning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from etgnn_core.data import DataError, Sample
+from etgnn_core.registry import ModelLoadError, load_model_folder
+from etgnn_core.train import ConfigError, TrainConfig, train
+from etgnn_core.train.batching import collate_labelled, label_graph
+from etgnn_core.train.normalize import Baseline, apply_normalization
+
+TINY = {"hidden": 16, "int_emb": 8, "out_emb": 16, "triplet_hidden": 8, "num_blocks": 1, "max_neighbors": 8}
+
+
+def zno_samples(n=24, seed=0):
+    """Rattled wurtzite cells with a synthetic, learnable BEC (species charge + ASR) and dielectric."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        a = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+        a.rattle(0.05, seed=seed * 1000 + i)
+        charge = np.where(a.numbers == 30, 2.1, -2.1)
+        z = charge[:, None, None] * np.eye(3) + 0.05 * rng.normal(size=(4, 3, 3))
+        z -= z.mean(0)
+        eps = 5.0 * np.eye(3) + 0.1 * np.diag(rng.normal(size=3))
+        out.append(Sample(atoms=a, targets={"born_charges": z, "dielectric": eps}, id=f"zno{i}"))
+    return out
+
+
+def tiny_config(tmp_path, **over):
+    d = {"name": "tiny", "targets": ["born_charges", "dielectric"], "data": {"dataset": "unused"},
+         "model": dict(TINY), "optim": {"max_epochs": 2, "batch_size": 8, "patience": 0},
+         "split": {"seed": 1, "train": 0.6, "val": 0.2, "test": 0.2}, "output": str(tmp_path / "run")}
+    d.update(over)
+    return TrainConfig.from_dict(d)
+
+
+def test_tiny_training_writes_a_loadable_model_folder(tmp_path):
+    res = train(tiny_config(tmp_path), samples=zno_samples(), progress_bar=False)
+    for f in ("config.json", "weights.pt", "card.json", "card.md", "split.json"):
+        assert (res.model_dir / f).exists(), f
+    card = json.loads((res.model_dir / "card.json").read_text())
+    assert card["split"]["train"] + card["split"]["val"] + card["split"]["test"] == 24
+    assert card["metrics"]["born_charges"]["unit"] == "e"
+    split = json.loads((res.model_dir / "split.json").read_text())
+    assert not set(split["train"]) & set(split["test"])
+    model, info = load_model_folder(res.model_dir)
+    assert info.targets == {"born_charges": "e", "dielectric": "dimensionless"}
+    assert model.config.elements == [8, 30]
+    # the normalisation starts from the species mean: the model already beats a zero prediction
+    assert res.metrics["born_charges"]["mae"] < 1.0
+    assert (tmp_path / "run" / "logs").exists()  # CSV metrics
+
+
+def test_normalization_sets_species_bias_from_training_labels():
+    from etgnn_core.model import ETGNN, ModelConfig
+    from etgnn_core.tensors.specs import spec_for
+
+    model = ETGNN(ModelConfig(targets=[spec_for("born_charges")], **TINY))
+    items = [label_graph(s, model.config.targets, 5.0, 8) for s in zno_samples(8)]
+    apply_normalization(model, items)
+    scale = float(model.scales[0])
+    assert 0.01 < scale < 0.2  # the noise left after the species mean, not the charges themselves
+    assert float(model.species_bias.weight[30, 0]) * scale == pytest.approx(2.1, abs=0.05)
+    assert float(model.species_bias.weight[8, 0]) * scale == pytest.approx(-2.1, abs=0.05)
+    base = Baseline(items, model.config.targets[0]).predict(items[0])
+    assert base.shape == (4, 3, 3) and base[0, 0, 0] != 0
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path)
+    train(cfg, samples=zno_samples(), progress_bar=False)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert last.exists()
+    cfg.optim.max_epochs = 3
+    res = train(cfg, samples=zno_samples(), progress_bar=False)
+    assert res.epochs == 3  # resumed at epoch 2, ran one more
+
+
+def test_bad_labels_are_refused_before_training(tmp_path):
+    samples = zno_samples(6)
+    samples[3].targets["born_charges"] = samples[3].targets["born_charges"].copy()
+    samples[3].targets["born_charges"][1, 0, 0] = np.nan
+    with pytest.raises(DataError, match="zno3"):
+        train(tiny_config(tmp_path), samples=samples, progress_bar=False)
+    assert not (tmp_path / "run").exists()  # nothing started
+    with pytest.raises(DataError):
+        train(tiny_config(tmp_path), samples=[], progress_bar=False)
+    wrong = zno_samples(4)
+    wrong[2].targets["dielectric"] = np.ones(6)
+    with pytest.raises(DataError, match="dielectric"):
+        train(tiny_config(tmp_path), samples=wrong, progress_bar=False)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"targets": ["born_charge"]}, "unknown target"),
+        ({"learning_rate": 1}, "unknown key"),
+        ({"split": {"seed": 0, "train": 0.5, "val": 0.1, "test": 0.1}}, "sum to 1"),
+        ({"optim": {"lr": -1}}, "optim.lr"),
+        ({"data": {}}, "dataset"),
+        ({"data": {"datset": "x"}}, "unknown key"),
+    ],
+)
+def test_config_errors_name_the_key(tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny_config(tmp_path, **change)
+
+
+def test_config_file_yaml(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\ntargets: [piezoelectric]\ndata: {dataset: perturbed/AlN}\noptim: {max_minutes: 2}\n")
+    cfg = TrainConfig.from_file(p)
+    assert cfg.optim.max_minutes == 2 and cfg.optim.batch_size == 32
+    p.write_text("name: x\ntargets: [piezoelectric\n")
+    with pytest.raises(ConfigError, match="YAML"):
+        TrainConfig.from_file(p)
+
+
+def test_finetune_copies_backbone_and_keeps_heads(tmp_path):
+    res = train(tiny_config(tmp_path), samples=zno_samples(), progress_bar=False)
+    base, _ = load_model_folder(res.model_dir)
+    # same targets: continue from the pretrained weights (normalisation kept)
+    cfg = tiny_config(tmp_path, output=str(tmp_path / "ft"), finetune_from=str(res.model_dir),
+                      optim={"max_epochs": 1, "batch_size": 8, "lr": 1e-12, "patience": 0})
+    ft = train(cfg, samples=zno_samples(seed=5), progress_bar=False)
+    ft_model, _ = load_model_folder(ft.model_dir)
+    w0 = base.state_dict()["edge_embedding.emb.weight"]
+    assert torch.allclose(ft_model.state_dict()["edge_embedding.emb.weight"], w0, atol=1e-6)
+    assert torch.equal(ft_model.scales, base.scales)
+    # a new target: backbone copied, new heads
+    cfg2 = tiny_config(tmp_path, output=str(tmp_path / "ft2"), finetune_from=str(res.model_dir),
+                       targets=["born_charges"], optim={"max_epochs": 1, "batch_size": 8, "lr": 1e-12})
+    ft2 = train(cfg2, samples=zno_samples(seed=6), progress_bar=False)
+    m2, _ = load_model_folder(ft2.model_dir)
+    assert torch.allclose(m2.state_dict()["edge_updates.0.lin_kj.weight"],
+                          base.state_dict()["edge_updates.0.lin_kj.weight"], atol=1e-6)
+
+
+def test_loading_refuses_mismatched_weights_or_config(tmp_path):
+    res = train(tiny_config(tmp_path), samples=zno_samples(), progress_bar=False)
+    folder = res.model_dir
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model"]["hidden"] = 24
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="shape mismatch"):
+        load_model_folder(folder)
+    cfg["model"]["hidden"] = 16
+    cfg["model"]["colour"] = "red"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="colour"):
+        load_model_folder(folder)
+    del cfg["model"]["colour"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    state = torch.load(folder / "weights.pt", weights_only=True)
+    state.pop("scales")
+    torch.save(state, folder / "weights.pt")
+    with pytest.raises(ModelLoadError, match="missing 1"):
+        load_model_folder(folder)
+    torch.save({"evil": object()}, folder / "weights.pt")  # a pickle with code: refused, never executed
+    with pytest.raises(ModelLoadError, match="plain weights"):
+        load_model_folder(folder)
+
+
+def test_batched_labels_and_masks_line_up():
+    from etgnn_core.tensors.specs import spec_for
+
+    specs = [spec_for("born_charges"), spec_for("dielectric")]
+    s = zno_samples(3)
+    del s[1].targets["dielectric"]
+    batch = collate_labelled([label_graph(x, specs, 5.0, 8) for x in s])
+    assert batch.targets["born_charges"].shape == (12, 3, 3)
+    assert batch.masks["dielectric"].tolist() == [True, False, True]
