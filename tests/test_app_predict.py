@@ -330,6 +330,9 @@ def test_reference_data_shows_dft_labels(tiny_models):
     at.number_input(key="structure_dataset_index").set_value(3).run()
     ok(at)
     assert "perturbed/SiO2 #3" in at.subheader[0].value
+    at.switch_page("pages/inspector.py").run()  # the atom's DFT tensor beside its prediction
+    ok(at)
+    assert any(m.value.startswith("DFT label") for m in at.markdown)
 
 
 # -------------------------------------------------------------------------------------- inspector

@@ -194,6 +194,12 @@ def page() -> None:
                 st.dataframe(matrix_frame(T))
                 if name == keys.BORN_CHARGES:
                     st.caption("row = field direction, column = displacement")
+                ref = entry.reference.get(name) if per_atom else None
+                mask = entry.masks.get(name)
+                if ref is not None and np.shape(ref) == (n, 3, 3) and (mask is None or bool(mask[j])):
+                    st.markdown(f"DFT label ({entry.reference_units.get(name, unit)})")
+                    st.dataframe(matrix_frame(ref[j]))
+                    st.caption(f"max |prediction − DFT| = {np.abs(T - ref[j]).max():.3g}")
             with cols[1]:
                 show_decomposition(T, unit)
         else:
