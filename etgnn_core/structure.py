@@ -695,7 +695,8 @@ def _closest_pair(positions, cell, pbc, cutoff):
     try:
         import vesin
 
-        nl = vesin.NeighborList(cutoff=cutoff, full_list=False, n_threads=1)
+        # vesin's cell lists get slow for a tiny cutoff: search 1 A and filter below
+        nl = vesin.NeighborList(cutoff=max(cutoff, 1.0), full_list=False, n_threads=1)
         i, j, shifts, d = nl.compute(
             np.ascontiguousarray(positions, dtype=np.float64),
             np.ascontiguousarray(cell, dtype=np.float64),

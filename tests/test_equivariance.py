@@ -319,11 +319,6 @@ def test_far_atom_is_zero_and_does_not_change_neighbours(tiny_model):
         assert_close(out.tensors[head].atom[:-1], ref.tensors[head].atom, head)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="assemble._onsite neutralises the learned charges over all atoms, including atoms without neighbours:"
-    " a far atom gets charge -mean(q) and the dipole grows with its distance",
-)
 def test_far_atom_does_not_change_dipole(tiny_model):
     mol, far = molecule_with_far_atom()
     ref = predict(tiny_model, mol).tensors["dipole"]

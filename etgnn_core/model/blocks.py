@@ -6,7 +6,10 @@ Shapes: E = edges, T = triplets, N = atoms, H = edge hidden size, C = triplet hi
 
 from __future__ import annotations
 
+import functools
+import json
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -29,8 +32,57 @@ class RadialBasis(BesselBasisLayer):
     """Radial Bessel basis e_RBF(d) with the smooth polynomial envelope (DimeNet)."""
 
 
+_FORMS_FILE = Path(__file__).with_name("sbf_forms.json")
+
+
+def _basis_forms(num_spherical: int, num_radial: int) -> tuple[list[list[str]], list[str]]:
+    """Sympy forms of the radial and angular parts as strings (PyG's dimenet_utils).
+
+    Deriving them (sympy.simplify) takes ~25 s, so the sizes in use are stored in sbf_forms.json
+    (generated with the same PyG functions); other sizes are derived on demand.
+    """
+    stored = json.loads(_FORMS_FILE.read_text()) if _FORMS_FILE.exists() else {}
+    key = f"{num_spherical}x{num_radial}"
+    if key in stored:
+        return stored[key]["bessel"], stored[key]["sph"]
+    from torch_geometric.nn.models.dimenet_utils import bessel_basis, real_sph_harm
+
+    bessel = [[str(e) for e in row] for row in bessel_basis(num_spherical, num_radial)]
+    return bessel, [str(row[0]) for row in real_sph_harm(num_spherical)]
+
+
+@functools.lru_cache(maxsize=8)
+def _spherical_basis_functions(num_spherical: int, num_radial: int) -> tuple[tuple, tuple]:
+    """Torch functions of the basis, built once per size."""
+    import sympy as sym
+
+    bessel_forms, sph_forms = _basis_forms(num_spherical, num_radial)
+    x, theta = sym.symbols("x theta")
+    modules = {"sin": torch.sin, "cos": torch.cos}
+    sph, bessel = [], []
+    for i in range(num_spherical):
+        form = sym.sympify(sph_forms[i])
+        if i == 0:
+            const = sym.lambdify([theta], form, modules)(0)
+            sph.append(functools.partial(SphericalBasisLayer._sph_to_tensor, const))
+        else:
+            sph.append(sym.lambdify([theta], form, modules))
+        bessel += [sym.lambdify([x], sym.sympify(bessel_forms[i][j]), modules) for j in range(num_radial)]
+    return tuple(sph), tuple(bessel)
+
+
 class SphericalBasis(SphericalBasisLayer):
-    """Spherical Bessel x spherical harmonic basis a_SBE(d_kj, alpha_kji) (eq 10)."""
+    """Spherical Bessel x spherical harmonic basis a_SBE(d_kj, alpha_kji) (eq 10).
+
+    Same functions as PyG's layer, with the sympy construction cached per basis size.
+    """
+
+    def __init__(self, num_spherical: int, num_radial: int, cutoff: float = 5.0, envelope_exponent: int = 5):
+        nn.Module.__init__(self)
+        self.num_spherical, self.num_radial, self.cutoff = num_spherical, num_radial, cutoff
+        self.envelope = Envelope(envelope_exponent)
+        sph, bessel = _spherical_basis_functions(num_spherical, num_radial)
+        self.sph_funcs, self.bessel_funcs = list(sph), list(bessel)
 
 
 class EdgeEmbeddingBlock(nn.Module):

@@ -145,9 +145,12 @@ def _onsite(spec: TensorSpec, geo: Geometry, t_self: torch.Tensor) -> torch.Tens
         iso = t_self[:, :n_iso]
         out = out + (torch.einsum("nb,b...->n...", iso, basis) if spec.rank else iso[:, 0])
     if spec.charges:
-        q = t_self[:, -1]
+        # neutral charges over the atoms that have neighbours: an isolated atom keeps q = 0
+        w = (torch.bincount(geo.edge_dst, minlength=geo.n_atoms) > 0).to(dtype)
+        q = t_self[:, -1] * w
+        per = scatter_sum(w, geo.batch, geo.n_structures).clamp(min=1)
+        q = q - w * (scatter_sum(q, geo.batch, geo.n_structures) / per)[geo.batch]
         counts = _atoms_per_structure(geo, q.unsqueeze(-1)).squeeze(-1)
-        q = q - (scatter_sum(q, geo.batch, geo.n_structures) / counts)[geo.batch]  # neutral
         centroid = scatter_sum(geo.positions, geo.batch, geo.n_structures) / counts.unsqueeze(-1)
         molecule = (~geo.periodic[geo.batch]).to(dtype).unsqueeze(-1)
         out = out + molecule * q.unsqueeze(-1) * (geo.positions - centroid[geo.batch])
