@@ -315,7 +315,7 @@ OPENED = "Opened from another page"
 
 
 def open_entry(entry: Entry, atom: int | None = None) -> None:
-    """Make ``entry`` the structure of every page (e.g. before ``st.switch_page("pages/inspector.py")``).
+    """Make ``entry`` the structure of every page (e.g. before ``st.switch_page("views/inspector.py")``).
 
     The structure picker then shows an extra source, "Opened from another page", selected;
     ``atom`` preselects that atom in the Atom inspector.
@@ -462,6 +462,24 @@ def predict(model, entry: Entry):
     while len(cache) > _PREDICTION_CACHE:
         cache.popitem(last=False)
     return pred
+
+
+def selected_prediction():
+    """(model, entry, prediction) for the sidebar's model and structure, or None after telling the user why.
+
+    Shared by the pages that need a prediction before they can show anything.
+    """
+    model = select_model()
+    entry = select_structure(model=model)
+    if entry is None or model is None:
+        st.info("Pick a model and a structure in the sidebar.", icon=":material/arrow_back:")
+        return None
+    try:
+        with st.spinner(f"Predicting with {model.name}…"):
+            return model, entry, predict(model, entry)
+    except Exception as exc:
+        show_error(exc, f"{model.name} cannot predict this structure")
+        return None
 
 
 def memo(name: str, key: tuple, make):

@@ -1,7 +1,7 @@
 """ETGNN Studio: ``streamlit run app`` from the repository root opens this entry script.
 
 Pages are registered with ``st.navigation`` in this order -- Predict, Atom inspector, Embedding
-map, Train, Learn -- each only when its file exists in app/pages/.  Shared helpers live in
+map, Train, Learn -- each only when its file exists in app/views/.  Shared helpers live in
 app/state.py (``from app.state import ...``).
 """
 
@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app` puts app/ (not the reposito
 
 import streamlit as st  # noqa: E402
 
-PAGES = (  # file in app/pages, title, icon, url path
+PAGES = (  # file in app/views (not "pages": Streamlit would also auto-register that folder), title, icon, url path
     ("predict.py", "Predict", ":material/science:", "predict"),
     ("inspector.py", "Atom inspector", ":material/hub:", "inspector"),
     ("embedding_map.py", "Embedding map", ":material/scatter_plot:", "embedding_map"),
@@ -42,11 +42,11 @@ st.set_page_config(page_title="ETGNN Studio", page_icon=_icon(), layout="wide")
 
 here = Path(__file__).resolve().parent
 pages = [
-    st.Page(f"pages/{file}", title=title, icon=icon, url_path=url, default=(i == 0))
-    for i, (file, title, icon, url) in enumerate(p for p in PAGES if (here / "pages" / p[0]).exists())
+    st.Page(f"views/{file}", title=title, icon=icon, url_path=url, default=(i == 0))
+    for i, (file, title, icon, url) in enumerate(p for p in PAGES if (here / "views" / p[0]).exists())
 ]
 if not pages:
-    st.error("No page found in app/pages.")
+    st.error("No page found in app/views.")
 else:
     nav = st.navigation(pages)
     st.sidebar.caption("ETGNN Studio — edge-based tensor GNN predictions of Born charges, dielectric, "

@@ -14,10 +14,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from etgnn_core.model.config import ModelConfig
 
-from etgnn_core.model.etgnn import ETGNN, ModelConfig
+if TYPE_CHECKING:
+    from etgnn_core.model.etgnn import ETGNN
 
 FORMAT = 1
 CONFIG_FILE, WEIGHTS_FILE, CARD_JSON, CARD_MD, SPLIT_FILE = (
@@ -92,6 +94,8 @@ def find_model(name_or_path: str | os.PathLike) -> Path:
 def save_model(model: ETGNN, path, *, name: str, description: str = "", card: dict | None = None,
                split: dict | None = None) -> Path:
     """Write a model folder (config, weights, card, split)."""
+    import torch
+
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     cfg = {"format": FORMAT, "name": name, "description": description, "model": model.config.to_dict()}
@@ -110,6 +114,10 @@ def save_model(model: ETGNN, path, *, name: str, description: str = "", card: di
 
 def load_model_folder(name_or_path, device=None) -> tuple[ETGNN, ModelInfo]:
     """Rebuild the model from config.json and load weights.pt strictly (weights_only=True)."""
+    import torch
+
+    from etgnn_core.model.etgnn import ETGNN
+
     path = find_model(name_or_path)
     info = read_info(path)
     model = ETGNN(_model_config(_read_json(path / CONFIG_FILE), path))
@@ -125,7 +133,7 @@ def load_model_folder(name_or_path, device=None) -> tuple[ETGNN, ModelInfo]:
     return (model.to(device) if device is not None else model), info
 
 
-def load_state_strict(model: torch.nn.Module, state: dict, where: str) -> None:
+def load_state_strict(model, state: dict, where: str) -> None:
     """load_state_dict(strict=True) with a message saying exactly what differs."""
     if not isinstance(state, dict):
         raise ModelLoadError(f"{where}: expected a state dict, found {type(state).__name__}")

@@ -64,7 +64,7 @@ def app(page: str | None = None, **state):
         at.session_state[k] = v
     at.run()
     if page:
-        at.switch_page(f"pages/{page}").run()
+        at.switch_page(f"views/{page}").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -216,7 +216,7 @@ def test_train_page_keeps_a_poscar_zip_upload_until_removed_and_maps_it(env):
     assert list(ups) == ["set.zip"] and ups["set.zip"]["targets"] == ["born_charges"]
     assert "4 structures, 8 atoms" in texts(at)
     # the labelled upload is offered on the embedding map, with the labels as a colouring
-    at.switch_page("pages/embedding_map.py")
+    at.switch_page("views/embedding_map.py")
     at.session_state["etgnn_emap_source"] = "My uploads"
     at.run()
     assert not at.exception and not errors(at), errors(at)
@@ -225,7 +225,7 @@ def test_train_page_keeps_a_poscar_zip_upload_until_removed_and_maps_it(env):
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert sum(len(_values(t["x"])) for t in spec["data"]) == 8
     # back on the Train page it is still there, until removed
-    at.switch_page("pages/train.py").run()
+    at.switch_page("views/train.py").run()
     assert "set.zip" in at.session_state["etgnn_train_uploads"]
     by_key(at.button, "train_remove_set.zip").click().run()
     assert not at.session_state["etgnn_train_uploads"]
@@ -261,7 +261,7 @@ def test_train_page_finishes_registers_and_offers_download(env):
     from etgnn_core.api import load_model
 
     assert load_model(path, device="cpu").units["born_charges"] == "e"
-    at.switch_page("pages/embedding_map.py").run()
+    at.switch_page("views/embedding_map.py").run()
     assert any(path in opt for opt in at.sidebar.selectbox[0].options) or \
         any("(yours)" in str(o) for o in at.sidebar.selectbox[0].options)
     # the zip holds a folder load_model reads
@@ -271,7 +271,7 @@ def test_train_page_finishes_registers_and_offers_download(env):
 
 
 def _download_bytes(model_dir, name):
-    from app.pages.train import zip_folder  # noqa: PLC0415 - the page's own helper
+    from app.views.train import zip_folder  # noqa: PLC0415 - the page's own helper
 
     return zip_folder(model_dir, name)
 

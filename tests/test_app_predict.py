@@ -330,7 +330,7 @@ def test_reference_data_shows_dft_labels(tiny_models):
     at.number_input(key="structure_dataset_index").set_value(3).run()
     ok(at)
     assert "perturbed/SiO2 #3" in at.subheader[0].value
-    at.switch_page("pages/inspector.py").run()  # the atom's DFT tensor beside its prediction
+    at.switch_page("views/inspector.py").run()  # the atom's DFT tensor beside its prediction
     ok(at)
     assert any(m.value.startswith("DFT label") for m in at.markdown)
 
@@ -339,7 +339,7 @@ def test_reference_data_shows_dft_labels(tiny_models):
 def test_atom_inspector(tiny_models):
     at = new_app(tiny_models)
     at.selectbox(key="structure_demo").set_value("Al2O3_corundum.cif").run()
-    at.switch_page("pages/inspector.py").run()
+    at.switch_page("views/inspector.py").run()
     ok(at)
     # the structure picked on the Predict page is kept
     assert at.selectbox(key="structure_demo").value == "Al2O3_corundum.cif"
@@ -368,7 +368,7 @@ def test_atom_inspector(tiny_models):
     ok(at)
     assert "term of the crystal dielectric" in at.subheader[0].value
     # back on the Predict page the choices are still there
-    at.switch_page("pages/predict.py").run()
+    at.switch_page("views/predict.py").run()
     ok(at)
     assert at.selectbox(key="structure_demo").value == "Al2O3_corundum.cif"
     # another page (the embedding map) opens a structure and an atom in the inspector: state.open_entry
@@ -378,7 +378,7 @@ def test_atom_inspector(tiny_models):
     at.session_state["etgnn_opened_entry"] = Entry("emap:zno", "ZnO from the map", zno, "embedding map")
     at.session_state["etgnn_source"] = OPENED
     at.session_state["etgnn_atom"] = 2
-    at.switch_page("pages/inspector.py").run()
+    at.switch_page("views/inspector.py").run()
     ok(at)
     assert at.radio(key="structure_source").value == OPENED
     assert at.selectbox(key="inspector_atom").value == 2 and "atom #2" in at.subheader[0].value

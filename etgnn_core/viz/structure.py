@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import plotly.graph_objects as go
 from ase.data import chemical_symbols
@@ -21,14 +23,41 @@ def _distances(p1, p2, atoms) -> np.ndarray:
 def _min_distance(atoms) -> float:
     """Shortest interatomic distance (minimum image when periodic), 2 Angstrom if undefined."""
     cands = []
-    if len(atoms) > 1:
-        d = _distances(atoms.positions, atoms.positions, atoms)
-        cands.append(d[~np.eye(len(atoms), dtype=bool)].min())
     if c.is_periodic(atoms):
         lengths = atoms.cell.lengths()
         cands += list(lengths[atoms.pbc & (lengths > 0)])
+    if len(atoms) > 1:
+        cands.append(_closest_pair_distance(atoms, min([x for x in cands if x > 1e-6], default=np.inf)))
     cands = [x for x in cands if x > 1e-6]
     return float(min(cands)) if cands else 2.0
+
+
+def _closest_pair_distance(atoms, bound: float) -> float:
+    """Shortest distance between two different atoms (minimum image when periodic), or ``bound``
+    when none is closer.  A neighbour list (vesin) within 3 Angstrom, then within ``bound``; the
+    full distance matrix if that fails or ``bound`` is infinite."""
+    try:
+        import vesin
+
+        for cutoff in (min(3.0, bound), bound):
+            if not np.isfinite(cutoff):
+                break
+            nl = vesin.NeighborList(cutoff=float(cutoff), full_list=False, n_threads=1)
+            i, j, d = nl.compute(
+                np.ascontiguousarray(atoms.positions, dtype=np.float64),
+                np.ascontiguousarray(atoms.cell[:], dtype=np.float64),
+                [bool(p) for p in atoms.pbc],
+                "ijd",
+            )
+            d = np.asarray(d, dtype=float)[np.asarray(i) != np.asarray(j)]
+            if len(d):
+                return float(d.min())
+            if cutoff >= bound:
+                return float(bound)
+    except Exception:  # pragma: no cover - a cell vesin rejects: the full distance matrix below
+        pass
+    d = _distances(atoms.positions, atoms.positions, atoms)
+    return float(d[~np.eye(len(atoms), dtype=bool)].min())
 
 
 def _max_abs_eig(tensors) -> float:
@@ -76,15 +105,34 @@ def _cell_trace(atoms) -> go.Scatter3d:
     )
 
 
-def _mesh_trace(meshes, texts, name, color, opacity, legendgroup=None) -> go.Mesh3d:
-    """Several ellipsoid meshes merged into one Mesh3d (hover text repeated per vertex)."""
-    verts, tris, hover, off = [], [], [], 0
-    for m, t in zip(meshes, texts):
-        verts.append(m.vertices)
-        tris.append(m.triangles + off)
-        hover += [t] * len(m.vertices)
-        off += len(m.vertices)
-    v, f = np.concatenate(verts), np.concatenate(tris)
+ELLIPSOID_RINGS = 10  # UV-sphere rings of a per-atom ellipsoid (20 segments around; the 3Dmol viewer has 12)
+
+
+@functools.lru_cache(maxsize=8)
+def _unit_sphere(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(vertices [V, 3], triangles [F, 3]) of the UV sphere of :func:`ellipsoid_mesh` with ``n`` rings."""
+    m = ellipsoid_mesh(np.eye(3), np.zeros(3), 1.0, n=n)
+    m.vertices.flags.writeable = m.triangles.flags.writeable = False
+    return m.vertices, m.triangles
+
+
+def _ellipsoid_axes(tensors, scale: float, min_radius: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Batched :func:`ellipsoid_mesh` geometry of ``tensors [m, 3, 3]``: (eigenvalues [m, 3] ascending,
+    semi-axis vectors [m, 3, 3], row k = eigenvector k x max(|eigenvalue k| x scale, min_radius),
+    right-handed); the ellipsoid's vertices are ``center + unit_sphere @ axes``."""
+    w, v = principal_axes(np.asarray(tensors, dtype=float).reshape(-1, 3, 3))
+    radii = np.maximum(np.abs(w) * float(scale), min_radius)
+    return w, np.swapaxes(v * radii[:, None, :], 1, 2)
+
+
+def _mesh_trace(vertices, triangles, name, color, opacity, legendgroup=None, showlegend=True, **hover) -> go.Mesh3d:
+    """A (merged) mesh as one Mesh3d: float32 vertices, the smallest unsigned index type.
+    ``hover``: ``hovertext`` (one string for the whole trace) or ``customdata`` (per vertex) +
+    ``hovertemplate``; never a string per vertex."""
+    v = np.asarray(vertices, dtype=np.float32).reshape(-1, 3)
+    f = np.asarray(triangles).reshape(-1, 3).astype(np.uint16 if len(v) <= 1 << 16 else np.uint32)
+    if "hovertext" in hover:
+        hover.setdefault("hoverinfo", "text")
     return go.Mesh3d(
         x=v[:, 0],
         y=v[:, 1],
@@ -95,29 +143,54 @@ def _mesh_trace(meshes, texts, name, color, opacity, legendgroup=None) -> go.Mes
         color=color,
         opacity=opacity,
         name=name,
-        showlegend=True,
+        showlegend=showlegend,
         legendgroup=legendgroup or name,
-        hovertext=hover,
-        hoverinfo="text",
         flatshading=False,
+        **hover,
+    )
+
+
+def _ellipsoid_hovertemplate(symbol: str, label: str, pd: bool) -> str:
+    """As the atom's hover text without position and matrix, from ``customdata`` = (index, iso, eigenvalues)."""
+    label = label.replace("%{", "%\u200b{")  # a literal "%{" in the label is not a template field
+    values = ", ".join(f"%{{customdata[{k}]:.3f}}" for k in (2, 3, 4))
+    flag = "positive definite" if pd else "<b>not positive definite</b>"
+    return (
+        f"#%{{customdata[0]}} {symbol}<br>{label}: iso %{{customdata[1]:.3f}}<br>principal values ({values})"
+        f"<br>{flag}<extra></extra>"
     )
 
 
 def _ellipsoid_traces(atoms, tensors, label, scale) -> list[go.Mesh3d]:
-    good, bad = ([], []), ([], [])
-    for a, T in enumerate(tensors):
-        if not np.all(np.isfinite(T)):
-            continue  # unlabelled atom (e.g. shielding mask): nothing to draw
-        m = ellipsoid_mesh(T, atoms.positions[a], scale)
-        text = c.atom_label(atoms, a) + "<br>" + tensor_summary(T, label)
-        target = good if m.positive_definite else bad
-        target[0].append(m)
-        target[1].append(text)
+    """Positive-definite ellipsoids (grey), then not positive definite ones (orange), one Mesh3d per
+    element in each group (one legend entry per group).  Hover: ``#index symbol``, iso value,
+    principal values, positive-definite flag, from ``customdata [V, 5]`` (float32: index, iso,
+    eigenvalues) and a per-trace ``hovertemplate``: no text repeated per vertex."""
+    idx = np.flatnonzero(np.all(np.isfinite(tensors), axis=(1, 2)))  # unlabelled atoms: nothing to draw
+    w, axes = _ellipsoid_axes(tensors[idx], scale)
+    unit, tris = _unit_sphere(ELLIPSOID_RINGS)
+    bad = ~np.all(w > 0, axis=1)
+    rows = np.column_stack([idx, isotropic_value(tensors[idx]), w]).astype(np.float32)
     traces = []
-    if good[0]:
-        traces.append(_mesh_trace(*good, f"{label} ellipsoids", c.ELLIPSOID_COLOR, 0.45))
-    if bad[0]:
-        traces.append(_mesh_trace(*bad, f"{label}: not positive definite", c.NON_PD_COLOR, 0.8))
+    for nonpd in (False, True):
+        name = f"{label}: not positive definite" if nonpd else f"{label} ellipsoids"
+        color, opacity = (c.NON_PD_COLOR, 0.8) if nonpd else (c.ELLIPSOID_COLOR, 0.45)
+        for first, z in enumerate(sorted(set(atoms.numbers[idx[bad == nonpd]].tolist()))):
+            sel = np.flatnonzero((bad == nonpd) & (atoms.numbers[idx] == z))
+            verts = atoms.positions[idx[sel], None, :] + unit @ axes[sel]  # [m, V, 3]
+            faces = tris + len(unit) * np.arange(len(sel))[:, None, None]
+            traces.append(
+                _mesh_trace(
+                    verts,
+                    faces,
+                    name,
+                    color,
+                    opacity,
+                    showlegend=first == 0,
+                    customdata=np.repeat(rows[sel], len(unit), axis=0),
+                    hovertemplate=_ellipsoid_hovertemplate(chemical_symbols[z], label, not nonpd),
+                )
+            )
     return traces
 
 
@@ -185,9 +258,11 @@ def structure_figure(
 
     Traces, in order: one Scatter3d per element; "unit cell" lines (periodic and
     ``show_cell`` only); "selected" markers (``highlight``: an index or indices); per-atom
-    ellipsoids merged into at most two Mesh3d (positive definite grey, not positive definite
-    orange: drawn with ``|eigenvalues|``, never hidden); the crystal tensor as one Mesh3d at
-    the cell centre; the dipole as a line + cone at the centre.
+    ellipsoids merged into one Mesh3d per element, positive definite ones (grey, legend "<label>
+    ellipsoids") first, then not positive definite ones (orange, "<label>: not positive
+    definite": drawn with ``|eigenvalues|``, never hidden), hover once per ellipsoid (per-vertex
+    ``customdata`` + a template); the crystal tensor as one Mesh3d at the cell centre; the
+    dipole as a line + cone at the centre.
 
     ``atom_tensors [n, 3, 3]``: rows of NaN are skipped (atoms without a label).  Ellipsoid
     semi-axes are ``|eigenvalue| * scale`` Angstrom; ``scale=None`` makes the largest semi-axis
@@ -238,7 +313,9 @@ def structure_figure(
         m = ellipsoid_mesh(T, center, s)
         name = f"crystal {label}" + ("" if m.positive_definite else ": not positive definite")
         color = c.CRYSTAL_COLOR if m.positive_definite else c.NON_PD_COLOR
-        fig.add_trace(_mesh_trace([m], [tensor_summary(T, f"crystal {label}")], name, color, 0.2))
+        fig.add_trace(
+            _mesh_trace(m.vertices, m.triangles, name, color, 0.2, hovertext=tensor_summary(T, f"crystal {label}"))
+        )
     if dipole is not None:
         d = np.asarray(dipole, dtype=float).reshape(3)
         norm = float(np.linalg.norm(d))

@@ -6,9 +6,13 @@ promise so py3Dmol-style snippets never inject their CDN tag.  The page is writt
 against the 3Dmol API (py3Dmol's own HTML would put ``time.time()`` in the view id and a CDN
 URL in the page).  No URL is fetched: no ``query=``, no download, no CDN.
 
-Per-atom rank-2 tensors are drawn as true ellipsoids (``viewer.addCustom`` triangle meshes
-from :func:`etgnn_core.tensors.algebra.ellipsoid_mesh`), semi-axes ``|eigenvalue| * scale``
-of the symmetric part; tensors with an eigenvalue ``<= 0`` are orange, the others grey.
+Per-atom rank-2 tensors are drawn as true ellipsoids (``viewer.addCustom`` triangle meshes),
+semi-axes ``|eigenvalue| * scale`` of the symmetric part; tensors with an eigenvalue ``<= 0``
+are orange, the others grey.  The page carries only each ellipsoid's centre, its three
+principal semi-axis vectors and a positive-definite flag; the meshes (the UV sphere of
+:func:`etgnn_core.tensors.algebra.ellipsoid_mesh` with ``n=12``, same vertices, normals and
+triangles) are built by the page's JavaScript (:data:`MESH_JS`), which keeps the page small
+(~0.6 MB for 200 atoms with ellipsoids, most of it the 3Dmol.js library).
 
 The view id is stable, so identical inputs give identical HTML (Streamlit keeps the iframe);
 the camera is also saved in ``sessionStorage`` under the view id and a fingerprint of the
@@ -32,9 +36,8 @@ from pathlib import Path
 import numpy as np
 from ase.data import chemical_symbols
 
-from etgnn_core.tensors.algebra import ellipsoid_mesh
 from etgnn_core.viz import _common as c
-from etgnn_core.viz.structure import _max_abs_eig, _min_distance
+from etgnn_core.viz.structure import _ellipsoid_axes, _max_abs_eig, _min_distance, _unit_sphere
 
 JS_RELATIVE_PATH = Path("js") / "3Dmol" / "3Dmol-min.js"
 
@@ -72,46 +75,99 @@ def _xyz(atoms) -> str:
     return "\n".join(lines) + "\n"
 
 
+MESH_RINGS = 12  # UV-sphere rings of a per-atom ellipsoid (ellipsoid_mesh(..., n=MESH_RINGS))
+
+
 def _ellipsoids(atoms, tensors, scale) -> list[dict]:
-    out = []
-    for a, T in enumerate(tensors):
-        if not np.all(np.isfinite(T)):
-            continue
-        m = ellipsoid_mesh(T, atoms.positions[a], scale, n=12)
-        out.append(
-            dict(
-                v=np.round(m.vertices, 4).ravel().tolist(),
-                n=np.round(m.normals, 4).ravel().tolist(),
-                f=m.triangles.ravel().tolist(),
-                pd=m.positive_definite,
-                color=c.ELLIPSOID_COLOR if m.positive_definite else c.NON_PD_COLOR,
-                opacity=0.55 if m.positive_definite else 0.85,
-            )
-        )
-    return out
+    """One compact record per atom with a finite tensor: ``c`` centre, ``a`` the three semi-axis
+    vectors (eigenvector x max(|eigenvalue| x scale, 1e-3 A), flattened row by row, in
+    ascending eigenvalue order, right-handed: as ellipsoid_mesh), ``pd`` positive definite."""
+    T = np.asarray(tensors, dtype=float)
+    idx = np.flatnonzero(np.all(np.isfinite(T), axis=(1, 2)))
+    if not len(idx):
+        return []
+    w, axes = _ellipsoid_axes(T[idx], scale)  # axes [m, axis, xyz]
+    centres = np.round(atoms.positions[idx], 4).tolist()
+    axes = np.round(axes.reshape(len(idx), 9), 5).tolist()
+    return [dict(c=c_, a=a_, pd=bool(p)) for c_, a_, p in zip(centres, axes, np.all(w > 0, axis=1))]
+
+
+def _ellipsoid_vertices(ellipsoids: list[dict]) -> np.ndarray:
+    """``[m * V, 3]`` the vertices the page's JavaScript builds (for the camera frame)."""
+    if not ellipsoids:
+        return np.zeros((0, 3))
+    unit = _unit_sphere(MESH_RINGS)[0]
+    c_ = np.array([e["c"] for e in ellipsoids])
+    a_ = np.array([e["a"] for e in ellipsoids]).reshape(-1, 3, 3)
+    return (c_[:, None, :] + unit @ a_).reshape(-1, 3)
+
+
+# The ellipsoid meshes, built in the page: etgnnEllipsoid(e, sphere) -> addCustom spec arrays.  The UV sphere
+# is etgnn_core.tensors.algebra._unit_sphere(n) (poles + (n - 1) rings of 2n vertices, outward
+# counter-clockwise triangles); vertex = c + sum_k u_k a_k, normal ~ sum_k u_k a_k / |a_k|^2 (the
+# inverse-transpose map, as ellipsoid_mesh).  tests/test_viz.py runs this code in node against ellipsoid_mesh.
+MESH_JS = """
+function etgnnUnitSphere(n) {
+  var m = 2 * n, u = [0, 0, 1], f = [], i, j;
+  for (i = 1; i < n; i++) {
+    var t = Math.PI * i / n, st = Math.sin(t), ct = Math.cos(t);
+    for (j = 0; j < m; j++) {
+      var p = 2 * Math.PI * j / m;
+      u.push(st * Math.cos(p), st * Math.sin(p), ct);
+    }
+  }
+  u.push(0, 0, -1);
+  var south = u.length / 3 - 1, last = 1 + (n - 2) * m;
+  for (j = 0; j < m; j++) f.push(0, 1 + j, 1 + (j + 1) % m);
+  for (i = 0; i < n - 2; i++) {
+    for (j = 0; j < m; j++) f.push(1 + i * m + j, 1 + (i + 1) * m + j, 1 + (i + 1) * m + (j + 1) % m);
+    for (j = 0; j < m; j++) f.push(1 + i * m + j, 1 + (i + 1) * m + (j + 1) % m, 1 + i * m + (j + 1) % m);
+  }
+  for (j = 0; j < m; j++) f.push(south, last + (j + 1) % m, last + j);
+  return {u: u, f: f};
+}
+function etgnnEllipsoid(e, sphere) {
+  var a = e.a, c = e.c, u = sphere.u, verts = [], normals = [], k, q = [];
+  for (k = 0; k < 3; k++) {
+    var s = a[3 * k] * a[3 * k] + a[3 * k + 1] * a[3 * k + 1] + a[3 * k + 2] * a[3 * k + 2];
+    q.push(1 / Math.max(s, 1e-30));
+  }
+  for (var i = 0; i < u.length; i += 3) {
+    var x = u[i], y = u[i + 1], z = u[i + 2];
+    verts.push({x: c[0] + x * a[0] + y * a[3] + z * a[6],
+                y: c[1] + x * a[1] + y * a[4] + z * a[7],
+                z: c[2] + x * a[2] + y * a[5] + z * a[8]});
+    var nx = x * q[0] * a[0] + y * q[1] * a[3] + z * q[2] * a[6],
+        ny = x * q[0] * a[1] + y * q[1] * a[4] + z * q[2] * a[7],
+        nz = x * q[0] * a[2] + y * q[1] * a[5] + z * q[2] * a[8],
+        r = Math.sqrt(nx * nx + ny * ny + nz * nz) || 1;
+    normals.push({x: nx / r, y: ny / r, z: nz / r});
+  }
+  return {vertexArr: verts, normalArr: normals, faceArr: sphere.f};
+}
+"""
 
 
 _SCRIPT = """
 (function () {
+%(mesh_js)s
   var d = %(data)s;
   var el = document.getElementById(d.id);
   var viewer = $3Dmol.createViewer(el, {backgroundColor: "white", minimumZoomToDistance: 1});
   var model = viewer.addModel(d.xyz, "xyz");
   model.setStyle({}, d.style);
-  // invisible points (cell corners, ellipsoid tips) that the camera must frame
+  // invisible points (extremes of the atoms, cell and ellipsoids) that the camera must frame
   var frame = viewer.addModel(d.frame, "xyz", {assignBonds: false});
   frame.setStyle({}, {});
   if (d.cell) {
     viewer.addUnitCell(model, {box: {color: "#444444"}, alabel: "a", blabel: "b", clabel: "c"});
   }
-  function pts(flat) {
-    var out = [];
-    for (var i = 0; i < flat.length; i += 3) out.push({x: flat[i], y: flat[i + 1], z: flat[i + 2]});
-    return out;
-  }
+  var sphere = etgnnUnitSphere(d.rings);
   d.ellipsoids.forEach(function (e) {
-    viewer.addCustom({vertexArr: pts(e.v), normalArr: pts(e.n), faceArr: e.f,
-                      color: e.color, opacity: e.opacity});
+    var spec = etgnnEllipsoid(e, sphere);
+    spec.color = e.pd ? d.colors[0] : d.colors[1];
+    spec.opacity = e.pd ? d.opacities[0] : d.opacities[1];
+    viewer.addCustom(spec);
   });
   d.highlight.forEach(function (h) {
     viewer.addSphere({center: {x: h[0], y: h[1], z: h[2]}, radius: h[3], color: "gold", opacity: 0.45});
@@ -151,15 +207,24 @@ _TENSOR_STYLES = {
 
 
 def _frame_xyz(atoms, ellipsoids: list[dict], halo: list) -> str:
-    """Points that must stay in view, mirrored through the centre so 3Dmol centres on it."""
+    """Points that must stay in view, mirrored through the centre so 3Dmol centres on it.
+
+    ``zoomTo`` uses their mean (the centre, by the mirroring), their bounding box and their
+    largest distance from the centre; only the points that set these are kept (the per-axis
+    extremes and the farthest point, with their mirror images): the same camera as with all
+    the points, in a few hundred bytes.
+    """
     pts = [atoms.positions]
     if c.is_periodic(atoms):
         pts.append(c.cell_edges(atoms.cell).reshape(-1, 3))
-    pts += [np.reshape(e["v"], (-1, 3)) for e in ellipsoids]
+    pts.append(_ellipsoid_vertices(ellipsoids))
     pts += [np.array(h[:3]) + h[3] * np.vstack([np.eye(3), -np.eye(3)]) for h in halo]
     pts = np.concatenate(pts)
     center = c.structure_center(atoms) if c.is_periodic(atoms) else 0.5 * (pts.min(0) + pts.max(0))
     pts = center + 1.02 * (pts - center)  # small margin
+    pts = np.concatenate([pts, 2 * center - pts])
+    keep = np.unique(np.concatenate([pts.argmin(0), pts.argmax(0), [np.argmax(((pts - center) ** 2).sum(1))]]))
+    pts = pts[keep]
     pts = np.concatenate([pts, 2 * center - pts])
     return f"{len(pts)}\nframe\n" + "".join(f"X {p[0]:.4f} {p[1]:.4f} {p[2]:.4f}\n" for p in pts)
 
@@ -213,11 +278,14 @@ def viewer_html(
         style=(_TENSOR_STYLES if ellipsoids else _STYLES)[style],
         cell=bool(show_cell and c.is_periodic(atoms)),
         ellipsoids=ellipsoids,
+        rings=MESH_RINGS,
+        colors=[c.ELLIPSOID_COLOR, c.NON_PD_COLOR],
+        opacities=[0.55, 0.85],
         highlight=halo,
     )
     w = f"{width}px" if isinstance(width, (int, float)) else str(width)
     # "</" cannot appear in JSON numbers/element symbols, but escape it anyway for the <script> block
-    script = _SCRIPT % {"data": json.dumps(data, separators=(",", ":")).replace("</", "<\\/")}
+    script = _SCRIPT % {"mesh_js": MESH_JS, "data": json.dumps(data, separators=(",", ":")).replace("</", "<\\/")}
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">\n'
         f"<style>html,body{{margin:0;padding:0;}} #{vid}{{position:relative;width:{w};height:{int(height)}px;}}"

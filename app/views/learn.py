@@ -16,11 +16,8 @@ from app.state import (
     keep_widget,
     memo,
     page_guard,
-    predict,
     prediction_key,
-    select_model,
-    select_structure,
-    show_error,
+    selected_prediction,
 )
 from etgnn_core import keys
 from etgnn_core.tensors.algebra import (
@@ -346,17 +343,10 @@ def page() -> None:
     st.title("Learn: equivariant tensors from edges")
     st.caption("For a structure and a model of your choice: how the tensor is assembled from bond directions, "
                "what its parts mean, and a live check of rotation equivariance.")
-    model = select_model()
-    entry = select_structure(model=model)
-    if model is None or entry is None:
-        st.info("Pick a model and a structure in the sidebar.", icon=":material/arrow_back:")
+    selected = selected_prediction()
+    if selected is None:
         return
-    try:
-        with st.spinner(f"Predicting with {model.name}…"):
-            pred = predict(model, entry)
-    except Exception as exc:
-        show_error(exc, f"{model.name} cannot predict this structure")
-        return
+    model, entry, pred = selected
     names = list(pred)
     rank2 = [t for t in names if model.config.spec(t).rank == 2]
     preferred = [t for t in (keys.BORN_CHARGES, *rank2, *names) if t in names]

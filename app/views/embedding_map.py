@@ -202,7 +202,7 @@ def show_atom(model, table: EmbeddingTable, structures, row: int) -> None:
         entry = state.Entry(f"emap:{table.structure_label[row]}", str(table.structure_label[row]), atoms.copy(),
                             "embedding map")
         opener(entry, atom=a)
-        st.switch_page("pages/inspector.py")
+        st.switch_page("views/inspector.py")
 
 
 def pick_by_index(table: EmbeddingTable, key: tuple) -> None:

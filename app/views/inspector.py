@@ -16,11 +16,8 @@ from app.state import (
     keep_widget,
     memo,
     page_guard,
-    predict,
     prediction_key,
-    select_model,
-    select_structure,
-    show_error,
+    selected_prediction,
     with_overlay,
 )
 from etgnn_core import keys
@@ -121,17 +118,10 @@ def page() -> None:
     st.title("Atom inspector")
     st.caption("How each neighbour (edge k → j, its triplets included) contributes to the tensor of atom j: "
                "T_j = Σ_k edge_kj + on-site_j + acoustic-sum-rule correction_j.")
-    model = select_model()
-    entry = select_structure(model=model)
-    if entry is None or model is None:
-        st.info("Pick a model and a structure in the sidebar.", icon=":material/arrow_back:")
+    selected = selected_prediction()
+    if selected is None:
         return
-    try:
-        with st.spinner(f"Predicting with {model.name}…"):
-            pred = predict(model, entry)
-    except Exception as exc:
-        show_error(exc, f"{model.name} cannot predict this structure")
-        return
+    model, entry, pred = selected
     atoms = pred.atoms
     n = len(atoms)
     names = [t for t in pred if t in pred.contributions]
