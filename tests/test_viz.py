@@ -2,12 +2,15 @@
 
 import json
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 from ase.build import bulk, molecule
 
+from etgnn_core.tensors.algebra import ellipsoid_mesh
 from etgnn_core.viz import (
     assets_dir,
     contributions_figure,
@@ -72,13 +75,20 @@ def test_structure_figure_tensors_dipole_highlight(nacl):
     assert "ellipsoid axes: |eigenvalues| of the symmetric part of Z*" in fig.layout.title.text
     bad = fig.data[5]
     assert bad.color != fig.data[4].color
-    assert all("not positive definite" in h for h in bad.hovertext)
+    # hover once per ellipsoid: a template over per-vertex (index, iso, eigenvalues), no text per vertex
+    assert "not positive definite" in bad.hovertemplate and "#%{customdata[0]} Cl" in bad.hovertemplate
+    assert "not positive definite" not in fig.data[4].hovertemplate
+    cd = np.asarray(bad.customdata)
+    assert cd.shape == (len(bad.x), 5) and cd.dtype == np.float32
+    np.testing.assert_allclose(cd[0], [1, 0.0, -3.0, 1.0, 2.0], atol=1e-6)
+    assert (cd == cd[0]).all()
+    assert isinstance(fig.data[6].hovertext, str) and "crystal Z*" in fig.data[6].hovertext
     assert "not positive definite" in fig.data[1].text[0]  # Cl hover
     assert "not positive definite" not in fig.data[0].text[0]  # Na hover
     # the non-positive-definite ellipsoid is drawn at the Cl site with |eigenvalues|
     verts = np.stack([bad.x, bad.y, bad.z], axis=1) - nacl.positions[1]
     extent = np.abs(verts).max(axis=0)
-    np.testing.assert_allclose(extent / extent[2], [1 / 3, 2 / 3, 1], rtol=1e-6)
+    np.testing.assert_allclose(extent / extent[2], [1 / 3, 2 / 3, 1], rtol=1e-5)
     _no_mathjax(fig)
 
 
@@ -88,10 +98,32 @@ def test_structure_figure_skips_unlabelled_atoms(water):
     fig = structure_figure(water, atom_tensors=Z, tensor_label="σ")
     meshes = [t for t in fig.data if t.type == "mesh3d"]
     assert len(meshes) == 1
-    assert {h.split("<br>")[0] for h in meshes[0].hovertext} == {"#0 O"}
+    assert meshes[0].hovertemplate.startswith("#%{customdata[0]} O<br>σ: iso")
+    assert set(np.asarray(meshes[0].customdata)[:, 0]) == {0}
     assert "σ" in fig.data[1].text[0] and "σ" not in fig.data[0].text[0]  # O labelled, H not
     empty = structure_figure(water, atom_tensors=np.full((3, 3, 3), np.nan), tensor_label="σ")
     assert "no σ values" in empty.layout.title.text and _names(empty) == ["H", "O"]
+
+
+def _zno_200():
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.21).repeat((5, 5, 2))
+    atoms.rattle(0.05, seed=0)
+    T = np.random.default_rng(0).standard_normal((len(atoms), 3, 3)) + 2 * np.eye(3)
+    return atoms, T
+
+
+def test_structure_figure_ellipsoids_are_small():
+    """200 atoms with ellipsoids: one Mesh3d per element and kind, no hover string per vertex
+    (the per-vertex hover text made this figure ~33 MB; now ~2.5 MB)."""
+    atoms, T = _zno_200()
+    fig = structure_figure(atoms, atom_tensors=T, tensor_label="Z*")
+    meshes = [t for t in fig.data if t.type == "mesh3d"]
+    assert _names(fig)[3:] == ["Z* ellipsoids"] * 2 + ["Z*: not positive definite"] * 2
+    assert [t.showlegend for t in meshes] == [True, False, True, False]
+    assert all(t.hovertext is None for t in meshes)
+    drawn = np.concatenate([np.asarray(t.customdata)[:, 0] for t in meshes])
+    assert set(drawn.astype(int)) == set(range(len(atoms)))
+    assert len(fig.to_json()) < 3_300_000
 
 
 def test_contributions_figure(nacl):
@@ -170,6 +202,13 @@ def test_viewer_html_is_offline(nacl, water):
     assert "query=" not in page and "download" not in page
     assert "addUnitCell" in page and 'Lattice=\\"' in page
     assert page.count('"pd":false') == 1 and page.count('"pd":true') == 1
+    # only centre + semi-axis vectors + flag per ellipsoid: the page's JavaScript builds the meshes
+    records = json.loads(re.search(r'"ellipsoids":(\[.*?\]),"rings"', page).group(1))
+    assert [sorted(r) for r in records] == [["a", "c", "pd"]] * 2
+    radii = np.linalg.norm(np.reshape(records[1]["a"], (3, 3)), axis=1)  # |eigenvalues| -3, 1, 2 x scale
+    np.testing.assert_allclose(radii / radii[0], [1, 1 / 3, 2 / 3], rtol=1e-4)
+    assert "etgnnEllipsoid(e, sphere)" in page and "window.etgnnViewer = viewer" in page
+    assert page.rstrip().endswith("</body></html>") and page.count("</body>") == 1
     assert "not positive definite" in page
     assert 'id="etgnn-view"' in page
     # stable: same input, same page (Streamlit keeps the iframe and the camera)
@@ -189,3 +228,62 @@ def test_viewer_assets_env_var(tmp_path, monkeypatch, water):
     monkeypatch.setenv("ETGNN_ASSETS", str(tmp_path))
     assert assets_dir() == tmp_path
     assert "/* fake 3Dmol */" in viewer_html(water)
+
+
+def _frame_points(page: str) -> np.ndarray:
+    frame = json.loads(re.search(r'"frame":("(?:[^"\\]|\\.)*")', page).group(1))
+    return np.array([[float(x) for x in line.split()[1:]] for line in frame.splitlines()[2:]])
+
+
+def test_viewer_frame_is_small_and_frames_everything(water):
+    """The camera frame keeps only the extreme points: same centre, box and farthest distance."""
+    from etgnn_core.viz import _common as c
+    from etgnn_core.viz.viewer3d import _ellipsoid_vertices, _ellipsoids, threedmol_js
+
+    atoms, T = _zno_200()
+    page = viewer_html(atoms, atom_tensors=T, highlight=[3], scale=0.3).replace(threedmol_js(), "")
+    assert len(page) < 60_000  # was ~6 MB with the meshes and the full frame in the page
+    pts = _frame_points(page)
+    assert len(pts) <= 14
+
+    center = c.structure_center(atoms)
+    np.testing.assert_allclose(pts.mean(0), center, atol=1e-3)
+    halo = atoms.positions[3] + 0.9 * np.vstack([np.eye(3), -np.eye(3)])
+    cell = c.cell_edges(atoms.cell).reshape(-1, 3)
+    everything = np.concatenate([atoms.positions, cell, _ellipsoid_vertices(_ellipsoids(atoms, T, 0.3)), halo])
+    everything = center + 1.02 * (everything - center)
+    everything = np.concatenate([everything, 2 * center - everything])
+    np.testing.assert_allclose(pts.min(0), everything.min(0), atol=1e-3)
+    np.testing.assert_allclose(pts.max(0), everything.max(0), atol=1e-3)
+    dist = lambda p: np.sqrt(((p - center) ** 2).sum(1)).max()  # noqa: E731
+    np.testing.assert_allclose(dist(pts), dist(everything), atol=1e-3)
+    mol = _frame_points(viewer_html(water, atom_tensors=np.eye(3)[None].repeat(3, 0)))
+    assert len(mol) <= 14 and np.ptp(mol, axis=0).min() > 0
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")
+def test_viewer_mesh_js_matches_ellipsoid_mesh():
+    """The page's JavaScript builds the same meshes as etgnn_core.tensors.algebra.ellipsoid_mesh."""
+    from etgnn_core.viz.viewer3d import MESH_JS, MESH_RINGS, _ellipsoids
+
+    atoms = bulk("NaCl", "rocksalt", a=5.64).repeat((2, 1, 1))
+    rng = np.random.default_rng(3)
+    T = rng.standard_normal((4, 3, 3))
+    T[0] = np.diag([1.0, 0.0, 2.0])  # a zero eigenvalue: 1e-3 A semi-axis
+    T[2] = np.diag([1.0, 2.0, -3.0])
+    scale = 0.4
+    records = _ellipsoids(atoms, T, scale)
+    js = MESH_JS + (
+        f"var s = etgnnUnitSphere({MESH_RINGS}), es = {json.dumps(records)};"
+        "console.log(JSON.stringify(es.map(function (e) { var m = etgnnEllipsoid(e, s);"
+        " return {v: m.vertexArr, n: m.normalArr, f: m.faceArr}; })));"
+    )
+    out = json.loads(subprocess.run(["node", "-e", js], capture_output=True, text=True, check=True).stdout)
+    assert len(records) == len(out) == 4
+    for a, (rec, m_js) in enumerate(zip(records, out)):
+        m = ellipsoid_mesh(T[a], atoms.positions[a], scale, n=MESH_RINGS)
+        assert rec["pd"] == m.positive_definite
+        xyz = lambda arr: np.array([[p["x"], p["y"], p["z"]] for p in arr])  # noqa: E731
+        np.testing.assert_array_equal(np.reshape(m_js["f"], (-1, 3)), m.triangles)
+        np.testing.assert_allclose(xyz(m_js["v"]), m.vertices, atol=1e-4)
+        np.testing.assert_allclose(xyz(m_js["n"]), m.normals, atol=2e-3)

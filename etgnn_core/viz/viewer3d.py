@@ -88,7 +88,7 @@ def _ellipsoids(atoms, tensors, scale) -> list[dict]:
         return []
     w, axes = _ellipsoid_axes(T[idx], scale)  # axes [m, axis, xyz]
     centres = np.round(atoms.positions[idx], 4).tolist()
-    axes = np.round(axes.reshape(len(idx), 9), 5).tolist()
+    axes = np.round(axes.reshape(len(idx), 9), 6).tolist()
     return [dict(c=c_, a=a_, pd=bool(p)) for c_, a_, p in zip(centres, axes, np.all(w > 0, axis=1))]
 
 
