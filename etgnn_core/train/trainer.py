@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from etgnn_core.model.etgnn import ETGNN, ModelConfig
-from etgnn_core.registry import load_model_folder, load_state_strict, save_model
+from etgnn_core.registry import find_model, load_model_folder, load_state_strict, save_model
 from etgnn_core.tensors.specs import spec_for
 from etgnn_core.train.batching import LabelledGraph, collate_labelled, label_graph
 from etgnn_core.train.config import TrainConfig
@@ -151,6 +151,8 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
                      "finetuned_from": config.finetune_from, "torch": torch.__version__},
         "metrics": metrics,
     }
+    if config.finetune_from:  # keep the history: what the starting model had been trained on
+        card["training"]["previous"] = _previous_training(config.finetune_from)
     model_dir = save_model(model.cpu(), out / "model", name=config.name, description=config.description,
                            card=card, split=ids)
     return TrainResult(model, model_dir, metrics, ids, minutes, epochs, card)
@@ -190,6 +192,13 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume):
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         load_state_strict(model, {k.removeprefix("model."): v for k, v in state.items()}, best)
     return trainer.current_epoch, (time.monotonic() - start) / 60
+
+
+def _previous_training(name_or_path) -> dict:
+    from etgnn_core.registry import read_info
+
+    card = read_info(find_model(name_or_path)).card
+    return card.get("training", {})
 
 
 def _wants_cuda(device: str) -> bool:
