@@ -51,7 +51,16 @@ def main() -> None:
         vs = f"{m['mae'] / paper:.2f}x" if paper else GOALS.get((name, target), "-")
         print(f"| {name} | {target} | {m['mae']:.3g} | {m['baseline_mae']:.3g} | "
               f"{paper if paper else '-'} | {vs} | {m.get('unit', '')} | {train.get('epochs', '')} | "
-              f"{train.get('minutes', '')} | {train.get('hardware', '')} |")
+              f"{_minutes(train)} | {train.get('hardware', '')} |")
+
+
+def _minutes(train: dict) -> str:
+    """Training minutes including the earlier rounds of a fine-tuned model."""
+    total, rounds = 0.0, 0
+    while train:
+        total, rounds = total + float(train.get("minutes", 0)), rounds + 1
+        train = train.get("previous") or {}
+    return f"{total:.1f}" + (f" ({rounds} rounds)" if rounds > 1 else "")
 
 
 if __name__ == "__main__":

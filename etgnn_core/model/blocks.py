@@ -126,10 +126,10 @@ class TripletEmbeddingBlock(nn.Module):
 
     def forward(self, z, rbf, sbf, src, dst, kj, ji):  # -> [T, C]
         h = self.emb(z)
-        atom_k, atom_j, atom_i = src[kj], dst[kj], dst[ji]
-        x = self.lin_k(h)[atom_k] + self.lin_j(h)[atom_j] + self.lin_i(h)[atom_i]
-        x = x + self.lin_sbf(sbf) + self.lin_rbf(rbf)[ji]
-        return act(x)
+        # per-edge sums first, then one gather per edge of the triplet (k->j and j->i)
+        on_kj = self.lin_k(h)[src] + self.lin_j(h)[dst]  # [E, C]: Z_k, Z_j of edge k->j
+        on_ji = self.lin_i(h)[dst] + self.lin_rbf(rbf)  # [E, C]: Z_i and e_RBF of edge j->i
+        return act(on_kj[kj] + on_ji[ji] + self.lin_sbf(sbf))
 
 
 class TripletUpdateBlock(nn.Module):
