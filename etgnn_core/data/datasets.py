@@ -461,18 +461,23 @@ def _matten_elasticity_info() -> DatasetInfo:
     )
 
 
-def load_matten_elasticity(root=None, limit=None) -> tuple[list[Sample], DatasetInfo]:
-    """MatTen elasticity: elastic [3,3,3,3] GPa; published split in ``info.extra['split']``."""
-    info = _matten_elasticity_info()
+def _matten_json(root, info: DatasetInfo, required: tuple[str, ...], limit) -> tuple[Path, dict, list[str]]:
+    """A MatTen JSON file (columns keyed by sample id): its path, contents and the first ``limit`` ids."""
     path = _file(_root(root), info.path)
     d = _read_json(path)
-    for k in ("structure", "elastic_tensor_full", "elastic_tensor_voigt", "split"):
+    for k in required:
         if k not in d:
             raise DataError(f"{path}, key {k!r}: missing")
     ids = list(d["structure"])
     lim = _limit(limit)
-    if lim is not None:
-        ids = ids[:lim]
+    return path, d, ids if lim is None else ids[:lim]
+
+
+def load_matten_elasticity(root=None, limit=None) -> tuple[list[Sample], DatasetInfo]:
+    """MatTen elasticity: elastic [3,3,3,3] GPa; published split in ``info.extra['split']``."""
+    info = _matten_elasticity_info()
+    path, d, ids = _matten_json(root, info, ("structure", "elastic_tensor_full", "elastic_tensor_voigt", "split"),
+                                limit)
     samples = []
     for sid in ids:
         src = f"{path}, id {sid!r}"
@@ -525,15 +530,7 @@ def _matten_nmr_info() -> DatasetInfo:
 def load_matten_si_nmr(root=None, limit=None) -> tuple[list[Sample], DatasetInfo]:
     """MatTen 29Si NMR: shielding [n,3,3] ppm on the ``atom_selector`` atoms (``masks['shielding']``)."""
     info = _matten_nmr_info()
-    path = _file(_root(root), info.path)
-    d = _read_json(path)
-    for k in ("structure", "nmr_tensor", "atom_selector"):
-        if k not in d:
-            raise DataError(f"{path}, key {k!r}: missing")
-    ids = list(d["structure"])
-    lim = _limit(limit)
-    if lim is not None:
-        ids = ids[:lim]
+    path, d, ids = _matten_json(root, info, ("structure", "nmr_tensor", "atom_selector"), limit)
     samples = []
     for sid in ids:
         src = f"{path}, id {sid!r}"

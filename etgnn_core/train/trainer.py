@@ -60,9 +60,9 @@ def build_model(config: TrainConfig) -> tuple[ETGNN, bool]:
         return ETGNN(ModelConfig(targets=specs, **config.model)), False
     base, _ = load_model_folder(config.finetune_from)
     if [t.name for t in base.config.targets] == config.targets:
-        return base, True  # same heads: keep its normalisation, continue from its weights
+        return base.train(), True  # same heads: keep its normalisation, continue from its weights
     cfg = ModelConfig.from_dict({**base.config.to_dict(), "targets": [s.to_dict() for s in specs]})
-    model = ETGNN(cfg)
+    model = ETGNN(cfg)  # new heads: a fresh model in train mode (the loaded base is in eval mode)
     own = model.state_dict()
     shared = {k: v for k, v in base.state_dict().items() if k in own and own[k].shape == v.shape
               and not k.startswith(("edge_head", "triplet_head", "atom_output.lin.", "species_bias", "scales"))}
