@@ -3,8 +3,9 @@
     python benchmarks/train_pretrained.py configs/perturbed_sio2.yaml configs/piezo_aln.yaml ...
 
 Resumable: a config whose run folder has a last checkpoint continues from it.  Each finished model
-is copied to pretrained/<name>/ only when every target's test MAE is below the baseline's and
-below that of the model already shipped under that name (second rounds fine-tune it).
+is copied to pretrained/<name>/ only when every target's test MAE is below the baseline's and its
+MAE is below that of the model already shipped under that name (second rounds fine-tune it; the
+two are compared on the validation split when both cards record it, else on the test split).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def main(paths: list[str]) -> None:
             out = ROOT / "benchmarks" / "results" / f"{cfg.name}.json"
             out.write_text(json.dumps(card, indent=2))
             print(f"=== {cfg.name}: card written to {out}", flush=True)
-        elif beats and _improves(cfg.name, res.metrics):
+        elif beats and _improves(cfg.name, res.card):
             dest = ROOT / "pretrained" / cfg.name
             if dest.exists():
                 shutil.rmtree(dest)
@@ -48,13 +49,20 @@ def main(paths: list[str]) -> None:
             print(f"=== {cfg.name}: NOT installed (does not beat the baseline or the shipped model)", flush=True)
 
 
-def _improves(name: str, metrics: dict) -> bool:
-    """True when no shipped model of this name exists, or every target's test MAE is lower."""
-    card = ROOT / "pretrained" / name / "card.json"
-    if not card.exists():
+def _improves(name: str, card: dict) -> bool:
+    """True when no shipped model of this name exists, or every target's MAE is lower.
+
+    Compared on the validation split when both cards have it (so the test split is not used to
+    choose between rounds); cards written before validation metrics were kept fall back to test.
+    """
+    path = ROOT / "pretrained" / name / "card.json"
+    if not path.exists():
         return True
-    old = json.loads(card.read_text()).get("metrics", {})
-    return all(m["mae"] < old.get(t, {}).get("mae", float("inf")) for t, m in metrics.items())
+    old = json.loads(path.read_text())
+    key = "val_metrics" if "val_metrics" in old and "val_metrics" in card else "metrics"
+    print(f"=== {name}: comparing with the shipped model on {'validation' if key == 'val_metrics' else 'test'}",
+          flush=True)
+    return all(m["mae"] < old[key].get(t, {}).get("mae", float("inf")) for t, m in card[key].items())
 
 
 if __name__ == "__main__":

@@ -48,6 +48,9 @@ def test_tiny_training_writes_a_loadable_model_folder(tmp_path):
     card = json.loads((res.model_dir / "card.json").read_text())
     assert card["split"]["train"] + card["split"]["val"] + card["split"]["test"] == 24
     assert card["metrics"]["born_charges"]["unit"] == "e"
+    # validation MAE kept beside the test MAE, so later rounds are chosen without the test split
+    assert set(card["val_metrics"]) == {"born_charges", "dielectric"}
+    assert card["val_metrics"]["born_charges"]["mae"] != card["metrics"]["born_charges"]["mae"]
     split = json.loads((res.model_dir / "split.json").read_text())
     assert not set(split["train"]) & set(split["test"])
     model, info = load_model_folder(res.model_dir)

@@ -151,6 +151,8 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
                      "finetuned_from": config.finetune_from, "torch": torch.__version__},
         "metrics": metrics,
     }
+    if eval_part == "test" and parts["val"]:  # for choosing between rounds without looking at the test split
+        card["val_metrics"] = {k: {"mae": v} for k, v in evaluate(model, parts["val"]).items()}
     if config.finetune_from:  # keep the history: what the starting model had been trained on
         card["training"]["previous"] = _previous_training(config.finetune_from)
     model_dir = save_model(model.cpu(), out / "model", name=config.name, description=config.description,
