@@ -13,6 +13,7 @@ import ase
 import numpy as np
 import torch
 
+from etgnn_core import keys
 from etgnn_core.device import describe, resolve_device
 from etgnn_core.graph import Graph, build_graph, collate
 from etgnn_core.model.etgnn import ETGNN, ModelOutput
@@ -71,6 +72,21 @@ class Prediction(Mapping):
     atoms: ase.Atoms
     embeddings: np.ndarray | None = None  # [n_atoms, out_emb] atom feature vectors (PCA map)
     contributions: dict[str, EdgeContributions] = field(default_factory=dict)
+    # per-atom tensors defined on some species only (TensorSpec.species): name -> [n_atoms] bool;
+    # the other atoms hold zeros
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def with_masks(self) -> tuple[dict[str, np.ndarray], dict[str, bool]]:
+        """Tensors plus a boolean ``NAME_mask`` per subset tensor (for files), and their per-atom flags."""
+        tensors = {**self.tensors, **{keys.mask_key(n): m for n, m in self.masks.items()}}
+        return tensors, {**self.per_atom, **{keys.mask_key(n): True for n in self.masks}}
+
+    def record(self, source: str = "", index: int = 0) -> dict:
+        """The JSON record of :func:`etgnn_core.io.prediction_record` (masks included)."""
+        from etgnn_core.io import prediction_record
+
+        tensors, per_atom = self.with_masks()
+        return prediction_record(self.atoms, tensors, self.units, per_atom, self.model, source=source, index=index)
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in self.tensors:
@@ -147,15 +163,17 @@ class Model:
         emb = out.embeddings.cpu().numpy() if out.embeddings is not None else None
         preds = []
         for s, atoms in enumerate(atoms_list):
-            tensors, per_atom, contrib = {}, {}, {}
+            tensors, per_atom, contrib, masks = {}, {}, {}, {}
             for spec in self.config.targets:
                 t = out.tensors[spec.name]
                 arr = (t.atom[batch == s] if spec.per_atom else t.structure[s]).cpu().numpy().astype(np.float64)
                 tensors[spec.name], per_atom[spec.name] = arr, spec.per_atom
+                if spec.species:
+                    masks[spec.name] = spec.carries(atoms.numbers)
                 if contributions:
                     contrib[spec.name] = self._contrib(t, out, g, s, batch, edge_struct, int(atom_start[s]))
             preds.append(Prediction(tensors, self.units, per_atom, self.name, atoms,
-                                    emb[batch == s] if emb is not None else None, contrib))
+                                    emb[batch == s] if emb is not None else None, contrib, masks))
         return preds
 
     @staticmethod

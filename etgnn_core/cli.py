@@ -294,7 +294,7 @@ def cmd_predict(args) -> int:
     if args.output and args.format == "extxyz":
         _write_extxyz(args.output, preds)
     else:
-        text = _render(args.format, structures, preds, model.name)
+        text = _render(args.format, structures, preds)
         if args.output:
             Path(args.output).write_text(text)
         else:
@@ -307,14 +307,11 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def _render(fmt: str, structures, preds, model_name: str) -> str:
-    from etgnn_core.io import prediction_record, to_json
+def _render(fmt: str, structures, preds) -> str:
+    from etgnn_core.io import to_json
 
     if fmt == "json":
-        recs = [
-            prediction_record(p.atoms, p.tensors, p.units, p.per_atom, model_name, source=path, index=i)
-            for (path, i, _), p in zip(structures, preds)
-        ]
+        recs = [p.record(source=path, index=i) for (path, i, _), p in zip(structures, preds)]
         return to_json(recs, indent=1) + "\n"
     if fmt == "extxyz":
         import io
@@ -332,7 +329,7 @@ def _write_extxyz(target, preds) -> None:
     for p in preds:
         atoms = p.atoms.copy()
         atoms.info["model"] = p.model
-        items.append((atoms, p.tensors, p.per_atom, p.units))
+        items.append((atoms, *p.with_masks(), p.units))
     write_extxyz(target, items)
 
 
@@ -342,9 +339,12 @@ def _table(path: str, index: int, pred) -> str:
     for name, value in pred.tensors.items():
         unit = pred.units.get(name, "")
         if pred.per_atom[name]:
-            lines.append(f"{name} [{unit}] (per atom)")
+            mask = pred.masks.get(name)
+            only = f"; only {', '.join(sorted(set(np.array(symbols)[mask])))} atoms" if mask is not None else ""
+            lines.append(f"{name} [{unit}] (per atom{only})")
             for j, v in enumerate(value):
-                lines.append(f"  {j:4d} {symbols[j]:>2s}  " + _fmt(v))
+                if mask is None or mask[j]:
+                    lines.append(f"  {j:4d} {symbols[j]:>2s}  " + _fmt(v))
         else:
             lines.append(f"{name} [{unit}]")
             lines.append("  " + _fmt(value))

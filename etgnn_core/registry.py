@@ -174,11 +174,17 @@ def _model_config(cfg: dict, path: Path) -> ModelConfig:
         raise ModelLoadError(f"{path / CONFIG_FILE}: {exc}") from exc
 
 
+def _only(spec) -> str:
+    from ase.data import chemical_symbols
+
+    return f" ({', '.join(chemical_symbols[z] for z in spec.species)} atoms only)" if spec.species else ""
+
+
 def render_card(name: str, description: str, config: ModelConfig, card: dict) -> str:
     """Markdown model card from card.json contents."""
     lines = [f"# {name}", "", description, ""]
     lines += ["## Targets", "", "| tensor | rank | per atom | unit |", "|---|---|---|---|"]
-    lines += [f"| {t.name} | {t.rank} | {t.per_atom} | {t.unit} |" for t in config.targets]
+    lines += [f"| {t.name} | {t.rank} | {t.per_atom}{_only(t)} | {t.unit} |" for t in config.targets]
     for key in ("data", "split", "training"):
         if key in card:
             lines += ["", f"## {key.capitalize()}", ""]

@@ -270,3 +270,46 @@ def test_plot_helpers_return_the_app_figures(model_all):
         plot_contributions(model_all.predict(atoms), atom=0)
     with pytest.raises(IndexError, match="9 atoms"):
         plot_contributions(pred, atom=9)
+
+
+# --- tensors defined on some species only (29Si NMR shielding) -----------------------------------
+def test_species_spec_is_checked():
+    assert spec_for("shielding", species=[14, 14]).species == (14,)
+    with pytest.raises(ValueError, match="per-atom tensors only"):
+        spec_for("dielectric", species=[14])
+    with pytest.raises(ValueError, match="acoustic sum rule"):
+        spec_for("born_charges", species=[14])
+
+
+def test_shielding_on_si_only_is_masked_equivariant_and_exported(tmp_path):
+    from scipy.spatial.transform import Rotation
+
+    from etgnn_core.io import read_extxyz_tensors, write_extxyz
+
+    folder = make_model_folder(tmp_path, "nmr", ["shielding", "born_charges"], elements=(8, 14),
+                               shielding={"species": [14]})
+    model = etgnn_core.load_model(folder, device="cpu")
+    assert model.config.targets[0].species == (14,)  # survives config.json
+    atoms = quartz()
+    pred = model.predict(atoms, contributions=True)
+    si = atoms.numbers == 14
+    assert pred.masks["shielding"].tolist() == si.tolist() and "born_charges" not in pred.masks
+    sh = pred["shielding"]
+    assert np.all(sh[~si] == 0) and np.all(np.abs(sh[si]).sum((1, 2)) > 1e-3)
+    c = pred.contributions["shielding"]
+    for j in (0, int(np.nonzero(~si)[0][0])):
+        assert c.for_atom(j)["residual"] < 1e-5
+    # rotation with reflection: sigma' = R sigma R^T on the Si atoms, still zero elsewhere
+    r = Rotation.random(random_state=4).as_matrix() * -1.0
+    rot = atoms.copy()
+    rot.set_cell(atoms.cell.array @ r.T, scale_atoms=True)
+    sh_rot = model.predict(rot)["shielding"]
+    assert np.allclose(sh_rot, np.einsum("ij,njk,lk->nil", r, sh, r), atol=1e-4)
+    # files keep which atoms carry the tensor
+    rec = pred.record(source="q.cif")
+    assert rec["tensors"]["shielding_mask"]["values"] == si.tolist()
+    path = tmp_path / "out.extxyz"
+    write_extxyz(path, [(atoms, *pred.with_masks(), pred.units)])
+    (_, back), = read_extxyz_tensors(path)
+    assert back["shielding_mask"].astype(bool).tolist() == si.tolist()
+    assert np.allclose(back["shielding"], sh, atol=1e-6)

@@ -181,3 +181,29 @@ def test_batched_labels_and_masks_line_up():
     batch = collate_labelled([label_graph(x, specs, 5.0, 8) for x in s])
     assert batch.targets["born_charges"].shape == (12, 3, 3)
     assert batch.masks["dielectric"].tolist() == [True, False, True]
+
+
+def test_shielding_labelled_on_one_species_trains_a_model_for_that_species(tmp_path):
+    """29Si-NMR-like labels (Si atoms only): the model learns to predict shielding on Si only."""
+    import etgnn_core
+
+    samples = []
+    for i in range(12):
+        a = bulk("Si", "diamond", a=5.0)
+        a.numbers[1] = 8
+        a.rattle(0.05, seed=i)
+        si = a.numbers == 14
+        sh = np.zeros((2, 3, 3))
+        sh[si] = 400.0 * np.eye(3) + np.random.default_rng(i).normal(size=(3, 3))
+        samples.append(Sample(atoms=a, targets={"shielding": sh}, masks={"shielding": si}, id=f"s{i}"))
+    cfg = tiny_config(tmp_path, targets=["shielding"], optim={"max_epochs": 1, "batch_size": 4, "patience": 0})
+    res = train(cfg, samples=samples, progress_bar=False)
+    assert res.model.config.targets[0].species == (14,)
+    assert "(Si atoms only)" in (res.model_dir / "card.md").read_text()
+    pred = etgnn_core.load_model(res.model_dir, device="cpu").predict(samples[0].atoms)
+    assert pred.masks["shielding"].tolist() == [True, False]
+    assert pred["shielding"][1].tolist() == np.zeros((3, 3)).tolist()
+    assert abs(np.trace(pred["shielding"][0]) / 3 - 400.0) < 50.0  # species mean from the labels
+    # a label on every atom keeps the tensor on every atom
+    full = train(tiny_config(tmp_path / "all"), samples=zno_samples(), progress_bar=False)
+    assert full.model.config.targets[0].species == ()

@@ -29,7 +29,7 @@ from app.state import (
     with_overlay,
 )
 from etgnn_core import keys
-from etgnn_core.io import phonopy_born_text, prediction_record, to_json, write_extxyz
+from etgnn_core.io import phonopy_born_text, to_json, write_extxyz
 from etgnn_core.structure import is_periodic
 from etgnn_core.tensors.algebra import (
     ellipsoid_mesh,
@@ -81,7 +81,8 @@ NOTES = {
 }
 
 
-def show_tensor(name: str, value: np.ndarray, unit: str, per_atom: bool, entry: Entry, atoms) -> None:
+def show_tensor(name: str, value: np.ndarray, unit: str, per_atom: bool, entry: Entry, atoms,
+                pred_mask=None) -> None:
     ref = entry.reference.get(name)
     ref_unit = entry.reference_units.get(name, unit)
     mask = entry.masks.get(name)
@@ -91,7 +92,10 @@ def show_tensor(name: str, value: np.ndarray, unit: str, per_atom: bool, entry: 
     cols = st.columns(2) if ref is not None else [st.container()]
     with cols[0]:
         st.markdown(f"**Predicted {name}** ({unit or 'no unit'})")
-        _tensor_view(name, value, unit, per_atom, atoms, None)
+        _tensor_view(name, value, unit, per_atom, atoms, pred_mask)
+        if pred_mask is not None:
+            kinds = sorted({chemical_symbols[z] for z in np.asarray(atoms.numbers)[pred_mask]})
+            st.caption(f"This model gives {name} for {', '.join(kinds) or 'no'} atoms only.")
     if ref is not None:
         with cols[1]:
             st.markdown(f"**DFT {name}** ({ref_unit})")
@@ -270,10 +274,10 @@ def exports(pred, entry: Entry) -> dict[str, tuple]:
     """file kind -> (data or None, file name, mime, reason when unavailable)."""
     stem = file_stem(entry, pred.model)
     atoms = pred.atoms
-    rec = prediction_record(atoms, pred.tensors, pred.units, pred.per_atom, pred.model, source=entry.label)
-    out = {"JSON": (to_json(rec, indent=1), f"{stem}.json", "application/json", "")}
+    tensors, per_atom = pred.with_masks()  # subset tensors carry a NAME_mask of the atoms that have them
+    out = {"JSON": (to_json(pred.record(source=entry.label), indent=1), f"{stem}.json", "application/json", "")}
     buf = io.StringIO()
-    write_extxyz(buf, [(atoms, pred.tensors, pred.per_atom, pred.units)])
+    write_extxyz(buf, [(atoms, tensors, per_atom, pred.units)])
     out["extended XYZ"] = (buf.getvalue(), f"{stem}.extxyz", "text/plain", "")
     born = None, "BORN", "text/plain", ""
     if keys.BORN_CHARGES not in pred or keys.DIELECTRIC not in pred:
@@ -348,7 +352,8 @@ def page() -> None:
     tabs = st.tabs([f"{n} ({pred.units.get(n) or '–'})" for n in names])
     for tab, name in zip(tabs, names):
         with tab, page_guard(name):
-            show_tensor(name, pred[name], pred.units.get(name, ""), pred.per_atom[name], entry, pred.atoms)
+            show_tensor(name, pred[name], pred.units.get(name, ""), pred.per_atom[name], entry, pred.atoms,
+                        pred.masks.get(name))
     if entry.reference:
         missing = sorted(set(entry.reference) - set(pred))
         if missing:

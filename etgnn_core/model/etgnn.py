@@ -91,7 +91,8 @@ class ETGNN(nn.Module):
         has_neighbors = (torch.bincount(g.edge_dst, minlength=g.n_atoms) > 0).to(p.dtype).unsqueeze(-1)
         t_self = (self.atom_output(h) + self.species_bias(g.atomic_numbers)) * has_neighbors  # [N, n_self]
 
-        geo = Geometry(unit, g.edge_dst, kj, ji, g.batch, g.positions, g.periodic, g.n_atoms, g.n_structures)
+        geo = Geometry(unit, g.edge_dst, kj, ji, g.batch, g.positions, g.periodic, g.n_atoms, g.n_structures,
+                       g.atomic_numbers)
         out, self_col, trip_col = {}, 0, 0
         for i, spec in enumerate(self.config.targets):
             tt = None

@@ -82,6 +82,7 @@ class Geometry:
     periodic: torch.Tensor  # [n_structures] bool
     n_atoms: int
     n_structures: int
+    atomic_numbers: torch.Tensor | None = None  # [n_atoms]; needed by specs with species
 
 
 @dataclass
@@ -117,6 +118,9 @@ def assemble(
     contrib = symmetrize(contrib, spec.symmetry)
 
     onsite = _onsite(spec, geo, t_self)
+    if spec.species:  # only the chosen species carry the tensor: zero the rest, edges into them too
+        carries = spec.carries(geo.atomic_numbers).to(e.dtype).reshape(-1, *([1] * m))  # [n_atoms, 1...]
+        contrib, onsite = contrib * carries[geo.edge_dst], onsite * carries
     atom = scale * (scatter_sum(contrib, geo.edge_dst, geo.n_atoms) + onsite)
     asr = torch.zeros_like(atom)
     if spec.asr and spec.per_atom:

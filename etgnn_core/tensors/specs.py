@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from etgnn_core import keys
 
 SYMMETRIES = ("none", "symmetric", "sym_last2", "voigt")
@@ -27,6 +29,8 @@ class TensorSpec:
     asr:       acoustic sum rule (per-atom rank 2): atomic tensors of a periodic cell sum to zero
     charges:   rank-1 per-structure only: add sum_j q_j (r_j - centroid) for molecules, with
                neutral learned charges q_j (dipole of isolated molecules)
+    species:   per-atom only: atomic numbers of the atoms that carry this tensor (e.g. (14,) for
+               29Si NMR shielding); the others get zeros and a False mask.  Empty: every atom.
     """
 
     name: str
@@ -38,8 +42,14 @@ class TensorSpec:
     triplets: bool = True
     asr: bool = False
     charges: bool = False
+    species: tuple[int, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "species", tuple(sorted({int(z) for z in self.species})))
+        if self.species and not self.per_atom:
+            raise ValueError(f"tensor {self.name!r}: species applies to per-atom tensors only")
+        if self.species and self.asr:
+            raise ValueError(f"tensor {self.name!r}: the acoustic sum rule needs every atom; drop species or asr")
         if not 0 <= self.rank <= 4:
             raise ValueError(f"tensor {self.name!r}: rank {self.rank} is not in 0..4")
         if self.symmetry not in SYMMETRIES:
@@ -60,8 +70,18 @@ class TensorSpec:
         """Number of isotropic on-site coefficients (isotropic invariant tensors of this rank)."""
         return {0: 1, 1: 0, 2: 1, 3: 0, 4: 2}[self.rank] + (1 if self.charges else 0)
 
+    def carries(self, atomic_numbers):
+        """Boolean mask [n_atoms] of the atoms that carry this tensor (numpy or torch input)."""
+        if not self.species:
+            return atomic_numbers == atomic_numbers
+        if isinstance(atomic_numbers, np.ndarray):
+            return np.isin(atomic_numbers, self.species)
+        import torch
+
+        return torch.isin(atomic_numbers, torch.tensor(self.species, device=atomic_numbers.device))
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "species": list(self.species)}
 
     @classmethod
     def from_dict(cls, d: dict) -> TensorSpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import lightning as L
@@ -51,6 +51,29 @@ def load_samples(config: TrainConfig) -> tuple[list, str]:
         return samples, "; ".join(described)
     samples = load_labelled_extxyz(d.extxyz, name=Path(d.extxyz).name)
     return (samples[: d.limit] if d.limit else samples), f"labelled extended XYZ {d.extxyz}"
+
+
+def infer_species(config: TrainConfig, samples: list) -> TrainConfig:
+    """Per-atom targets labelled on some species only (29Si NMR on Si) get ``TensorSpec.species``.
+
+    The model then predicts them only for those atoms (zeros and a False mask elsewhere) instead of
+    extrapolating to atoms it never saw labelled.  A species set in ``tensor_options`` is kept.
+    """
+    opts = {k: dict(v) for k, v in config.tensor_options.items()}
+    for name in config.targets:
+        spec = spec_for(name, **opts.get(name, {}))
+        if not spec.per_atom or spec.asr or spec.species:
+            continue
+        labelled, present = set(), set()
+        for s in samples:
+            if name in s.targets:
+                z = np.asarray(s.atoms.numbers)
+                labelled |= set(z[np.asarray(s.masks.get(name, np.ones(len(z), bool)), dtype=bool)].tolist())
+                present |= set(z.tolist())
+        if labelled and labelled < present:
+            opts.setdefault(name, {})["species"] = sorted(labelled)
+            log.info("%s is labelled on atoms of Z = %s only: the model predicts it for those", name, sorted(labelled))
+    return replace(config, tensor_options=opts)
 
 
 def build_model(config: TrainConfig) -> tuple[ETGNN, bool]:
@@ -117,6 +140,7 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
     if samples is None:
         samples, data_description = load_samples(config)
     validate_samples(samples, config.targets)  # clear DataError before any training
+    config = infer_species(config, samples)
     model, keep_norm = build_model(config)
     split = split_samples(samples, config)
     c = model.config
