@@ -28,6 +28,11 @@ def act(x: torch.Tensor) -> torch.Tensor:
     return nn.functional.silu(x)
 
 
+def gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[index] along the first axis: index_select is 2-4x faster than advanced indexing on CPU."""
+    return x.index_select(0, index)
+
+
 class RadialBasis(BesselBasisLayer):
     """Radial Bessel basis e_RBF(d) with the smooth polynomial envelope (DimeNet)."""
 
@@ -84,6 +89,14 @@ class SphericalBasis(SphericalBasisLayer):
         sph, bessel = _spherical_basis_functions(num_spherical, num_radial)
         self.sph_funcs, self.bessel_funcs = list(sph), list(bessel)
 
+    def forward(self, dist, angle, idx_kj):  # [E], [T], [T] -> [T, S*R]; PyG's forward with gather
+        dist = dist / self.cutoff
+        rbf = torch.stack([f(dist) for f in self.bessel_funcs], dim=1)  # [E, S*R]
+        rbf = self.envelope(dist).unsqueeze(-1) * rbf
+        cbf = torch.stack([f(angle) for f in self.sph_funcs], dim=1)  # [T, S]
+        n, k = self.num_spherical, self.num_radial
+        return (gather(rbf, idx_kj).view(-1, n, k) * cbf.view(-1, n, 1)).view(-1, n * k)
+
 
 class EdgeEmbeddingBlock(nn.Module):
     """m_kj^(0) = act(W [g(Z_k) + g(Z_j) + e_RBF(d_kj)]) (DimeNet++ embedding block)."""
@@ -97,7 +110,7 @@ class EdgeEmbeddingBlock(nn.Module):
 
     def forward(self, z, rbf, src, dst):  # z [N], rbf [E, R] -> [E, H]
         h = self.emb(z)
-        return act(self.lin(torch.cat([h[src], h[dst], act(self.lin_rbf(rbf))], dim=-1)))
+        return act(self.lin(torch.cat([gather(h, src), gather(h, dst), act(self.lin_rbf(rbf))], dim=-1)))
 
 
 class EdgeUpdateBlock(InteractionPPBlock):
@@ -105,6 +118,20 @@ class EdgeUpdateBlock(InteractionPPBlock):
 
     def __init__(self, hidden, int_emb, basis_emb, num_spherical, num_radial):
         super().__init__(hidden, int_emb, basis_emb, num_spherical, num_radial, 1, 2, act)
+
+    def forward(self, x, rbf, sbf, idx_kj, idx_ji):  # [E, H] -> [E, H]; PyG's forward with gather
+        x_ji = self.act(self.lin_ji(x))
+        x_kj = self.act(self.lin_kj(x)) * self.lin_rbf2(self.lin_rbf1(rbf))
+        x_kj = self.act(self.lin_down(x_kj))  # [E, I]
+        x_kj = gather(x_kj, idx_kj) * self.lin_sbf2(self.lin_sbf1(sbf))  # [T, I]
+        x_kj = torch.zeros(x.shape[0], x_kj.shape[1], dtype=x_kj.dtype, device=x_kj.device).index_add_(0, idx_ji, x_kj)
+        h = x_ji + self.act(self.lin_up(x_kj))
+        for layer in self.layers_before_skip:
+            h = layer(h)
+        h = self.act(self.lin(h)) + x
+        for layer in self.layers_after_skip:
+            h = layer(h)
+        return h
 
 
 class TripletEmbeddingBlock(nn.Module):
@@ -127,9 +154,9 @@ class TripletEmbeddingBlock(nn.Module):
     def forward(self, z, rbf, sbf, src, dst, kj, ji):  # -> [T, C]
         h = self.emb(z)
         # per-edge sums first, then one gather per edge of the triplet (k->j and j->i)
-        on_kj = self.lin_k(h)[src] + self.lin_j(h)[dst]  # [E, C]: Z_k, Z_j of edge k->j
-        on_ji = self.lin_i(h)[dst] + self.lin_rbf(rbf)  # [E, C]: Z_i and e_RBF of edge j->i
-        return act(on_kj[kj] + on_ji[ji] + self.lin_sbf(sbf))
+        on_kj = gather(self.lin_k(h), src) + gather(self.lin_j(h), dst)  # [E, C]: Z_k, Z_j of edge k->j
+        on_ji = gather(self.lin_i(h), dst) + self.lin_rbf(rbf)  # [E, C]: Z_i and e_RBF of edge j->i
+        return act(gather(on_kj, kj) + gather(on_ji, ji) + self.lin_sbf(sbf))
 
 
 class TripletUpdateBlock(nn.Module):
@@ -148,8 +175,8 @@ class TripletUpdateBlock(nn.Module):
 
     def forward(self, m_trip, m_edge, rbf, sbf_emb, kj, ji):  # -> [T, C]
         x = m_edge * self.lin_rbf(rbf)  # [E, H], radial filter as in DimeNet++
-        a = act(self.lin_kj(x))[kj]  # [T, C]
-        b = act(self.lin_ji(x))[ji]  # [T, C]
+        a = gather(act(self.lin_kj(x)), kj)  # [T, C]
+        b = gather(act(self.lin_ji(x)), ji)  # [T, C]
         return m_trip + a * b * self.lin_sbf(sbf_emb)
 
 
@@ -215,4 +242,5 @@ __all__ = [
     "TripletHead",
     "TripletUpdateBlock",
     "cosine_cutoff",
+    "gather",
 ]

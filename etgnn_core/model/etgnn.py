@@ -20,6 +20,7 @@ from etgnn_core.model.blocks import (
     TripletHead,
     TripletUpdateBlock,
     cosine_cutoff,
+    gather,
 )
 from etgnn_core.model.config import ModelConfig
 from etgnn_core.tensors.assemble import AssembledTensor, Geometry, assemble
@@ -70,7 +71,7 @@ class ETGNN(nn.Module):
         dist = vec.norm(dim=-1)  # [E]
         unit = vec / dist.unsqueeze(-1)  # [E, 3] e_kj
         kj, ji = g.triplet_kj, g.triplet_ji
-        e_kj, e_ji = unit[kj], unit[ji]  # [T, 3]
+        e_kj, e_ji = gather(unit, kj), gather(unit, ji)  # [T, 3]
         angle = torch.atan2(torch.cross(e_kj, e_ji, dim=-1).norm(dim=-1), (e_kj * e_ji).sum(-1))  # [T]
 
         rbf = self.rbf(dist)  # [E, R]
@@ -86,7 +87,9 @@ class ETGNN(nn.Module):
 
         fc = cosine_cutoff(dist, self.config.cutoff)  # [E]
         t_edge = self.edge_head(m, fc)  # [E, n_targets]
-        t_trip = self.triplet_head(m_trip, fc[kj] * fc[ji]) if self.config.uses_triplet_messages else None
+        t_trip = None
+        if self.config.uses_triplet_messages:
+            t_trip = self.triplet_head(m_trip, gather(fc, kj) * gather(fc, ji))  # [T, n_triplet_targets]
         h = self.atom_output.embed(m, rbf, g.edge_dst, g.n_atoms, 1.0 / self.config.avg_degree)  # [N, out_emb]
         has_neighbors = (torch.bincount(g.edge_dst, minlength=g.n_atoms) > 0).to(p.dtype).unsqueeze(-1)
         t_self = (self.atom_output(h) + self.species_bias(g.atomic_numbers)) * has_neighbors  # [N, n_self]

@@ -110,7 +110,7 @@ def assemble(
     e = geo.unit
     contrib = t_edge.reshape(-1, *([1] * m)) * outer_power(e, m) / avg_degree  # [n_edges, 3^m]
     if spec.uses_triplets and t_triplet is not None and t_triplet.numel():
-        e_ji = e[geo.triplet_ji]  # [n_triplets, 3]
+        e_ji = e.index_select(0, geo.triplet_ji)  # [n_triplets, 3] (index_select: faster than e[idx] on CPU)
         a = 2 if m == 4 else 1  # factors of e_kj in the triplet basis
         s = t_triplet.reshape(-1, *([1] * (m - a))) * outer_power(e_ji, m - a)
         s = scatter_sum(s, geo.triplet_kj, e.shape[0])  # [n_edges, 3^(m-a)]
