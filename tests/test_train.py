@@ -207,3 +207,18 @@ def test_shielding_labelled_on_one_species_trains_a_model_for_that_species(tmp_p
     # a label on every atom keeps the tensor on every atom
     full = train(tiny_config(tmp_path / "all"), samples=zno_samples(), progress_bar=False)
     assert full.model.config.targets[0].species == ()
+
+
+def test_learning_rate_warms_up_then_decays():
+    from etgnn_core.model import ETGNN, ModelConfig
+    from etgnn_core.tensors.specs import spec_for
+    from etgnn_core.train.module import ETGNNModule
+
+    net = ETGNN(ModelConfig(targets=[spec_for("born_charges")], **TINY))
+    fresh, tuned = ETGNNModule(net, {}, 1e-3, 10), ETGNNModule(net, {}, 1e-3, 10, warmup=0.05)
+    assert fresh.lr_factor(0.0) == pytest.approx(1.0) and fresh.lr_factor(1.0) == pytest.approx(0.01)
+    assert tuned.lr_factor(0.0) < 0.05 < tuned.lr_factor(0.025) < 0.6 < tuned.lr_factor(0.05)
+    assert tuned.lr_factor(0.5) == pytest.approx(fresh.lr_factor(0.5)) and tuned.lr_factor(1.0) == pytest.approx(0.01)
+    steps = [tuned.lr_factor(p / 100) for p in range(101)]
+    peak = int(np.argmax(steps))
+    assert 4 <= peak <= 6 and all(a >= b for a, b in zip(steps[peak:], steps[peak + 1:]))

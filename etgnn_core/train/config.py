@@ -54,6 +54,9 @@ class OptimConfig:
     clip: float = 10.0  # gradient-norm clipping
     weight_decay: float = 0.0
     val_every: int = 1  # epochs between validations
+    # linear learning-rate warm-up over this fraction of the budget; None: 0.05 when fine-tuning (a fresh
+    # Adam state takes full-size steps at once and throws a converged model off), else 0
+    warmup: float | None = None
 
 
 @dataclass

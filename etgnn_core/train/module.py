@@ -29,11 +29,12 @@ class ETGNNModule(L.LightningModule):
     """L1 loss on every target, each divided by its scale and weighted; cosine learning rate."""
 
     def __init__(self, model: ETGNN, weights: dict[str, float], lr: float, max_epochs: int,
-                 max_minutes: float | None = None, weight_decay: float = 0.0):
+                 max_minutes: float | None = None, weight_decay: float = 0.0, warmup: float = 0.0):
         super().__init__()
         self.model = model
         self.weights = {t.name: float(weights.get(t.name, 1.0)) for t in model.config.targets}
         self.lr, self.max_epochs, self.max_minutes, self.weight_decay = lr, max_epochs, max_minutes, weight_decay
+        self.warmup = warmup
         self._start = None
 
     def _loss(self, batch: Batch, stage: str) -> torch.Tensor:
@@ -72,9 +73,12 @@ class ETGNNModule(L.LightningModule):
             frac = max(frac, (time.monotonic() - self._start) / (60 * self.max_minutes))
         return min(frac, 1.0)
 
+    def lr_factor(self, progress: float) -> float:
+        """Linear warm-up over the first ``warmup`` of the budget, then cosine decay to 1 % of ``lr``."""
+        cosine = 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * progress))
+        return cosine * min(1.0, (progress + 1e-3) / self.warmup) if self.warmup > 0 else cosine
+
     def configure_optimizers(self):
         opt = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda _: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * self.progress()))
-        )
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: self.lr_factor(self.progress()))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
