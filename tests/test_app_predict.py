@@ -31,13 +31,15 @@ TIMEOUT = 120  # seconds per script run: the first one imports torch and builds 
 ELEMENTS = [1, 7, 8, 13, 14, 16, 22, 30, 48, 56, 72]  # H N O Al Si S Ti Zn Cd Ba Hf
 
 
-def make_tiny(folder: Path, name: str, targets: list[str], elements: list[int], seed: int = 0) -> Path:
+def make_tiny(folder: Path, name: str, targets: list[str], elements: list[int], seed: int = 0,
+              **spec_overrides) -> Path:
     from etgnn_core.model.etgnn import ETGNN, ModelConfig
     from etgnn_core.registry import save_model
     from etgnn_core.tensors.specs import spec_for
 
     torch.manual_seed(seed)
-    cfg = ModelConfig(targets=[spec_for(t) for t in targets], hidden=16, int_emb=8, out_emb=16, triplet_hidden=8,
+    specs = [spec_for(t, **spec_overrides.get(t, {})) for t in targets]
+    cfg = ModelConfig(targets=specs, hidden=16, int_emb=8, out_emb=16, triplet_hidden=8,
                       basis_emb=4, num_blocks=1, num_spherical=3, num_radial=3, elements=elements)
     net = ETGNN(cfg)
     with torch.no_grad():  # O(0.1) outputs rather than exact zeros
@@ -313,6 +315,25 @@ def test_user_trained_model_is_listed(tiny_models, tmp_path):
     box.set_value(str(mine)).run()
     ok(at)
     assert tab_labels(at) == ["born_charges (e)"]
+
+
+def test_tensor_on_some_species_only_is_shown_and_drawn_for_those_atoms(tiny_models, tmp_path, downloads):
+    at = new_app(tiny_models)
+    nmr = make_tiny(tmp_path, "si_nmr", ["shielding"], ELEMENTS, seed=4, shielding={"species": [14]})
+    at.session_state["etgnn_user_models"] = {"si_nmr": str(nmr)}
+    at.run()
+    at.selectbox(key="model_select").set_value(str(nmr)).run()
+    at.selectbox(key="structure_demo").set_value("SiO2_alpha_quartz.cif").run()
+    ok(at)
+    table = at.dataframe[0].value
+    assert table["element"].tolist() == ["Si"] * 3  # 3 Si of 9 atoms: the O rows are not shown as zeros
+    assert any("gives shielding for Si atoms only" in c.value for c in at.caption)
+    page = threedmol_pages(at)[0]
+    assert page.count('"pd":') == 3  # one ellipsoid per Si atom, none for O
+    rec = json.loads(downloads["SiO2_alpha_quartz_si_nmr.json"])[0]
+    assert rec["tensors"]["shielding_mask"]["values"] == [True] * 3 + [False] * 6
+    frame = ase.io.read(io.StringIO(downloads["SiO2_alpha_quartz_si_nmr.extxyz"].decode()), format="extxyz")
+    assert frame.arrays["shielding_mask"].astype(bool).tolist() == [True] * 3 + [False] * 6
 
 
 def test_reference_data_shows_dft_labels(tiny_models):

@@ -141,7 +141,15 @@ def view_options(pred) -> dict[str, tuple]:
     return opts
 
 
+def drawn_tensors(pred, name: str) -> np.ndarray:
+    """Per-atom tensors to draw: NaN rows (no ellipsoid) for atoms the model gives none (pred.masks)."""
+    T = np.asarray(pred[name], dtype=float)
+    mask = pred.masks.get(name)
+    return T if mask is None else np.where(np.asarray(mask, bool)[:, None, None], T, np.nan)
+
+
 def non_pd_caption(name: str, T: np.ndarray) -> str:
+    T = T[np.all(np.isfinite(T), axis=(1, 2))]
     bad = ~np.asarray(is_positive_definite(T), dtype=bool)
     if not bad.any():
         return "Every atom's tensor is positive definite (grey)."
@@ -214,7 +222,7 @@ def draw_3d(pred, entry: Entry, pkey: tuple) -> None:
     dunit = pred.units.get(keys.DIPOLE, "")
     note = ""
     if kind == "atoms":
-        T = pred[name]
+        T = drawn_tensors(pred, name)
         st.caption(f"Ellipsoid semi-axes = |eigenvalues| of the symmetric part of each atom's **{name}** tensor "
                    f"({unit}), along its principal axes; the cell is drawn in grey. " + non_pd_caption(name, T))
     elif kind == "crystal":
@@ -231,7 +239,7 @@ def draw_3d(pred, entry: Entry, pkey: tuple) -> None:
     if renderer == "3Dmol.js":
         def make_html():
             if kind == "atoms":
-                return viewer_html(atoms, view_id="predict-view", atom_tensors=pred[name], tensor_label=tlabel,
+                return viewer_html(atoms, view_id="predict-view", atom_tensors=T, tensor_label=tlabel,
                                    height=VIEW_HEIGHT)
             html = viewer_html(atoms, view_id="predict-view", height=VIEW_HEIGHT)
             return html if kind == "structure" else with_overlay(html, **shapes)
@@ -243,7 +251,7 @@ def draw_3d(pred, entry: Entry, pkey: tuple) -> None:
         if kind == "piezo":
             return piezo_surface_figure(pred[name], unit=unit)
         if kind == "atoms":
-            return structure_figure(atoms, atom_tensors=pred[name], tensor_label=tlabel)
+            return structure_figure(atoms, atom_tensors=T, tensor_label=tlabel)
         if kind == "crystal":
             return structure_figure(atoms, crystal_tensor=pred[name], tensor_label=tlabel, dipole=dipole)
         if kind == "dipole":
