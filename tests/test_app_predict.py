@@ -334,6 +334,10 @@ def test_tensor_on_some_species_only_is_shown_and_drawn_for_those_atoms(tiny_mod
     assert rec["tensors"]["shielding_mask"]["values"] == [True] * 3 + [False] * 6
     frame = ase.io.read(io.StringIO(downloads["SiO2_alpha_quartz_si_nmr.extxyz"].decode()), format="extxyz")
     assert frame.arrays["shielding_mask"].astype(bool).tolist() == [True] * 3 + [False] * 6
+    at.switch_page("views/inspector.py").run()  # the inspector offers the Si atoms only
+    ok(at)
+    assert at.selectbox(key="inspector_tensor").value == "shielding"
+    assert [o.split(",")[0] for o in at.selectbox(key="inspector_atom").options] == ["#0 Si", "#1 Si", "#2 Si"]
 
 
 def test_reference_data_shows_dft_labels(tiny_models):

@@ -141,9 +141,16 @@ def page() -> None:
         extra = f", tr/3 = {np.trace(T) / 3:.3f} {unit}" if T.shape == (3, 3) else ""
         return f"#{j} {chemical_symbols[int(atoms.numbers[j])]}{extra}"
 
-    atom_opts = list(range(n))
+    mask = pred.masks.get(name)  # a tensor given for some species only: those atoms are offered
+    atom_opts = list(range(n)) if mask is None else [int(i) for i in np.flatnonzero(mask)]
+    if not atom_opts:
+        st.info(f"This model gives {name} for none of the atoms of this structure.")
+        return
     j = c2.selectbox("Atom (or click one in the 3D view)", atom_opts, format_func=label,
-                     **keep_widget("inspector_atom", "etgnn_atom", atom_opts, default=0))
+                     **keep_widget("inspector_atom", "etgnn_atom", atom_opts, default=atom_opts[0]))
+    if mask is not None:
+        kinds = sorted({chemical_symbols[int(z)] for z in atoms.numbers[mask]})
+        c2.caption(f"This model gives {name} for {', '.join(kinds)} atoms only.")
     pkey = prediction_key(model, entry)
     c = memo("for_atom", (*pkey, name, j), lambda: contrib.for_atom(j))
 
@@ -156,7 +163,7 @@ def page() -> None:
             **bond_shapes(atoms, j, c, name, unit)))
 
         def picked(index: int) -> None:
-            if 0 <= index < n:
+            if index in atom_opts:
                 st.session_state["inspector_atom"] = index
                 st.session_state["etgnn_atom"] = index
 
