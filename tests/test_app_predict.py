@@ -338,6 +338,9 @@ def test_tensor_on_some_species_only_is_shown_and_drawn_for_those_atoms(tiny_mod
     ok(at)
     assert at.selectbox(key="inspector_tensor").value == "shielding"
     assert [o.split(",")[0] for o in at.selectbox(key="inspector_atom").options] == ["#0 Si", "#1 Si", "#2 Si"]
+    at.switch_page("views/learn.py").run()  # and so does the Learn page
+    ok(at)
+    assert at.selectbox(key="learn_atom").options == ["#0 Si", "#1 Si", "#2 Si"]
 
 
 def test_reference_data_shows_dft_labels(tiny_models):

@@ -354,8 +354,9 @@ def page() -> None:
     c1, c2 = st.columns(2)
     name = c1.selectbox("Tensor", names, **kept("learn_tensor", preferred[0], names),
                         format_func=lambda t: f"{t} (rank {model.config.spec(t).rank}, {pred.units.get(t) or '–'})")
-    atom_opts = list(range(len(atoms)))
-    j = int(c2.selectbox("Atom j", atom_opts, **keep_widget("learn_atom", "etgnn_atom", atom_opts, 0),
+    mask = pred.masks.get(name)  # a tensor given for some species only: those atoms are offered
+    atom_opts = list(range(len(atoms))) if mask is None else [int(i) for i in np.flatnonzero(mask)] or [0]
+    j = int(c2.selectbox("Atom j", atom_opts, **keep_widget("learn_atom", "etgnn_atom", atom_opts, atom_opts[0]),
                          format_func=lambda i: f"#{i} {chemical_symbols[int(atoms.numbers[i])]}"))
     spec = model.config.spec(name)
     if spec.rank == 2:
