@@ -71,13 +71,14 @@ class TensorSpec:
         return {0: 1, 1: 0, 2: 1, 3: 0, 4: 2}[self.rank] + (1 if self.charges else 0)
 
     def carries(self, atomic_numbers):
-        """Boolean mask [n_atoms] of the atoms that carry this tensor (numpy or torch input)."""
-        if not self.species:
-            return atomic_numbers == atomic_numbers
+        """Boolean mask [n_atoms] of the atoms that carry this tensor (numpy or torch input; all True
+        when ``species`` is empty)."""
         if isinstance(atomic_numbers, np.ndarray):
-            return np.isin(atomic_numbers, self.species)
+            return np.isin(atomic_numbers, self.species) if self.species else np.ones(len(atomic_numbers), bool)
         import torch
 
+        if not self.species:
+            return torch.ones_like(atomic_numbers, dtype=torch.bool)
         return torch.isin(atomic_numbers, torch.tensor(self.species, device=atomic_numbers.device))
 
     def to_dict(self) -> dict:
