@@ -9,6 +9,7 @@ import streamlit as st
 from ase.data import chemical_symbols
 from ase.data.colors import jmol_colors
 
+from app.meaning import GENERIC, MEANING
 from app.state import (
     NEGATIVE_COLOR,
     POSITIVE_COLOR,
@@ -93,17 +94,15 @@ def matrix_frame(T: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(np.asarray(T, dtype=float).round(4), index=list(XYZ), columns=list(XYZ))
 
 
-def show_decomposition(T: np.ndarray, unit: str) -> None:
+def show_decomposition(T: np.ndarray, unit: str, name: str = keys.BORN_CHARGES) -> None:
     parts = decompose_rank2(T)
     st.markdown("**Decomposition** T = isotropic + antisymmetric + symmetric traceless")
     cols = st.columns(3)
+    meaning = MEANING.get(name, GENERIC)
     items = [
-        ("isotropic (tr T / 3) I", parts.isotropic, "the mean value; for a Born charge the charge a point "
-         "charge would carry"),
-        ("antisymmetric (T − Tᵀ) / 2", parts.antisymmetric, "rotational part (an axial vector); zero where "
-         "the site symmetry forbids it"),
-        ("symmetric traceless", parts.symmetric_traceless, "the anisotropy: how the value differs between "
-         "directions"),
+        ("isotropic (tr T / 3) I", parts.isotropic, meaning[0]),
+        ("antisymmetric (T − Tᵀ) / 2", parts.antisymmetric, meaning[1]),
+        ("symmetric traceless", parts.symmetric_traceless, meaning[2]),
     ]
     for col, (title, M, text) in zip(cols, items):
         with col:
@@ -198,7 +197,7 @@ def page() -> None:
                     st.dataframe(matrix_frame(ref[j]))
                     st.caption(f"max |prediction − DFT| = {np.abs(T - ref[j]).max():.3g}")
             with cols[1]:
-                show_decomposition(T, unit)
+                show_decomposition(T, unit, name)
         else:
             df = tensor_table(T, unit)
             st.dataframe(df.round(4))
