@@ -60,7 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--atoms", type=int, default=20_000)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--synthetic", action="store_true", help="synthetic crystals instead of the HfO2 set")
     ap.add_argument("--model", default=None, help="a model folder / name (default: random default-size model)")
     ap.add_argument("--compare-predict", action="store_true",

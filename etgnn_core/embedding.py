@@ -140,7 +140,7 @@ def _as_structures(structures, labels):
 def compute_embeddings(
     model,
     structures: Sequence,
-    batch_size: int = 64,
+    batch_size: int = 128,
     progress: Callable[[int, int], None] | None = None,
     labels: Sequence[str] | None = None,
 ) -> EmbeddingTable:

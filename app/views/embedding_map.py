@@ -63,7 +63,7 @@ def get_map(key: tuple, model, structures, labels, bar=None):
             bar.progress(done / max(total, 1), text=f"Embedding {done} / {total} structures…")
 
     t0 = time.perf_counter()
-    table = compute_embeddings(model, structures, batch_size=64, progress=progress, labels=labels)
+    table = compute_embeddings(model, structures, batch_size=128, progress=progress, labels=labels)
     proj = pca(table, 2)
     result = (table, proj, time.perf_counter() - t0)
     with store["lock"]:
