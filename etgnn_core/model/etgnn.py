@@ -20,10 +20,9 @@ from etgnn_core.model.blocks import (
     TripletHead,
     TripletUpdateBlock,
     cosine_cutoff,
-    gather,
 )
 from etgnn_core.model.config import ModelConfig
-from etgnn_core.tensors.assemble import AssembledTensor, Geometry, assemble
+from etgnn_core.tensors.assemble import AssembledTensor, Geometry, assemble, gather
 
 
 @dataclass

@@ -64,6 +64,11 @@ def isotropic_basis(rank: int, n: int, dtype, device) -> torch.Tensor:
     return torch.zeros(0, *([3] * rank), dtype=dtype, device=device)
 
 
+def gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[index] along the first axis: index_select is 2-4x faster than advanced indexing on CPU."""
+    return x.index_select(0, index)
+
+
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
     out = torch.zeros(size, *src.shape[1:], dtype=src.dtype, device=src.device)
     return out.index_add_(0, index, src)
@@ -110,7 +115,7 @@ def assemble(
     e = geo.unit
     contrib = t_edge.reshape(-1, *([1] * m)) * outer_power(e, m) / avg_degree  # [n_edges, 3^m]
     if spec.uses_triplets and t_triplet is not None and t_triplet.numel():
-        e_ji = e.index_select(0, geo.triplet_ji)  # [n_triplets, 3] (index_select: faster than e[idx] on CPU)
+        e_ji = gather(e, geo.triplet_ji)  # [n_triplets, 3]
         a = 2 if m == 4 else 1  # factors of e_kj in the triplet basis
         s = t_triplet.reshape(-1, *([1] * (m - a))) * outer_power(e_ji, m - a)
         s = scatter_sum(s, geo.triplet_kj, e.shape[0])  # [n_edges, 3^(m-a)]
@@ -120,7 +125,7 @@ def assemble(
     onsite = _onsite(spec, geo, t_self)
     if spec.species:  # only the chosen species carry the tensor: zero the rest, edges into them too
         carries = spec.carries(geo.atomic_numbers).to(e.dtype).reshape(-1, *([1] * m))  # [n_atoms, 1...]
-        contrib, onsite = contrib * carries[geo.edge_dst], onsite * carries
+        contrib, onsite = contrib * gather(carries, geo.edge_dst), onsite * carries
     atom = scale * (scatter_sum(contrib, geo.edge_dst, geo.n_atoms) + onsite)
     asr = torch.zeros_like(atom)
     if spec.asr and spec.per_atom:
