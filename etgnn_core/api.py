@@ -81,6 +81,14 @@ class Prediction(Mapping):
         tensors = {**self.tensors, **{keys.mask_key(n): m for n, m in self.masks.items()}}
         return tensors, {**self.per_atom, **{keys.mask_key(n): True for n in self.masks}}
 
+    def carriers(self, name: str) -> str:
+        """Elements of the atoms that carry tensor ``name`` (e.g. "Si"); "" when every atom does."""
+        if name not in self.masks:
+            return ""
+        from ase.data import chemical_symbols
+
+        return ", ".join(chemical_symbols[z] for z in sorted(set(self.atoms.numbers[self.masks[name]].tolist())))
+
     def record(self, source: str = "", index: int = 0) -> dict:
         """The JSON record of :func:`etgnn_core.io.prediction_record` (masks included)."""
         from etgnn_core.io import prediction_record

@@ -340,7 +340,7 @@ def _table(path: str, index: int, pred) -> str:
         unit = pred.units.get(name, "")
         if pred.per_atom[name]:
             mask = pred.masks.get(name)
-            only = f"; only {', '.join(sorted(set(np.array(symbols)[mask])))} atoms" if mask is not None else ""
+            only = f"; only {pred.carriers(name) or 'no'} atoms" if mask is not None else ""
             lines.append(f"{name} [{unit}] (per atom{only})")
             for j, v in enumerate(value):
                 if mask is None or mask[j]:

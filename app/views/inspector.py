@@ -148,8 +148,7 @@ def page() -> None:
     j = c2.selectbox("Atom (or click one in the 3D view)", atom_opts, format_func=label,
                      **keep_widget("inspector_atom", "etgnn_atom", atom_opts, default=atom_opts[0]))
     if mask is not None:
-        kinds = sorted({chemical_symbols[int(z)] for z in atoms.numbers[mask]})
-        c2.caption(f"This model gives {name} for {', '.join(kinds)} atoms only.")
+        c2.caption(f"This model gives {name} for {pred.carriers(name)} atoms only.")
     pkey = prediction_key(model, entry)
     c = memo("for_atom", (*pkey, name, j), lambda: contrib.for_atom(j))
 

@@ -82,7 +82,7 @@ NOTES = {
 
 
 def show_tensor(name: str, value: np.ndarray, unit: str, per_atom: bool, entry: Entry, atoms,
-                pred_mask=None) -> None:
+                pred_mask=None, carriers: str = "") -> None:
     ref = entry.reference.get(name)
     ref_unit = entry.reference_units.get(name, unit)
     mask = entry.masks.get(name)
@@ -94,8 +94,7 @@ def show_tensor(name: str, value: np.ndarray, unit: str, per_atom: bool, entry: 
         st.markdown(f"**Predicted {name}** ({unit or 'no unit'})")
         _tensor_view(name, value, unit, per_atom, atoms, pred_mask)
         if pred_mask is not None:
-            kinds = sorted({chemical_symbols[z] for z in np.asarray(atoms.numbers)[pred_mask]})
-            st.caption(f"This model gives {name} for {', '.join(kinds) or 'no'} atoms only.")
+            st.caption(f"This model gives {name} for {carriers or 'no'} atoms only.")
     if ref is not None:
         with cols[1]:
             st.markdown(f"**DFT {name}** ({ref_unit})")
@@ -361,7 +360,7 @@ def page() -> None:
     for tab, name in zip(tabs, names):
         with tab, page_guard(name):
             show_tensor(name, pred[name], pred.units.get(name, ""), pred.per_atom[name], entry, pred.atoms,
-                        pred.masks.get(name))
+                        pred.masks.get(name), pred.carriers(name))
     if entry.reference:
         missing = sorted(set(entry.reference) - set(pred))
         if missing:
