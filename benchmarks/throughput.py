@@ -27,6 +27,7 @@ from ase.spacegroup import crystal
 from torch_geometric.nn.models import DimeNetPlusPlus
 from torch_geometric.utils import scatter
 
+from etgnn_core.device import tune_cpu_allocator
 from etgnn_core.graph import Graph, build_graph, collate, neighbor_list
 from etgnn_core.model.etgnn import ETGNN, ModelConfig
 from etgnn_core.tensors.specs import DEFAULT_SPECS
@@ -175,6 +176,7 @@ def main():
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default); use 1 on a loaded machine"
     )
     args = parser.parse_args()
+    tune_cpu_allocator()  # as etgnn_core.api.Model and training do (ETGNN_MALLOC_TUNING=0 skips it)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "auto":

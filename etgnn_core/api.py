@@ -14,11 +14,11 @@ import numpy as np
 import torch
 
 from etgnn_core import keys
-from etgnn_core.device import describe, resolve_device
-from etgnn_core.graph import Graph, build_graph, collate
+from etgnn_core.device import describe, resolve_device, tune_cpu_allocator
+from etgnn_core.graph import Graph, build_graph, collate, neighbor_list
 from etgnn_core.model.etgnn import ETGNN, ModelOutput
 from etgnn_core.registry import ModelInfo, list_models, load_model_folder
-from etgnn_core.structure import normalize, to_atoms, validate_atoms
+from etgnn_core.structure import MIN_DISTANCE, normalize, to_atoms, validate_atoms
 
 DEFAULT_MAX_ATOMS = 20_000
 
@@ -113,6 +113,7 @@ class Model:
 
     def __init__(self, net: ETGNN, info: ModelInfo, device=None):
         self.device = resolve_device(device)
+        tune_cpu_allocator()  # graphs are built on the CPU whatever the device
         self.net = net.to(self.device).eval()
         self.info = info
         self.name = info.name
@@ -133,11 +134,23 @@ class Model:
     def device_description(self) -> str:
         return describe(self.device)
 
-    def prepare(self, structure, max_atoms: int | None = DEFAULT_MAX_ATOMS) -> tuple[ase.Atoms, Graph]:
-        """Validate (clear StructureError) and build the graph of one structure."""
-        atoms = normalize(to_atoms(structure))
-        validate_atoms(atoms, allowed_numbers=set(self.elements) or None, max_atoms=max_atoms)
-        return atoms, build_graph(atoms, self.config.cutoff, self.config.max_neighbors)
+    def prepare(self, structure, max_atoms: int | None = DEFAULT_MAX_ATOMS,
+                name: str | None = None) -> tuple[ase.Atoms, Graph]:
+        """Validate (clear StructureError) and build the graph of one structure.
+
+        The close-atom check reads the model's neighbour list (it holds every pair within the
+        cutoff) instead of a search of its own; only a pair that is too close runs the full
+        check, which words the error.
+        """
+        atoms = normalize(to_atoms(structure), copy=False)  # to_atoms made the copy
+        allowed = set(self.elements) or None
+        validate_atoms(atoms, allowed_numbers=allowed, max_atoms=max_atoms, min_distance=0, name=name)
+        cutoff = self.config.cutoff
+        neighbors = neighbor_list(atoms, cutoff)
+        dist = neighbors[3]
+        if cutoff < MIN_DISTANCE or (dist.size and float(dist.min()) < MIN_DISTANCE):
+            validate_atoms(atoms, allowed_numbers=allowed, max_atoms=max_atoms, name=name)
+        return atoms, build_graph(atoms, cutoff, self.config.max_neighbors, neighbors=neighbors)
 
     def predict(self, structures, *, embeddings: bool = False, contributions: bool = False,
                 batch_size: int = 32, progress: bool = False, max_atoms: int | None = DEFAULT_MAX_ATOMS):

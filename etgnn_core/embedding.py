@@ -27,8 +27,6 @@ from ase.data import chemical_symbols
 
 from etgnn_core.graph import collate
 
-MIN_DISTANCE = 0.1  # Angstrom, as etgnn_core.structure.validate_atoms
-
 __all__ = ["EmbeddingTable", "PCAResult", "compute_embeddings", "pca", "per_atom_quantities"]
 
 
@@ -163,7 +161,8 @@ def compute_embeddings(
     units = dict(model.units)
     emb_parts, q_parts = [], {k: [] for k in per_atom_targets}
     for start in range(0, n, batch_size):
-        graphs = [_prepare(model, a, names[i]) for i, a in enumerate(atoms_list[start : start + batch_size], start)]
+        chunk = enumerate(atoms_list[start : start + batch_size], start)
+        graphs = [model.prepare(a, name=names[i])[1] for i, a in chunk]
         with torch.no_grad():
             out = model.net(collate(graphs), embeddings=True)
         emb_parts.append(out.embeddings.detach().cpu().numpy().astype(np.float32))
@@ -222,26 +221,6 @@ def _label_quantities(labelled, atoms_list, ranks, units, quantities, qunits):
         quantities.update(q)
         qunits.update(u)
     return quantities, qunits
-
-
-def _prepare(model, structure, name: str | None = None):
-    """Model.prepare without its slow tiny-cutoff closest-pair search: the neighbour list already
-    holds every close pair, so the shortest edge is checked instead (full validation runs only to
-    word the error when it is too short)."""
-    from etgnn_core.api import DEFAULT_MAX_ATOMS
-    from etgnn_core.graph import build_graph
-    from etgnn_core.structure import normalize, to_atoms, validate_atoms
-
-    atoms = normalize(to_atoms(structure))
-    allowed = set(model.elements) or None
-    validate_atoms(atoms, allowed_numbers=allowed, max_atoms=DEFAULT_MAX_ATOMS, min_distance=0, name=name)
-    g = build_graph(atoms, model.config.cutoff, model.config.max_neighbors)
-    if g.n_edges:
-        shortest = float(g.edge_vectors().norm(dim=-1).min())
-        if shortest < MIN_DISTANCE:
-            validate_atoms(atoms, allowed_numbers=allowed, max_atoms=DEFAULT_MAX_ATOMS, min_distance=MIN_DISTANCE,
-                           name=name)
-    return g
 
 
 def pca(table: EmbeddingTable | np.ndarray, n: int = 2, seed: int = 0) -> PCAResult:

@@ -8,6 +8,7 @@ has source ``k`` (the neighbour image ``pos[k] + shift @ cell``) and target ``j`
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields, replace
 
 import ase
@@ -92,95 +93,121 @@ def neighbor_list(atoms: ase.Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarr
     return j.astype(np.int64), i.astype(np.int64), shift.astype(np.int64), dist
 
 
-def reverse_edges(src: torch.Tensor, dst: torch.Tensor, shift: torch.Tensor, n_atoms: int) -> torch.Tensor:
-    """Index of the reverse edge (dst -> src with -shift) of every edge; -1 where absent."""
-    if src.numel() == 0:
-        return torch.empty(0, dtype=torch.long)
-    smax = int(shift.abs().max()) if shift.numel() else 0
+def reverse_edges(src, dst, shift, n_atoms: int) -> np.ndarray:
+    """Index of the reverse edge (dst -> src with -shift) of every edge; -1 where absent.
+
+    The graph helpers work in numpy: a small crystal has ~100 edges, where numpy's per-call cost
+    is a fraction of torch's (prediction of many small structures is dominated by it).
+    """
+    src, dst, shift = np.asarray(src), np.asarray(dst), np.asarray(shift)
+    if src.size == 0:
+        return np.empty(0, dtype=np.int64)
+    smax = int(np.abs(shift).max())
     base = 2 * smax + 1
 
     def key(a, b, s):
         s = s + smax
         return (((a * n_atoms + b) * base + s[:, 0]) * base + s[:, 1]) * base + s[:, 2]
 
-    fwd = key(src, dst, shift)
-    order = torch.argsort(fwd)
-    rev = key(dst, src, -shift)
-    pos = torch.searchsorted(fwd[order], rev).clamp(max=len(fwd) - 1)
-    found = fwd[order][pos] == rev
-    return torch.where(found, order[pos], torch.full_like(pos, -1))
+    fwd = key(src, dst, shift)  # unique per edge
+    rev = key(dst, src, -shift)  # key of the reverse edge
+    order_fwd, order_rev = np.argsort(fwd), np.argsort(rev)
+    out = np.empty(len(fwd), dtype=np.int64)
+    if np.array_equal(fwd[order_fwd], rev[order_rev]):  # every edge has its reverse: match sorted keys
+        out[order_rev] = order_fwd
+        return out
+    fwd_sorted = fwd[order_fwd]
+    pos = np.minimum(np.searchsorted(fwd_sorted, rev), len(fwd) - 1)
+    return np.where(fwd_sorted[pos] == rev, order_fwd[pos], -1)
 
 
-def cap_neighbors(dst: torch.Tensor, dist: torch.Tensor, max_neighbors: int, n_atoms: int) -> torch.Tensor:
+def cap_neighbors(dst, dist, max_neighbors: int, n_atoms: int) -> np.ndarray:
     """Mask keeping, for each centre, its ``max_neighbors`` nearest edges and every edge tied with the last.
 
-    Returns a boolean mask over edges (before symmetrisation).
+    Returns a boolean mask over edges (before symmetrisation).  Edges are ranked at their centre
+    by one sort of the float64 key ``centre + distance / (2 max distance)``: it orders distances to
+    ~1e-10 A for 10^5 atoms, far below TIE_TOLERANCE, and is ~5x faster on 100,000 atoms than
+    sorting by centre and by distance in turn.
     """
-    order = torch.argsort(dist, stable=True)
-    order = order[torch.argsort(dst[order], stable=True)]  # sorted by (centre, distance)
-    counts = torch.bincount(dst, minlength=n_atoms)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(len(order)) - starts[dst[order]]  # rank of each sorted edge at its centre
-    last = starts + torch.clamp(counts, max=max_neighbors) - 1  # position of the k-th nearest
-    d_last = torch.full((n_atoms,), float("inf"), dtype=dist.dtype)
+    dst, dist = np.asarray(dst), np.asarray(dist, dtype=np.float64)
+    counts = np.bincount(dst, minlength=n_atoms)
+    if not (counts > max_neighbors).any():
+        return np.ones(len(dst), dtype=bool)
+    order = np.argsort(dst + dist * (0.5 / max(float(dist.max()), 1e-12)))  # by (centre, distance)
+    dst_sorted, dist_sorted = dst[order], dist[order]
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(len(order)) - starts[dst_sorted]  # rank of each sorted edge at its centre
+    last = starts + np.minimum(counts, max_neighbors) - 1  # position of the k-th nearest
+    d_last = np.full(n_atoms, np.inf)
     has = counts > 0
-    d_last[has] = dist[order][last[has]]
-    keep_sorted = (rank < max_neighbors) | (dist[order] <= d_last[dst[order]] + TIE_TOLERANCE)
-    keep = torch.zeros_like(keep_sorted)
-    keep[order] = keep_sorted
+    d_last[has] = dist_sorted[last[has]]
+    keep = np.empty(len(order), dtype=bool)
+    keep[order] = (rank < max_neighbors) | (dist_sorted <= d_last[dst_sorted] + TIE_TOLERANCE)
     return keep
 
 
-def build_triplets(
-    src: torch.Tensor, dst: torch.Tensor, reverse: torch.Tensor, n_atoms: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def build_triplets(src, dst, reverse, n_atoms: int, chunk: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
     """Triplets k -> j -> i as pairs (edge k->j, edge j->i), dropping only the true reverse edge.
 
     Two images of one atom are a valid pair (k == i as atoms, different edges).
     The count is sum over edges j->i of (in-degree(j) - 1) when every edge has its reverse.
+    Built ``chunk`` candidate triplets at a time so the work stays in cache (3x faster on
+    25 M triplets than in one go).
     """
-    order = torch.argsort(dst, stable=True)  # incoming edges grouped by centre
-    indeg = torch.bincount(dst, minlength=n_atoms)
-    ptr = torch.cumsum(indeg, 0) - indeg
+    src, dst, reverse = np.asarray(src), np.asarray(dst), np.asarray(reverse)
+    order = np.argsort(dst, kind="stable")  # incoming edges grouped by centre
+    indeg = np.bincount(dst, minlength=n_atoms)
+    ptr = np.cumsum(indeg) - indeg
     n_per_edge = indeg[src]  # edge j->i pairs with each edge into j
-    idx_ji = torch.repeat_interleave(torch.arange(len(src)), n_per_edge)
-    first = torch.cumsum(n_per_edge, 0) - n_per_edge
-    offset = torch.arange(int(n_per_edge.sum())) - torch.repeat_interleave(first, n_per_edge)
-    idx_kj = order[torch.repeat_interleave(ptr[src], n_per_edge) + offset]
-    keep = idx_kj != reverse[idx_ji]
-    return idx_kj[keep], idx_ji[keep]
+    ends = np.cumsum(n_per_edge)  # triplets of edge j->i: [ends - n_per_edge, ends)
+    to_order = ptr[src] - (ends - n_per_edge)  # triplet position -> position in `order` of edge k->j
+    kj_parts, ji_parts = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
+    e0 = 0
+    while e0 < len(src):
+        e1 = max(int(np.searchsorted(ends, ends[e0] - n_per_edge[e0] + chunk, side="right")), e0 + 1)
+        counts = n_per_edge[e0:e1]
+        pos = np.arange(ends[e0] - n_per_edge[e0], ends[e1 - 1])
+        pos += np.repeat(to_order[e0:e1], counts)
+        idx_kj = order[pos]
+        keep = idx_kj != np.repeat(reverse[e0:e1], counts)
+        kj_parts.append(idx_kj[keep])
+        ji_parts.append(np.repeat(np.arange(e0, e1), counts)[keep])
+        e0 = e1
+    return np.concatenate(kj_parts), np.concatenate(ji_parts)
 
 
-def build_graph(atoms: ase.Atoms, cutoff: float, max_neighbors: int | None = None) -> Graph:
+def build_graph(atoms: ase.Atoms, cutoff: float, max_neighbors: int | None = None, neighbors=None) -> Graph:
     """Graph of one structure: neighbour list (capped with ties kept, then symmetrised) and triplets.
 
-    ``atoms`` should have passed :func:`etgnn_core.structure.validate_atoms`.
+    ``atoms`` should have passed :func:`etgnn_core.structure.validate_atoms`.  ``neighbors`` is
+    :func:`neighbor_list` ``(atoms, cutoff)`` when the caller has it already.
     """
     n = len(atoms)
-    src, dst, shift, dist = (torch.from_numpy(a) for a in neighbor_list(atoms, cutoff))
+    src, dst, shift, dist = neighbors if neighbors is not None else neighbor_list(atoms, cutoff)
     reverse = reverse_edges(src, dst, shift, n)
     if bool((reverse < 0).any()):  # a full neighbour list always holds both directions
         raise RuntimeError("neighbour list is not symmetric: an edge has no reverse")
     if max_neighbors is not None and len(src):
         keep = cap_neighbors(dst, dist, max_neighbors, n)
         keep = keep | keep[reverse]  # keep a pair if either end keeps it: the graph stays symmetric
-        new_index = torch.cumsum(keep.long(), 0) - 1
+        new_index = np.cumsum(keep) - 1
         src, dst, shift, reverse = src[keep], dst[keep], shift[keep], new_index[reverse[keep]]
     kj, ji = build_triplets(src, dst, reverse, n)
     periodic = is_periodic(atoms)
     cell = atoms.cell.array if periodic else np.zeros((3, 3))
+    as_long = functools.partial(torch.as_tensor, dtype=torch.long)
     return Graph(
-        atomic_numbers=torch.as_tensor(atoms.numbers, dtype=torch.long),
+        atomic_numbers=as_long(atoms.numbers),
         positions=torch.as_tensor(atoms.positions, dtype=torch.float64),
         cell=torch.as_tensor(np.asarray(cell), dtype=torch.float64).reshape(1, 3, 3),
         periodic=torch.tensor([periodic]),
         batch=torch.zeros(n, dtype=torch.long),
-        edge_src=src,
-        edge_dst=dst,
-        edge_shift=shift.to(torch.float64),
-        edge_reverse=reverse,
-        triplet_kj=kj,
-        triplet_ji=ji,
+        edge_src=as_long(src),
+        edge_dst=as_long(dst),
+        edge_shift=torch.as_tensor(shift, dtype=torch.float64),
+        edge_reverse=as_long(reverse),
+        triplet_kj=as_long(kj),
+        triplet_ji=as_long(ji),
     )
 
 

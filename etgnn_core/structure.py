@@ -176,13 +176,14 @@ def is_periodic(atoms: Atoms) -> bool:
     return bool(pbc.any() and np.any(cell != 0.0))
 
 
-def normalize(atoms: Atoms) -> Atoms:
+def normalize(atoms: Atoms, copy: bool = True) -> Atoms:
     """Return a copy in which a molecule has ``pbc`` all False and a zero cell.
 
     A periodic structure (see :func:`is_periodic`) keeps its cell and its (possibly partial)
     ``pbc``.  Positions, numbers, ``info`` and per-atom arrays are kept; no wrapping is done.
+    ``copy=False`` changes ``atoms`` itself (for a copy the caller made already).
     """
-    out = atoms.copy()
+    out = atoms.copy() if copy else atoms
     if not is_periodic(out):
         out.pbc = False
         out.cell = np.zeros((3, 3))
@@ -555,6 +556,9 @@ def _check_frames(frames: list[Atoms], label: str, max_atoms: int | None) -> Non
 # ----------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------
+MIN_DISTANCE = 0.1  # Angstrom: atoms closer than this are overlapping or duplicated
+
+
 def structure_label(atoms: Atoms, default: str = "structure") -> str:
     """``"<source>, frame <k>"`` from ``atoms.info`` (as set by :func:`read_structures`), else ``default``."""
     source = atoms.info.get("source")
@@ -582,7 +586,7 @@ def validate_atoms(
     *,
     allowed_numbers: set[int] | None = None,
     max_atoms: int | None = None,
-    min_distance: float = 0.1,
+    min_distance: float = MIN_DISTANCE,
     name: str | None = None,
 ) -> None:
     """Check that ``atoms`` can be given to a model; raise :class:`StructureError` if not.

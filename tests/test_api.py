@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 
 import numpy as np
 import pytest
@@ -199,6 +201,35 @@ def test_unknown_element_and_atom_limit_are_clear_errors(model_sio2):
     with pytest.raises(StructureError, match="more than the limit of 5 atoms"):
         model.predict(quartz(), max_atoms=5)
     assert model.predict(sio_cell())["born_charges"].shape == (2, 3, 3)
+
+
+def test_close_atoms_are_refused_from_the_model_neighbour_list(model_sio2):
+    """prepare reads close pairs off its own neighbour list: overlapping atoms and a cell too small
+    for an atom's own image still get the full check's message; 0.2 A apart passes."""
+    cell = sio_cell()
+    close = cell.copy()
+    close.positions[1] = close.positions[0] + [0.05, 0.0, 0.0]
+    with pytest.raises(StructureError, match=r"atoms 0 \(Si\) and 1 \(O\) are 0.05 A apart.*overlapping"):
+        model_sio2.predict(close)
+    tiny = Atoms("Si", positions=[[0, 0, 0]], cell=np.diag([0.08, 5.0, 5.0]), pbc=True)
+    with pytest.raises(StructureError, match="own periodic image .*the cell is too small"):
+        model_sio2.predict(tiny)
+    close.positions[1] = close.positions[0] + [0.2, 0.0, 0.0]
+    assert model_sio2.predict(close)["born_charges"].shape == (2, 3, 3)
+
+
+def test_cpu_allocator_tuning_is_on_by_default_and_can_be_switched_off():
+    import subprocess
+    import sys
+
+    code = "from etgnn_core.device import tune_cpu_allocator as t; print(t(), t())"
+    env = {k: v for k, v in os.environ.items() if k != "ETGNN_MALLOC_TUNING"}
+    on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    off = subprocess.run([sys.executable, "-c", code], env={**env, "ETGNN_MALLOC_TUNING": "0"},
+                         capture_output=True, text=True, check=True).stdout
+    assert off.split() == ["False", "False"]
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert on.split() == ["True", "True"]
 
 
 def _copy_model(src, dst):

@@ -364,3 +364,24 @@ def test_graph_100k_atoms_scales_linearly():
     assert g_big.n_edges / g_big.n_atoms == pytest.approx(g_small.n_edges / g_small.n_atoms, rel=0.02)
     per_atom_small, per_atom_big = t_small / g_small.n_atoms, t_big / g_big.n_atoms
     assert per_atom_big < 4 * per_atom_small, (per_atom_small, per_atom_big)
+
+
+def test_reverse_edges_marks_a_missing_reverse():
+    """Edges 0->1 and 1->0 pair up; 0->2 has no reverse (-1); a shifted image pairs with -shift only."""
+    from etgnn_core.graph import reverse_edges
+
+    shift = np.array([[0, 0, 0], [0, 0, 0], [0, 0, 0], [1, 0, 0], [-1, 0, 0]])
+    rev = reverse_edges(np.array([0, 1, 0, 2, 2]), np.array([1, 0, 2, 2, 2]), shift, 3)
+    assert rev.tolist() == [1, 0, -1, 4, 3]
+
+
+def test_triplets_built_in_chunks_match_one_pass():
+    from etgnn_core.graph import build_triplets
+
+    g = build_graph(fcc_cu().repeat((2, 2, 2)), CUTOFF, 12)
+    args = (g.edge_src.numpy(), g.edge_dst.numpy(), g.edge_reverse.numpy(), g.n_atoms)
+    whole = build_triplets(*args, chunk=1 << 40)
+    for chunk in (1, 7, 1000):
+        parts = build_triplets(*args, chunk=chunk)
+        assert all(np.array_equal(a, b) for a, b in zip(parts, whole))
+    assert np.array_equal(whole[0], g.triplet_kj.numpy()) and len(whole[0]) > 1000
