@@ -90,7 +90,12 @@ def neighbor_list(atoms: ase.Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarr
     calc = vesin.NeighborList(cutoff=float(cutoff), full_list=True)
     # vesin pair (i, j, S): neighbour j's image pos[j] + S @ box lies within cutoff of i.
     i, j, shift, dist = calc.compute(points=positions, box=box, periodic=pbc, quantities="ijSd")
-    return j.astype(np.int64), i.astype(np.int64), shift.astype(np.int64), dist
+    # indices come as uint64: reinterpret (no copy; they are far below 2**63)
+    return _as_int64(j), _as_int64(i), shift.astype(np.int64), dist
+
+
+def _as_int64(a: np.ndarray) -> np.ndarray:
+    return a.view(np.int64) if a.dtype == np.uint64 else a.astype(np.int64, copy=False)
 
 
 def reverse_edges(src, dst, shift, n_atoms: int) -> np.ndarray:
