@@ -146,7 +146,7 @@ class Model:
         allowed = set(self.elements) or None
         validate_atoms(atoms, allowed_numbers=allowed, max_atoms=max_atoms, min_distance=0, name=name)
         cutoff = self.config.cutoff
-        neighbors = neighbor_list(atoms, cutoff)
+        neighbors = neighbor_list(atoms, cutoff, with_reverse=True)
         dist = neighbors[3]
         if cutoff < MIN_DISTANCE or (dist.size and float(dist.min()) < MIN_DISTANCE):
             validate_atoms(atoms, allowed_numbers=allowed, max_atoms=max_atoms, name=name)

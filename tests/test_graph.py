@@ -385,3 +385,14 @@ def test_triplets_built_in_chunks_match_one_pass():
         parts = build_triplets(*args, chunk=chunk)
         assert all(np.array_equal(a, b) for a, b in zip(parts, whole))
     assert np.array_equal(whole[0], g.triplet_kj.numpy()) and len(whole[0]) > 1000
+
+
+@pytest.mark.parametrize("name", ["wurtzite", "slab", "tiny_cell", "molecule"])
+def test_neighbor_list_reverse_matches_a_search(name):
+    """The mirrored half list's reverse index equals a key search over the full list."""
+    from etgnn_core.graph import reverse_edges
+
+    atoms = NL_CASES[name]()
+    src, dst, shift, dist, rev = neighbor_list(atoms, CUTOFF, with_reverse=True)
+    assert np.array_equal(rev, reverse_edges(src, dst, shift, len(atoms)))
+    assert np.array_equal(dist[rev], dist) and np.array_equal(shift[rev], -shift)
