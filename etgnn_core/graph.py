@@ -176,8 +176,9 @@ def build_triplets(src, dst, reverse, n_atoms: int, chunk: int = 1 << 16) -> tup
     n_per_edge = indeg[src]  # edge j->i pairs with each edge into j
     ends = np.cumsum(n_per_edge)  # triplets of edge j->i: [ends - n_per_edge, ends)
     to_order = ptr[src] - (ends - n_per_edge)  # triplet position -> position in `order` of edge k->j
-    kj_parts, ji_parts = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
-    e0 = 0
+    total = int(ends[-1]) if len(src) else 0
+    out_kj, out_ji = np.empty(total, dtype=np.int64), np.empty(total, dtype=np.int64)  # room for all candidates
+    e0 = n_out = 0
     while e0 < len(src):
         e1 = max(int(np.searchsorted(ends, ends[e0] - n_per_edge[e0] + chunk, side="right")), e0 + 1)
         counts = n_per_edge[e0:e1]
@@ -185,10 +186,12 @@ def build_triplets(src, dst, reverse, n_atoms: int, chunk: int = 1 << 16) -> tup
         pos += np.repeat(to_order[e0:e1], counts)
         idx_kj = order[pos]
         keep = idx_kj != np.repeat(reverse[e0:e1], counts)
-        kj_parts.append(idx_kj[keep])
-        ji_parts.append(np.repeat(np.arange(e0, e1), counts)[keep])
+        kept = idx_kj[keep]
+        out_kj[n_out : n_out + len(kept)] = kept
+        out_ji[n_out : n_out + len(kept)] = np.repeat(np.arange(e0, e1), counts)[keep]
+        n_out += len(kept)
         e0 = e1
-    return np.concatenate(kj_parts), np.concatenate(ji_parts)
+    return out_kj[:n_out], out_ji[:n_out]
 
 
 def build_graph(atoms: ase.Atoms, cutoff: float, max_neighbors: int | None = None, neighbors=None) -> Graph:
