@@ -30,7 +30,7 @@ def tune_cpu_allocator() -> bool:
 
     A forward pass over small crystals allocates tensors of a few MB per triplet-level op; glibc
     returns them to the OS when freed, so the next op page-faults on fresh pages (2 million faults
-    for 1,000 crystals, 10-30 % of the CPU time, measured with benchmarks/predict_throughput.py).
+    for 1,000 crystals, 10-40 % of the CPU time, measured with benchmarks/predict_throughput.py).
     Raising the trim and mmap thresholds reuses the memory.  Process-wide, done once; free memory
     up to the trim threshold stays with the process.  Set ``ETGNN_MALLOC_TUNING=0`` to skip it.
     Returns whether the allocator is tuned (False off glibc).

@@ -4,6 +4,9 @@ The graph holds only indices, integer shifts and raw positions / cells; every ge
 quantity (vectors, distances, angles) is computed inside the model so that gradients and
 rotations flow through it.  Conventions are those of :mod:`etgnn_core.keys`: edge ``k -> j``
 has source ``k`` (the neighbour image ``pos[k] + shift @ cell``) and target ``j`` (the centre).
+
+The helpers work in numpy and only the finished graph becomes torch tensors: a small crystal has
+~100 edges, where torch's per-call cost would dominate predicting many small structures.
 """
 
 from __future__ import annotations
@@ -111,8 +114,7 @@ def reverse_edges(src, dst, shift, n_atoms: int) -> np.ndarray:
     """Index of the reverse edge (dst -> src with -shift) of every edge; -1 where absent.
 
     A search by sorted keys, for any edge list (the tests check :func:`neighbor_list`'s own
-    ``reverse`` with it).  The graph helpers work in numpy: a small crystal has ~100 edges, where numpy's per-call cost
-    is a fraction of torch's (prediction of many small structures is dominated by it).
+    ``reverse`` with it).
     """
     src, dst, shift = np.asarray(src), np.asarray(dst), np.asarray(shift)
     if src.size == 0:
