@@ -86,6 +86,22 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     assert res.epochs == 3  # resumed at epoch 2, ran one more
 
 
+def test_ema_weights_are_validated_checkpointed_and_saved(tmp_path):
+    """With optim.ema_decay the saved model is the moving average, not the last raw weights."""
+    cfg = tiny_config(tmp_path, optim={"max_epochs": 3, "batch_size": 4, "patience": 0, "ema_decay": 0.5})
+    res = train(cfg, samples=zno_samples(), progress_bar=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    raw, avg = ckpt["current_model_state"], ckpt["state_dict"]
+    name = next(k for k in avg if k.endswith("weight") and avg[k].dtype.is_floating_point)
+    assert not torch.equal(raw[name], avg[name])  # the average lags the raw weights
+    saved = torch.load(res.model_dir / "weights.pt", map_location="cpu", weights_only=True)
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert torch.equal(saved[name.removeprefix("model.")], best["state_dict"][name])
+    assert json.loads((res.model_dir / "card.json").read_text())["training"]["ema_decay"] == 0.5
+    cfg.optim.max_epochs = 4  # resuming restores both the raw and the averaged weights
+    assert train(cfg, samples=zno_samples(), progress_bar=False).epochs == 4
+
+
 def test_bad_labels_are_refused_before_training(tmp_path):
     samples = zno_samples(6)
     samples[3].targets["born_charges"] = samples[3].targets["born_charges"].copy()
@@ -108,6 +124,7 @@ def test_bad_labels_are_refused_before_training(tmp_path):
         ({"learning_rate": 1}, "unknown key"),
         ({"split": {"seed": 0, "train": 0.5, "val": 0.1, "test": 0.1}}, "sum to 1"),
         ({"optim": {"lr": -1}}, "optim.lr"),
+        ({"optim": {"ema_decay": 1.0}}, "optim.ema_decay"),
         ({"data": {}}, "dataset"),
         ({"data": {"datset": "x"}}, "unknown key"),
     ],

@@ -57,6 +57,9 @@ class OptimConfig:
     # linear learning-rate warm-up over this fraction of the budget; None: 0.05 when fine-tuning (a fresh
     # Adam state takes full-size steps at once and throws a converged model off), else 0
     warmup: float | None = None
+    # exponential moving average of the weights (e.g. 0.999 per step); validation, checkpoints and the
+    # saved model then use the average, which generalises better on small sets.  None: no averaging
+    ema_decay: float | None = None
 
 
 @dataclass
@@ -144,3 +147,6 @@ def _check(c: TrainConfig, where: str) -> None:
     for k, v in (("lr", c.optim.lr), ("batch_size", c.optim.batch_size), ("max_epochs", c.optim.max_epochs)):
         if not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(f"{where}: optim.{k} must be a positive number, got {v!r}")
+    d = c.optim.ema_decay
+    if d is not None and not (isinstance(d, (int, float)) and 0 < d < 1):
+        raise ConfigError(f"{where}: optim.ema_decay must lie strictly between 0 and 1 (e.g. 0.999), got {d!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
@@ -174,6 +174,7 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
                   **{k: len(v) for k, v in split.items()}},
         "training": {"epochs": epochs, "minutes": round(minutes, 2), "hardware": _hardware(),
                      "lr": config.optim.lr, "batch_size": config.optim.batch_size, "seed": config.seed,
+                     "ema_decay": config.optim.ema_decay,
                      "finetuned_from": config.finetune_from, "torch": torch.__version__},
         "metrics": metrics,
     }
@@ -196,6 +197,8 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume):
     monitor = "val_loss" if has_val else "train_loss"
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, save_last=True, save_top_k=1)
     cbs = [ckpt, *callbacks]
+    if o.ema_decay:  # validated and checkpointed with the averaged weights (Lightning swaps them in)
+        cbs.append(EMAWeightAveraging(decay=o.ema_decay))
     if o.patience:
         cbs.append(EarlyStopping(monitor=monitor, patience=o.patience))
     trainer = L.Trainer(
