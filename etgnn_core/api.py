@@ -2,6 +2,9 @@
 
 Every returned array carries its unit (``Prediction.units``) and follows the index conventions
 of :mod:`etgnn_core.keys` (Born charges: row = field / polarization, column = displacement).
+``load_model`` of a committee folder gives a :class:`etgnn_core.committee.Committee`: same
+``predict``, tensors are the members' mean, ``Prediction.std`` their calibrated spread and
+``Prediction.warnings`` plain-language out-of-domain warnings (docs/uncertainty.md).
 """
 
 from __future__ import annotations
@@ -75,6 +78,13 @@ class Prediction(Mapping):
     # per-atom tensors defined on some species only (TensorSpec.species): name -> [n_atoms] bool;
     # the other atoms hold zeros
     masks: dict[str, np.ndarray] = field(default_factory=dict)
+    # committees only: name -> calibrated standard deviation, same shape and unit as the tensor
+    # (empty for a single model: no uncertainty is claimed)
+    std: dict[str, np.ndarray] = field(default_factory=dict)
+    # one-line, plain-language warnings (structure out of the model's domain); empty when none
+    warnings: list[str] = field(default_factory=list)
+    # committees with predict(..., members=True): name -> [n_members, ...] every member's tensor
+    member_tensors: dict[str, np.ndarray] = field(default_factory=dict)
 
     def with_masks(self) -> tuple[dict[str, np.ndarray], dict[str, bool]]:
         """Tensors plus a boolean ``NAME_mask`` per subset tensor (for files), and their per-atom flags."""
@@ -94,7 +104,8 @@ class Prediction(Mapping):
         from etgnn_core.io import prediction_record
 
         tensors, per_atom = self.with_masks()
-        return prediction_record(self.atoms, tensors, self.units, per_atom, self.model, source=source, index=index)
+        return prediction_record(self.atoms, tensors, self.units, per_atom, self.model, source=source, index=index,
+                                 std=self.std, warnings=self.warnings)
 
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in self.tensors:
@@ -219,7 +230,16 @@ class Model:
 
 
 def load_model(name_or_path: str, device=None) -> Model:
-    """A shipped model by name (see :func:`list_models`) or a model folder; device defaults to CUDA if present."""
+    """A shipped model by name (see :func:`list_models`) or a model folder; device defaults to CUDA if present.
+
+    A committee folder (``committee.json``) gives a :class:`etgnn_core.committee.Committee`.
+    """
+    from etgnn_core.registry import find_model, is_committee_folder
+
+    if is_committee_folder(find_model(name_or_path)):
+        from etgnn_core.committee import load_committee
+
+        return load_committee(name_or_path, device)
     net, info = load_model_folder(name_or_path)
     return Model(net, info, device)
 

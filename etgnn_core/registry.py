@@ -6,6 +6,10 @@ A model folder holds
     card.json     data, split, seed, epochs, hardware, training time, units, test metrics, baselines
     card.md       the same for people
     split.json    ids of the train / validation / test structures (when trained here)
+
+A committee folder (see :mod:`etgnn_core.committee`) holds committee.json, member0/ ... memberK/
+(plain model folders), domain.npz, card.json/card.md and split.json; it is listed and found like a
+model (``ModelInfo.members`` names its members).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ CONFIG_FILE, WEIGHTS_FILE, CARD_JSON, CARD_MD, SPLIT_FILE = (
     "card.md",
     "split.json",
 )
+COMMITTEE_FILE = "committee.json"
+COMMITTEE_FORMAT = 1
 
 
 class ModelLoadError(ValueError):
@@ -43,6 +49,20 @@ class ModelInfo:
     targets: dict[str, str]  # tensor name -> unit
     elements: list[int]
     card: dict = field(default_factory=dict)
+    members: list[str] = field(default_factory=list)  # committee member subfolders ([] = a single model)
+
+    @property
+    def is_committee(self) -> bool:
+        return bool(self.members)
+
+    @property
+    def config_path(self) -> Path:
+        """config.json of the model (of member 0 for a committee)."""
+        return Path(self.path) / (self.members[0] if self.members else "") / CONFIG_FILE
+
+
+def is_committee_folder(path) -> bool:
+    return (Path(path) / COMMITTEE_FILE).exists()
 
 
 def pretrained_dirs() -> list[Path]:
@@ -56,6 +76,8 @@ def pretrained_dirs() -> list[Path]:
 
 def read_info(path: Path) -> ModelInfo:
     path = Path(path)
+    if is_committee_folder(path):
+        return read_committee_info(path)
     cfg = _read_json(path / CONFIG_FILE)
     model_cfg = _model_config(cfg, path)
     card = _read_json(path / CARD_JSON) if (path / CARD_JSON).exists() else {}
@@ -69,12 +91,42 @@ def read_info(path: Path) -> ModelInfo:
     )
 
 
+def read_committee_info(path) -> ModelInfo:
+    """ModelInfo of a committee folder: targets of member 0, elements known to any member."""
+    path = Path(path)
+    meta = committee_json(path)
+    infos = [read_info(path / m) for m in meta["members"]]
+    elements = sorted(set().union(*(i.elements for i in infos))) if all(i.elements for i in infos) else []
+    card = _read_json(path / CARD_JSON) if (path / CARD_JSON).exists() else {}
+    return ModelInfo(name=meta.get("name", path.name), path=path, description=meta.get("description", ""),
+                     targets=dict(infos[0].targets), elements=elements, card=card, members=list(meta["members"]))
+
+
+def committee_json(path: Path) -> dict:
+    meta = _read_json(path / COMMITTEE_FILE)
+    where = path / COMMITTEE_FILE
+    if meta.get("format") != COMMITTEE_FORMAT or meta.get("kind") != "committee":
+        raise ModelLoadError(f"{where}: format {meta.get('format')!r} / kind {meta.get('kind')!r} is not "
+                             f"a format-{COMMITTEE_FORMAT} committee")
+    members = meta.get("members")
+    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+        raise ModelLoadError(f"{where}: 'members' must be a non-empty list of subfolder names")
+    for m in members:
+        if Path(m).name != m or m in (".", ".."):
+            raise ModelLoadError(f"{where}: member {m!r} must be a plain subfolder name")
+    scale = meta.get("std_scale", {})
+    if not isinstance(scale, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in scale.values()):
+        raise ModelLoadError(f"{where}: 'std_scale' must map tensor names to non-negative numbers")
+    return meta
+
+
 def list_models() -> list[ModelInfo]:
     """Every model folder found in :func:`pretrained_dirs`, sorted by name."""
     found = {}
     for d in pretrained_dirs():
         for sub in sorted(d.iterdir()):
-            if (sub / CONFIG_FILE).exists() and (sub / WEIGHTS_FILE).exists() and sub.name not in found:
+            is_model = (sub / CONFIG_FILE).exists() and (sub / WEIGHTS_FILE).exists()
+            if (is_model or is_committee_folder(sub)) and sub.name not in found:
                 found[sub.name] = read_info(sub)
     return [found[k] for k in sorted(found)]
 
@@ -82,10 +134,10 @@ def list_models() -> list[ModelInfo]:
 def find_model(name_or_path: str | os.PathLike) -> Path:
     """A folder path, or the name of a shipped model."""
     p = Path(name_or_path)
-    if (p / CONFIG_FILE).exists():
+    if (p / CONFIG_FILE).exists() or is_committee_folder(p):
         return p
     for d in pretrained_dirs():
-        if (d / str(name_or_path) / CONFIG_FILE).exists():
+        if (d / str(name_or_path) / CONFIG_FILE).exists() or is_committee_folder(d / str(name_or_path)):
             return d / str(name_or_path)
     names = [m.name for m in list_models()]
     raise ModelLoadError(f"no model named or at {str(name_or_path)!r}; shipped models: {', '.join(names) or 'none'}")
@@ -119,6 +171,9 @@ def load_model_folder(name_or_path, device=None) -> tuple[ETGNN, ModelInfo]:
     from etgnn_core.model.etgnn import ETGNN
 
     path = find_model(name_or_path)
+    if is_committee_folder(path):
+        raise ModelLoadError(f"{path} is a committee of models: load it with etgnn_core.load_model, "
+                             f"or name one member folder (e.g. {path}/member0)")
     info = read_info(path)
     model = ETGNN(_model_config(_read_json(path / CONFIG_FILE), path))
     weights = path / WEIGHTS_FILE

@@ -121,13 +121,21 @@ def prediction_record(
     model: str,
     source: str = "",
     index: int = 0,
+    std: Mapping[str, object] | None = None,
+    warnings: Sequence[str] | None = None,
 ) -> dict:
     """JSON-ready record of one prediction.
 
     Schema::
 
         {"source": str, "index": int, "formula": atoms.get_chemical_formula(), "model": str,
-         "tensors": {NAME: {"values": nested lists, "unit": str, "per_atom": bool}}}
+         "tensors": {NAME: {"values": nested lists, "std": nested lists (committees only),
+                            "unit": str, "per_atom": bool}},
+         "warnings": [str, ...]}
+
+    ``std`` (committees): the calibrated standard deviation of each tensor, same shape and unit as
+    ``values``; a single model gives no ``std`` key (it claims no uncertainty).  ``warnings``: one
+    plain-language line per out-of-domain finding, always present (empty list when none).
 
     ``values`` keep the tensor's shape as nested lists of plain floats (per-atom tensors:
     ``values[atom]...``); NaN/inf become ``null``.  ``source`` defaults to
@@ -141,13 +149,20 @@ def prediction_record(
         pa = _is_per_atom(name, per_atom)
         if pa:
             _check_per_atom(name, arr, len(atoms))
-        out_tensors[name] = {"values": _plain(arr), "unit": str(units.get(name, "")), "per_atom": pa}
+        out_tensors[name] = {"values": _plain(arr)}
+        if std and name in std:
+            s = _as_array(name, std[name])
+            if s.shape != arr.shape:
+                raise ValueError(f"std of {name!r} has shape {list(s.shape)}, the values {list(arr.shape)}")
+            out_tensors[name]["std"] = _plain(s)
+        out_tensors[name].update({"unit": str(units.get(name, "")), "per_atom": pa})
     return {
         "source": str(source or atoms.info.get("source", "")),
         "index": int(index),
         "formula": atoms.get_chemical_formula(),
         "model": str(model),
         "tensors": out_tensors,
+        "warnings": [str(w) for w in (warnings or [])],
     }
 
 

@@ -1,0 +1,296 @@
+"""Committees: mean / std shapes and units, calibration, domain warnings, loading, CLI output, app.
+
+Members are tiny random float32 ETGNNs (different seeds) saved as ordinary model folders with a
+split.json holding train / val / calib / test ids, as `etgnn train CONFIG --member K` writes them;
+the data are synthetic rattled ZnO cells (a few with one Zn replaced by Cd: a rare element).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+
+from etgnn_core import metrics
+from etgnn_core.data import Sample
+from etgnn_core.registry import ModelLoadError, list_models, save_model
+from etgnn_core.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+N_SAMPLES, N_RARE = 40, 2
+TINY = dict(hidden=16, int_emb=8, out_emb=16, triplet_hidden=8, basis_emb=4, num_blocks=1, num_spherical=3,
+            num_radial=3, max_neighbors=8, cutoff=4.0)
+
+
+def samples(n=N_SAMPLES, rare=N_RARE, seed=0) -> list[Sample]:
+    """Rattled wurtzite ZnO with a synthetic BEC and dielectric; the last ``rare`` have a Cd on site 0."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        a = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+        if i >= n - rare:
+            a.numbers[0] = 48
+        a.rattle(0.05, seed=seed * 1000 + i)
+        charge = np.where(a.numbers == 8, -2.1, 2.1)
+        z = charge[:, None, None] * np.eye(3) + 0.05 * rng.normal(size=(4, 3, 3))
+        z -= z.mean(0)
+        eps = 5.0 * np.eye(3) + 0.1 * np.diag(rng.normal(size=3))
+        out.append(Sample(atoms=a, targets={"born_charges": z, "dielectric": eps}, id=f"s{i}"))
+    return out
+
+
+def member_net(seed: int, **over):
+    from etgnn_core.model.etgnn import ETGNN, ModelConfig
+    from etgnn_core.tensors.specs import spec_for
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(targets=[spec_for("born_charges"), spec_for("dielectric")], elements=[8, 30, 48],
+                      **{**TINY, **over})
+    net = ETGNN(cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)))
+        net.species_bias.weight[30, 0] = 2.0  # near the labels, so errors are O(0.1-1), not O(10)
+        net.species_bias.weight[8, 0] = -2.0
+        net.species_bias.weight[48, 0] = 2.0
+    return net.eval()
+
+
+def write_members(run: Path, seeds=(0, 1, 2, 3), n=N_SAMPLES, **over) -> None:
+    """member<K>/model folders with a shared calib / test split and per-member train / val draws."""
+    ids = [f"s{i}" for i in range(n)]
+    calib, test = ids[:12] , ids[12:24]
+    rest = ids[24:]
+    for k, seed in enumerate(seeds):
+        rng = np.random.default_rng(k)
+        perm = [rest[i] for i in rng.permutation(len(rest))]
+        split = {"train": perm[3:], "val": perm[:3], "calib": calib, "test": test}
+        save_model(member_net(seed, **over), run / f"member{k}" / "model", name=f"tiny_m{k}",
+                   card={"training": {"seed": seed}}, split=split)
+
+
+def config(run: Path, name="universal_tiny") -> TrainConfig:
+    return TrainConfig.from_dict({"name": name, "targets": ["born_charges", "dielectric"],
+                                  "data": {"dataset": "unused"}, "output": str(run),
+                                  "description": "tiny test committee"})
+
+
+@pytest.fixture(scope="module")
+def committee_dir(tmp_path_factory) -> Path:
+    from etgnn_core.committee import assemble_committee
+
+    run = tmp_path_factory.mktemp("run")
+    write_members(run)
+    return assemble_committee(config(run), samples=samples(), data_description="synthetic ZnO")
+
+
+@pytest.fixture(scope="module")
+def committee(committee_dir):
+    from etgnn_core.api import load_model
+
+    return load_model(str(committee_dir))
+
+
+# ------------------------------------------------------------------------------------------ core
+def test_folder_is_self_describing_and_listed(committee_dir, monkeypatch):
+    meta = json.loads((committee_dir / "committee.json").read_text())
+    assert meta["kind"] == "committee" and meta["members"] == ["member0", "member1", "member2", "member3"]
+    assert set(meta["std_scale"]) == {"born_charges", "dielectric"}
+    assert meta["domain"]["element_counts"] == {"Cd": N_RARE, "O": 16, "Zn": 16}  # 16 non-calib/test samples
+    card = json.loads((committee_dir / "card.json").read_text())
+    for t in ("born_charges", "dielectric"):
+        m = card["metrics"][t]
+        assert {"mae", "baseline_mae", "coverage", "spearman", "member_mae"} <= set(m)
+        assert len(m["member_mae"]) == 4
+    assert "committee of 4" in (committee_dir / "card.md").read_text()
+    split = json.loads((committee_dir / "split.json").read_text())
+    assert len(split["calib"]) == 12 and len(split["test"]) == 12 and len(split["train"]) == 16
+    monkeypatch.setenv("ETGNN_PRETRAINED", str(committee_dir.parent))
+    infos = {m.name: m for m in list_models()}
+    assert infos["universal_tiny"].is_committee and infos["universal_tiny"].elements == [8, 30, 48]
+
+
+def test_mean_and_std_shapes_units_and_members(committee):
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    atoms.rattle(0.03, seed=5)
+    pred = committee.predict(atoms, members=True)
+    assert pred.std["born_charges"].shape == pred["born_charges"].shape == (4, 3, 3)
+    assert pred.std["dielectric"].shape == (3, 3) and pred.units["born_charges"] == "e"
+    assert np.all(pred.std["born_charges"] >= 0) and pred.std["born_charges"].max() > 0
+    stack = pred.member_tensors["born_charges"]  # [4 members, 4 atoms, 3, 3]
+    np.testing.assert_allclose(pred["born_charges"], stack.mean(0), atol=1e-6)
+    scale = committee.std_scale["born_charges"]
+    np.testing.assert_allclose(pred.std["born_charges"], scale * stack.std(0, ddof=1), rtol=1e-4, atol=1e-7)
+    # the same as running each member alone on its own graph
+    from etgnn_core.api import Model
+
+    alone = Model(committee.nets[2], committee.info).predict(atoms)
+    np.testing.assert_allclose(stack[2], alone["born_charges"], atol=1e-5)
+    # batched prediction = one at a time
+    many = committee.predict([atoms, atoms.copy()], batch_size=2)
+    np.testing.assert_allclose(many[1].std["dielectric"], pred.std["dielectric"], atol=1e-6)
+
+
+def test_contributions_are_member_means_and_sum_to_the_tensor(committee):
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    pred = committee.predict(atoms, contributions=True, embeddings=True)
+    part = pred.contributions["born_charges"].for_atom(1)
+    assert part["residual"] < 1e-4
+    np.testing.assert_allclose(part["tensor"], pred["born_charges"][1], atol=1e-5)
+    assert pred.embeddings.shape == (4, 16)  # member 0's
+
+
+def test_identical_members_give_zero_std(tmp_path):
+    from etgnn_core.api import load_model
+    from etgnn_core.committee import assemble_committee
+
+    write_members(tmp_path, seeds=(3, 3, 3))
+    folder = assemble_committee(config(tmp_path, "same"), samples=samples())
+    pred = load_model(str(folder)).predict(bulk("ZnO", "wurtzite", a=3.25, c=5.2))
+    assert np.abs(pred.std["born_charges"]).max() < 1e-6 and np.abs(pred.std["dielectric"]).max() < 1e-6
+
+
+def test_calibration_scale_moves_coverage_in_the_right_direction(committee, committee_dir):
+    from etgnn_core.committee import calibrate
+
+    calib = [samples()[i] for i in range(12)]
+    fitted = dict(committee.std_scale)
+    try:
+        scale, spreads, _ = calibrate(committee, calib)
+        assert scale == pytest.approx(fitted, rel=1e-4)  # what the assembly stored
+        for name in ("born_charges", "dielectric"):
+            preds = committee.predict([s.atoms for s in calib])  # std_scale is 1 after calibrate
+            err = metrics.structure_errors([p[name] for p in preds], [s.targets[name] for s in calib])
+            raw = metrics.structure_spreads([p.std[name] for p in preds])
+            assert metrics.coverage(err, raw * scale[name]) == pytest.approx(0.9, abs=0.1)
+            assert metrics.coverage(err, raw * scale[name] * 3) >= metrics.coverage(err, raw * scale[name])
+            assert metrics.coverage(err, raw * scale[name] / 3) < metrics.coverage(err, raw * scale[name])
+    finally:
+        committee.std_scale = fitted
+
+
+# -------------------------------------------------------------------------------------- warnings
+def test_no_warnings_for_a_training_like_crystal(committee):
+    atoms = samples()[30].atoms  # a training sample
+    assert committee.predict(atoms).warnings == []
+
+
+def test_rare_element_warning(committee):
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    atoms.numbers[[0, 1]] = 48
+    w = committee.predict(atoms).warnings
+    assert any(x.startswith(f"Cd appears in only {N_RARE} training crystals") for x in w), w
+
+
+def test_molecule_warning(committee):
+    mol = Atoms("ZnO", positions=[[0, 0, 0], [0, 0, 1.8]])
+    w = committee.predict(mol).warnings
+    assert any("molecule" in x and "trained on crystals" in x for x in w), w
+
+
+def test_far_embedding_and_spread_warnings(committee):
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    atoms.positions[1] = atoms.positions[0] + [0.9, 0.0, 0.0]  # squeezed far below any training distance
+    w = committee.predict(atoms).warnings
+    assert any("look unlike any training atom" in x for x in w), w
+    old = dict(committee.domain["spread_p99"])
+    try:
+        committee.domain["spread_p99"] = {k: v * 1e-3 for k, v in old.items()}
+        w = committee.predict(bulk("ZnO", "wurtzite", a=3.25, c=5.2)).warnings
+        assert any("disagree on born_charges far more" in x for x in w), w
+    finally:
+        committee.domain["spread_p99"] = old
+
+
+# --------------------------------------------------------------------------------- loading rules
+def test_members_must_share_cutoff(tmp_path):
+    from etgnn_core.committee import assemble_committee
+
+    write_members(tmp_path, seeds=(0, 1))
+    save_model(member_net(5, cutoff=3.5), tmp_path / "member2" / "model", name="odd",
+               split=json.loads((tmp_path / "member0" / "model" / "split.json").read_text()))
+    with pytest.raises(ModelLoadError, match="member2: cutoff 3.5 differs"):
+        assemble_committee(config(tmp_path), samples=samples())
+
+
+def test_members_must_share_calib_and_test(tmp_path):
+    from etgnn_core.committee import assemble_committee
+
+    write_members(tmp_path, seeds=(0, 1))
+    f = tmp_path / "member1" / "model" / "split.json"
+    split = json.loads(f.read_text())
+    split["test"] = split["test"][1:]
+    f.write_text(json.dumps(split))
+    with pytest.raises(ModelLoadError, match="calib/test ids differ"):
+        assemble_committee(config(tmp_path), samples=samples())
+
+
+def test_loading_is_strict(committee_dir, tmp_path):
+    from etgnn_core.api import load_model
+    from etgnn_core.registry import load_model_folder
+
+    bad = tmp_path / "bad"
+    shutil.copytree(committee_dir, bad)
+    torch.save({"x": torch.zeros(1)}, bad / "member1" / "weights.pt")
+    with pytest.raises(ModelLoadError, match="member1.*weights do not match"):
+        load_model(str(bad))
+    shutil.copytree(committee_dir / "member0", bad / "member1", dirs_exist_ok=True)
+    np.save(bad / "domain.npz", np.array([object()], dtype=object), allow_pickle=True)
+    os.replace(bad / "domain.npz.npy", bad / "domain.npz")
+    with pytest.raises(ModelLoadError, match="domain.npz: cannot be read as plain arrays"):
+        load_model(str(bad))
+    with pytest.raises(ModelLoadError, match="is a committee"):
+        load_model_folder(str(committee_dir))
+
+
+def test_single_model_prediction_has_no_std(committee):
+    from etgnn_core.api import Model
+
+    pred = Model(committee.nets[0], committee.info).predict(bulk("ZnO", "wurtzite", a=3.25, c=5.2))
+    assert pred.std == {} and pred.warnings == []
+    rec = pred.record()
+    assert "std" not in rec["tensors"]["born_charges"] and rec["warnings"] == []
+
+
+# ---------------------------------------------------------------------------------------- outputs
+def test_cli_json_and_table_with_std_and_warnings(committee_dir, tmp_path, capsys):
+    from etgnn_core.cli import main
+
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    atoms.numbers[0] = 48
+    path = tmp_path / "cdzno.cif"
+    atoms.write(path)
+    assert main(["predict", str(path), "--model", str(committee_dir), "--format", "json", "-q"]) == 0
+    rec = json.loads(capsys.readouterr().out)[0]
+    t = rec["tensors"]["born_charges"]
+    assert np.shape(t["std"]) == np.shape(t["values"]) == (4, 3, 3)
+    assert any("Cd appears" in w for w in rec["warnings"])
+    assert main(["predict", str(path), "--model", str(committee_dir), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "±" in out and "warning: Cd appears" in out
+
+
+def test_cli_committee_command_assembles(tmp_path, monkeypatch, capsys):
+    import etgnn_core.train.trainer as trainer
+    from etgnn_core.cli import main
+
+    write_members(tmp_path / "run", seeds=(0, 1))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps(config(tmp_path / "run", "universal_cli").to_dict()))
+    monkeypatch.setattr(trainer, "load_samples", lambda c: (samples(), "synthetic"))
+    pretrained = tmp_path / "pretrained"
+    pretrained.mkdir()
+    monkeypatch.setenv("ETGNN_INSTALL_DIR", str(pretrained))
+    assert main(["committee", str(cfg), "--members", "0,1", "--install"]) == 0
+    out = capsys.readouterr().out
+    assert "coverage" in out and "born_charges" in out
+    assert (pretrained / "universal_cli" / "committee.json").exists()
+    assert (tmp_path / "run" / "committee" / "member1" / "weights.pt").exists()
