@@ -4,6 +4,7 @@
     etgnn predict quartz.cif POSCAR traj.xyz       # table of every tensor, one block per frame
     etgnn predict *.cif --model perturbed_sio2 --format json > out.json
     etgnn predict POSCAR --format extxyz -o out.xyz --born BORN
+    etgnn committee configs/universal_x.yaml --install   # calibrate trained members into a committee
 
 Any format ASE reads is accepted, detected by content where the file name says nothing (a
 ``POSCAR``/``CONTCAR`` without extension, an ``.xyz`` that is extended XYZ, ...); a file with
@@ -114,6 +115,18 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("config")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing last checkpoint")
     tr.add_argument("--install", action="store_true", help="copy the trained model folder into pretrained/")
+    co = sub.add_parser(
+        "committee",
+        parents=[common],
+        help="assemble trained members (etgnn train CONFIG --member K) into a calibrated committee",
+        description="Load <output>/member<K>/model of the config, fit the std scale on the calibration split, "
+        "evaluate the committee mean on the test split and write <output>/committee (docs/uncertainty.md).",
+    )
+    co.add_argument("config")
+    co.add_argument("--members", help="comma-separated member numbers, e.g. 0,1,2,3 (default: every member found)")
+    co.add_argument("--install", action="store_true", help="also copy the committee folder into pretrained/NAME")
+    co.add_argument("--install-dir", metavar="DIR", help="install into DIR/NAME (default: pretrained/)")
+    co.add_argument("--batch-size", type=int, default=32, help="structures per forward pass (default 32)")
     return p
 
 
@@ -121,9 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     debug = getattr(args, "debug", False)
     try:
-        return {"models": cmd_models, "datasets": cmd_datasets, "predict": cmd_predict, "train": cmd_train}[
-            args.command
-        ](args)
+        return {
+            "models": cmd_models,
+            "datasets": cmd_datasets,
+            "predict": cmd_predict,
+            "train": cmd_train,
+            "committee": cmd_committee,
+        }[args.command](args)
     except KeyboardInterrupt:
         print("etgnn: interrupted", file=sys.stderr)
         return 130
@@ -161,6 +178,7 @@ def cmd_models(args) -> int:
                 ],
                 "elements": _symbols(m.elements).split() if m.elements else [],
                 "metrics": m.card.get("metrics", {}),
+                "members": len(m.members),  # 0: a single model; >0: a committee (mean ± calibrated std)
             }
             for m in models
         ]
@@ -173,6 +191,8 @@ def cmd_models(args) -> int:
         print(m.name)
         if m.description:
             print(f"  {m.description}")
+        if m.members:
+            print(f"  committee of {len(m.members)} members: mean ± calibrated std, out-of-domain warnings")
         for t, u, pa, shape in _tensor_rows(m):
             where = "per atom" if pa else "per structure"
             dims = "x".join(str(d) for d in shape) or "scalar"
@@ -180,8 +200,9 @@ def cmd_models(args) -> int:
         print(f"  elements: {_symbols(m.elements)}")
         for t, met in m.card.get("metrics", {}).items():
             if "mae" in met:
-                base = f" (baseline {met['baseline_mae']:.4g})" if "baseline_mae" in met else ""
-                print(f"  test MAE {t}: {met['mae']:.4g} {met.get('unit', '')}{base}")
+                base = f" (baseline {met['baseline_mae']:.4g})" if met.get("baseline_mae") is not None else ""
+                cov = f"; coverage {met['coverage']:.2f}" if met.get("coverage") is not None else ""
+                print(f"  test MAE {t}: {met['mae']:.4g} {met.get('unit', '')}{base}{cov}")
     return 0
 
 
@@ -192,7 +213,8 @@ def _tensor_rows(info):
     from etgnn_core.registry import CONFIG_FILE
 
     try:
-        specs = {t["name"]: t for t in json.loads((Path(info.path) / CONFIG_FILE).read_text())["model"]["targets"]}
+        config = getattr(info, "config_path", Path(info.path) / CONFIG_FILE)  # member 0's for a committee
+        specs = {t["name"]: t for t in json.loads(Path(config).read_text())["model"]["targets"]}
     except Exception:  # listed models have a readable config; stay robust anyway
         specs = {}
     rows = []
@@ -334,28 +356,36 @@ def _write_extxyz(target, preds) -> None:
 
 
 def _table(path: str, index: int, pred) -> str:
+    """One block per structure; committees show every component as value ± std (same unit)."""
     lines = [f"# {path} [frame {index}] {pred.atoms.get_chemical_formula()}  model {pred.model}"]
+    lines += [f"# warning: {w}" for w in getattr(pred, "warnings", [])]
     symbols = pred.atoms.get_chemical_symbols()
+    stds = getattr(pred, "std", {})
     for name, value in pred.tensors.items():
         unit = pred.units.get(name, "")
+        std = stds.get(name)
+        pm = " (value ± committee std)" if std is not None else ""
         if pred.per_atom[name]:
             mask = pred.masks.get(name)
             only = f"; only {pred.carriers(name) or 'no'} atoms" if mask is not None else ""
-            lines.append(f"{name} [{unit}] (per atom{only})")
+            lines.append(f"{name} [{unit}] (per atom{only}){pm}")
             for j, v in enumerate(value):
                 if mask is None or mask[j]:
-                    lines.append(f"  {j:4d} {symbols[j]:>2s}  " + _fmt(v))
+                    lines.append(f"  {j:4d} {symbols[j]:>2s}  " + _fmt(v, None if std is None else std[j]))
         else:
-            lines.append(f"{name} [{unit}]")
-            lines.append("  " + _fmt(value))
+            lines.append(f"{name} [{unit}]{pm}")
+            lines.append("  " + _fmt(value, std))
     return "\n".join(lines) + "\n\n"
 
 
-def _fmt(v) -> str:
+def _fmt(v, std=None) -> str:
     v = np.asarray(v)
+    s = None if std is None else np.asarray(std)
     if v.ndim <= 1:
-        return " ".join(f"{x: .5f}" for x in np.atleast_1d(v))
-    return " | ".join(_fmt(r) for r in v)
+        if s is None:
+            return " ".join(f"{x: .5f}" for x in np.atleast_1d(v))
+        return " ".join(f"{x: .5f}±{d:.5f}" for x, d in zip(np.atleast_1d(v), np.atleast_1d(s)))
+    return " | ".join(_fmt(r, None if s is None else s[i]) for i, r in enumerate(v))
 
 
 def _write_born(target: str, structures, preds, quiet: bool = False) -> None:
@@ -389,6 +419,36 @@ def cmd_train(args) -> int:
         shutil.copytree(res.model_dir, dest)
         print(f"installed into {dest}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------- committee
+def cmd_committee(args) -> int:
+    from etgnn_core.committee import assemble_committee, install_committee
+
+    members = None
+    if args.members:
+        try:
+            members = [int(k) for k in args.members.split(",") if k.strip()]
+        except ValueError as exc:
+            raise CLIError(f"--members must be comma-separated integers such as 0,1,2,3, got {args.members!r}") from exc
+    folder = assemble_committee(args.config, members, batch_size=args.batch_size)
+    card = __import__("json").loads((folder / "card.json").read_text())
+    print(f"committee folder: {folder} ({card['size']['members']} members, {card['size']['megabytes']} MB)")
+    for t, m in card["metrics"].items():
+        print(f"test {t}: MAE {_num(m['mae'])} {m['unit']} (baseline {_num(m['baseline_mae'])}, "
+              f"ratio {_num(m['ratio'])}); coverage {_num(m['coverage'])}, Spearman {_num(m['spearman'])}; "
+              f"std scale {_num(card['std_scale'].get(t))}")
+        for extra, unit in (("norm", m["unit"]), ("bulk", "GPa"), ("shear", "GPa")):
+            if f"{extra}_mae" in m:
+                print(f"  {extra}: MAE {_num(m[f'{extra}_mae'])} {unit} (baseline {_num(m[f'{extra}_baseline_mae'])})")
+    if args.install:
+        dest = install_committee(folder, args.install_dir)
+        print(f"installed into {dest}")
+    return 0
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.4g}"
 
 
 def _symbols(numbers) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -288,9 +287,13 @@ def test_cli_committee_command_assembles(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(trainer, "load_samples", lambda c: (samples(), "synthetic"))
     pretrained = tmp_path / "pretrained"
     pretrained.mkdir()
-    monkeypatch.setenv("ETGNN_INSTALL_DIR", str(pretrained))
-    assert main(["committee", str(cfg), "--members", "0,1", "--install"]) == 0
+    assert main(["committee", str(cfg), "--members", "0,1", "--install", "--install-dir", str(pretrained)]) == 0
     out = capsys.readouterr().out
     assert "coverage" in out and "born_charges" in out
     assert (pretrained / "universal_cli" / "committee.json").exists()
     assert (tmp_path / "run" / "committee" / "member1" / "weights.pt").exists()
+    monkeypatch.setenv("ETGNN_PRETRAINED", str(pretrained))
+    assert main(["models"]) == 0
+    assert "committee of 2 members" in capsys.readouterr().out
+    assert main(["committee", str(cfg), "--members", "0,x"]) == 1
+    assert "--members must be comma-separated integers" in capsys.readouterr().err
