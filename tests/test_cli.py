@@ -25,7 +25,7 @@ from etgnn_core import cli
 from etgnn_core.io import read_extxyz_tensors, read_phonopy_born
 from etgnn_core.structure import StructureError
 
-RECORD_KEYS = {"source", "index", "formula", "model", "tensors"}
+RECORD_KEYS = {"source", "index", "formula", "model", "tensors", "warnings"}
 
 
 @pytest.fixture(scope="module")

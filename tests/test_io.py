@@ -71,7 +71,8 @@ def test_prediction_record_schema_and_json_round_trip():
     atoms = molecule("H2O")
     t = _prediction(atoms)
     rec = prediction_record(atoms, t, UNITS, PER_ATOM, "etgnn-water", source="w.xyz", index=4)
-    assert set(rec) == {"source", "index", "formula", "model", "tensors"}
+    assert set(rec) == {"source", "index", "formula", "model", "tensors", "warnings"}
+    assert rec["warnings"] == [] and "std" not in rec["tensors"][keys.BORN_CHARGES]  # a single model claims none
     assert rec["source"] == "w.xyz" and rec["index"] == 4
     assert rec["formula"] == "H2O" and rec["model"] == "etgnn-water"
     assert set(rec["tensors"]) == set(t)
