@@ -115,6 +115,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("config")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing last checkpoint")
     tr.add_argument("--install", action="store_true", help="copy the trained model folder into pretrained/")
+    tr.add_argument("--member", type=int, metavar="K",
+                    help="train committee member K (own train/validation draw and seed; output OUTPUT/memberK)")
     co = sub.add_parser(
         "committee",
         parents=[common],
@@ -408,6 +410,10 @@ def cmd_train(args) -> int:
     from etgnn_core.train import TrainConfig, train
 
     cfg = TrainConfig.from_file(args.config)
+    if args.member is not None:
+        if args.install:
+            raise CLIError("--install with --member: a member is installed as part of its committee")
+        cfg = cfg.for_member(args.member)
     res = train(cfg, resume=not args.no_resume)
     print(f"model folder: {res.model_dir}")
     for t, m in res.metrics.items():

@@ -53,6 +53,9 @@ EXPECTED = {
     "abo3_piezo": {keys.BORN_CHARGES, keys.DIELECTRIC, keys.PIEZOELECTRIC, keys.ELASTIC, keys.ENERGY},
     "matten/elasticity": {keys.ELASTIC},
     "matten/si_nmr": {keys.SHIELDING},
+    "mp/dielectric": {keys.DIELECTRIC},
+    "mp/piezo": {keys.PIEZOELECTRIC},
+    "mp/elastic": {keys.ELASTIC},
 }
 SHAPES = {
     keys.BORN_CHARGES: lambda n: (n, 3, 3),

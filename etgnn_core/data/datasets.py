@@ -552,6 +552,93 @@ def load_matten_si_nmr(root=None, limit=None) -> tuple[list[Sample], DatasetInfo
     return samples, info
 
 
+# --------------------------------------------------------------------------- Materials Project tensor sets
+
+MP_FILES = {
+    "mp/dielectric": "mp/mp_dielectric_petousis2017.xyz",
+    "mp/piezo": "mp/mp_piezo_dejong2015.xyz",
+    "mp/elastic": "mp/mp_elastic_1211.xyz",
+}
+MP_FRAME_NOTE = (
+    "Every label is in the Cartesian frame of its cell (rows = lattice vectors, A), read row-major from "
+    "atoms.info. rotation_ambiguous (Sample.info) marks labels rotated back from the IEEE frame whose "
+    "orientation is fixed only up to a proper rotation of the lattice (e.g. the sign of e14 for -43m, the "
+    "polar-axis sign for 3m/mm2/4mm): train on them with a loss the ambiguity cannot change "
+    "(etgnn_core.tensors.frames) and compare components only on the others. Sample.info['group'] = reduced "
+    "formula + space group (spglib, symprec 0.1 A where the file gives none). See shared/data/mp/README_mp.md."
+)
+
+
+def _mp_info(name: str) -> DatasetInfo:
+    if name == "mp/dielectric":
+        desc = ("Materials Project DFPT-PBE dielectric set (Petousis 2017): electronic eps_inf of 876 crystals "
+                "(<= 20 atoms, 63 elements); the 45 frames flagged 'outlier' (largest eigenvalue > 20, "
+                "metallic or small gap) are dropped.")
+        units, targets = {keys.DIELECTRIC: "dimensionless (electronic eps_inf)"}, (keys.DIELECTRIC,)
+        conv = "dielectric[i, j] = eps_inf, 9 numbers row-major, as given (not symmetrised, <= 1.2 % asymmetry)."
+    elif name == "mp/piezo":
+        desc = ("Materials Project DFPT-PBE piezoelectric set (de Jong 2015): total (ionic + electronic) stress "
+                "tensor e of 536 crystals (<= 13 atoms, 76 elements); 292 frames are rotation_ambiguous.")
+        units, targets = {keys.PIEZOELECTRIC: "C/m^2 (total: ionic + electronic)"}, (keys.PIEZOELECTRIC,)
+        conv = PIEZO_CONVENTION
+    else:
+        desc = ("Materials Project elastic set (de Jong 2015): stiffness C_ijkl of 945 crystals (<= 80 atoms, "
+                "84 elements), integer GPa in the source; 66 frames are rotation_ambiguous.")
+        units, targets = {keys.ELASTIC: "GPa"}, (keys.ELASTIC,)
+        conv = ELASTIC_CONVENTION
+    return DatasetInfo(name=name, description=desc, units={**POS, **units}, conventions=f"{conv} {MP_FRAME_NOTE}",
+                       path=MP_FILES[name], targets=targets)
+
+
+def structure_group(atoms: ase.Atoms, space_group: int | None = None) -> str:
+    """``reduced formula|space group``: the unit a grouped split keeps in one part (spglib, symprec 0.1 A)."""
+    from math import gcd
+
+    from ase.data import chemical_symbols
+
+    z, counts = np.unique(atoms.numbers, return_counts=True)
+    g = 0
+    for c in counts:
+        g = gcd(g, int(c))
+    formula = "".join(f"{chemical_symbols[a]}{c // g if c // g > 1 else ''}" for a, c in
+                      sorted(zip(z.tolist(), counts.tolist()), key=lambda t: chemical_symbols[t[0]]))
+    if space_group is None and atoms.pbc.all():
+        import spglib
+
+        data = spglib.get_symmetry_dataset((np.asarray(atoms.cell), atoms.get_scaled_positions(), atoms.numbers),
+                                           symprec=0.1)
+        space_group = int(data.number) if data is not None else 0
+    return f"{formula}|{space_group or 0}"
+
+
+def load_mp(name: str, root=None, limit=None) -> tuple[list[Sample], DatasetInfo]:
+    """Materials Project sets: ``mp/dielectric`` (dielectric [3,3] eps_inf), ``mp/piezo`` (piezoelectric
+    [3,3,3] C/m^2, total), ``mp/elastic`` (elastic [3,3,3,3] GPa).  Sample id = material_id; Sample.info has
+    ``group`` and ``rotation_ambiguous``.  Dielectric 'outlier' frames are dropped (ids in info.extra)."""
+    if name not in MP_FILES:
+        raise DataError(f"unknown Materials Project set {name!r}; known: {', '.join(MP_FILES)}")
+    info = _mp_info(name)
+    path = _file(_root(root), info.path)
+    key = {"mp/dielectric": "dielectric", "mp/piezo": "piezoelectric", "mp/elastic": "elastic"}[name]
+    target = info.targets[0]
+    samples, dropped = [], []
+    for f, atoms in enumerate(read_frames_file(path)):
+        meta = atoms.info
+        sid = str(meta.get("material_id", f))
+        if bool(meta.get("outlier", False)):
+            dropped.append(sid)
+            continue
+        t = frame_targets(atoms, {target: key}, str(path), f"frame {f} ({sid})")
+        sg = meta.get("space_group")
+        samples.append(Sample(atoms=plain_atoms(atoms), targets=t, source=str(path), id=sid, info={
+            "group": structure_group(atoms, int(sg) if sg is not None else None),
+            "rotation_ambiguous": bool(meta.get("rotation_ambiguous", False)),
+        }))
+    info.extra.update(n_dropped=len(dropped), dropped=dropped)
+    lim = _limit(limit)
+    return (samples if lim is None else samples[:lim]), info
+
+
 # --------------------------------------------------------------------------- registry
 
 Loader = Callable[..., tuple[list[Sample], DatasetInfo]]
@@ -573,6 +660,8 @@ def _registry() -> dict[str, tuple[Callable[[], DatasetInfo], Loader]]:
     reg["abo3_piezo"] = (_abo3_info, load_abo3_piezo)
     reg["matten/elasticity"] = (_matten_elasticity_info, load_matten_elasticity)
     reg["matten/si_nmr"] = (_matten_nmr_info, load_matten_si_nmr)
+    for m in MP_FILES:
+        reg[m] = ((lambda m=m: _mp_info(m)), (lambda root=None, limit=None, m=m: load_mp(m, root, limit)))
     return reg
 
 

@@ -27,6 +27,9 @@ class Sample:
     (``shielding``: the ``atom_selector`` atoms).  Unlabelled rows of the target hold zeros.
     ``source``: file path; ``zip::member`` for a POSCAR inside a zip, ``db::row N`` for an ase.db row.
     ``id``: structure id, or the 0-based frame index (as a string) for multi-frame xyz files.
+    ``info``: set-specific facts used by splits and metrics: ``group`` (reduced formula + space group;
+    structures of one group never straddle two split parts) and ``rotation_ambiguous`` (True when the
+    label's frame is fixed only up to a symmetry operation of the lattice; see the MP loaders).
     """
 
     atoms: ase.Atoms
@@ -34,6 +37,7 @@ class Sample:
     masks: dict[str, np.ndarray] = field(default_factory=dict)
     source: str = ""
     id: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_atoms(self) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 from .sample import DataError
 
 SPLIT_NAMES = ("train", "val", "test")
+GROUPED_SPLIT_NAMES = ("train", "val", "calib", "test")
 
 
 def split_indices(n: int, seed: int = 0, fractions=(0.8, 0.1, 0.1)) -> dict[str, np.ndarray]:
@@ -73,3 +74,39 @@ def load_split(path) -> dict[str, np.ndarray]:
         split[str(k)] = np.asarray(v, dtype=np.int64).reshape(-1)
     check_split(split, source=str(path))
     return split
+
+
+def grouped_split(groups: list[str], seed: int = 0, fractions=(0.8, 0.1, 0.0, 0.1),
+                  member: int | None = None) -> dict[str, np.ndarray]:
+    """Split structures so that no group (e.g. reduced formula + space group) straddles two parts.
+
+    ``fractions`` = (train, val, calib, test) of the structures.  Groups are shuffled with ``seed``
+    and dealt to test, then calib, until each holds its share of structures; the rest is shuffled
+    again with ``(seed, member)`` and dealt to val, the remainder is train.  So test and calib are
+    the same for every committee member, and train/val differ from member to member.
+    Returns sorted int64 index arrays ``train``, ``val``, ``calib``, ``test``.
+    """
+    f = np.asarray(fractions, dtype=np.float64)
+    if f.shape != (4,) or np.any(f < 0) or not np.isclose(f.sum(), 1.0, atol=1e-6):
+        raise DataError(f"grouped_split: fractions must be 4 non-negative numbers summing to 1, got {fractions}")
+    names, inverse = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)
+    sizes = np.bincount(inverse, minlength=len(names))
+    n = len(groups)
+    order = np.random.default_rng(seed).permutation(len(names))
+    part = np.full(len(names), -1)  # 0 train, 1 val, 2 calib, 3 test
+
+    def deal(order, label, share):
+        want, have = int(round(share * n)), 0
+        for g in order:
+            if have >= want:
+                break
+            if part[g] == -1:
+                part[g], have = label, have + sizes[g]
+
+    deal(order, 3, f[3])
+    deal(order, 2, f[2])
+    rest = np.nonzero(part == -1)[0]
+    deal(rest[np.random.default_rng([seed, 0 if member is None else member + 1]).permutation(len(rest))], 1, f[1])
+    part[part == -1] = 0
+    atom_part = part[inverse]
+    return {k: np.nonzero(atom_part == i)[0].astype(np.int64) for i, k in enumerate(GROUPED_SPLIT_NAMES)}

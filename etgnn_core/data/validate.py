@@ -43,7 +43,7 @@ def expected_shape(name: str, n_atoms: int) -> tuple[int, ...]:
     raise DataError(f"unknown target {name!r}; known: {', '.join(keys.TENSOR_NAMES)}")
 
 
-def validate_samples(samples: Sequence[Sample], targets: Iterable[str] | str) -> None:
+def validate_samples(samples: Sequence[Sample], targets: Iterable[str] | str, allow_missing: bool = False) -> None:
     """Raise :class:`DataError` on the first unusable sample; return None if all are fine.
 
     Checks: non-empty set; every sample has every requested target; float dtype and the canonical
@@ -51,6 +51,9 @@ def validate_samples(samples: Sequence[Sample], targets: Iterable[str] | str) ->
     ``MAX_ABS[target]`` (a larger value suggests mixed units); masks, where given, are bool [n]
     with at least one labelled atom (only masked rows are checked for finiteness and magnitude).
     The message names the sample id, its source, the key and what was expected.
+    ``allow_missing`` (several data sets trained together, e.g. Born charges from one and eps_inf from
+    both): a sample may lack some targets (their loss is masked) but must carry at least one, and every
+    target must be labelled somewhere.
     """
     if isinstance(targets, str):
         targets = [targets]
@@ -68,8 +71,12 @@ def validate_samples(samples: Sequence[Sample], targets: Iterable[str] | str) ->
             raise DataError(f"{where(s.source, loc)}: structure has no atoms")
         if not np.all(np.isfinite(s.atoms.positions)):
             raise DataError(f"{where(s.source, loc, 'positions')}: non-finite atom positions")
+        if allow_missing and not any(name in s.targets for name in targets):
+            raise DataError(f"{where(s.source, loc)}: carries none of the targets {targets}")
         for name in targets:
             if name not in s.targets:
+                if allow_missing:
+                    continue
                 have = ", ".join(sorted(s.targets)) or "none"
                 raise DataError(f"{where(s.source, loc, name)}: missing label (sample has: {have})")
             v = np.asarray(s.targets[name])
@@ -102,3 +109,7 @@ def validate_samples(samples: Sequence[Sample], targets: Iterable[str] | str) ->
                     f"{where(s.source, loc, name)}: |value| {np.abs(v).max():.4g} at index {idx} exceeds "
                     f"{limit:g}; expected {name} within +-{limit:g} — mixed units or a broken label?"
                 )
+    if allow_missing:
+        for name in targets:
+            if not any(name in s.targets for s in samples):
+                raise DataError(f"no sample carries the target {name!r}")

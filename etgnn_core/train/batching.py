@@ -17,6 +17,8 @@ class LabelledGraph:
     targets: dict[str, torch.Tensor]  # per-atom [n_atoms, ...] or per-structure [1, ...]
     masks: dict[str, torch.Tensor]  # per-atom [n_atoms] bool or per-structure [1] bool
     id: str = ""
+    # candidate frames of a rotation-ambiguous label (etgnn_core.tensors.frames): [n_cand, 3, 3], identity first
+    frames: torch.Tensor | None = None
 
 
 @dataclass
@@ -24,12 +26,14 @@ class Batch:
     graph: Graph
     targets: dict[str, torch.Tensor]
     masks: dict[str, torch.Tensor]
+    frames: torch.Tensor | None = None  # [n_structures, n_cand, 3, 3] or None when no label is ambiguous
 
     def to(self, device, dtype=None) -> Batch:
         return Batch(
             self.graph.to(device, dtype),
             {k: v.to(device=device, dtype=dtype or v.dtype) for k, v in self.targets.items()},
             {k: v.to(device) for k, v in self.masks.items()},
+            None if self.frames is None else self.frames.to(device=device, dtype=dtype or self.frames.dtype),
         )
 
 
@@ -47,7 +51,12 @@ def label_graph(sample, specs: list[TensorSpec], cutoff: float, max_neighbors: i
             value, mask = np.zeros(lead + spec.shape), np.zeros(lead, bool)
         targets[spec.name] = torch.as_tensor(value, dtype=torch.float32)
         masks[spec.name] = torch.as_tensor(mask)
-    return LabelledGraph(g, targets, masks, str(getattr(sample, "id", "")))
+    frames = None
+    if getattr(sample, "info", {}).get("rotation_ambiguous") and sample.atoms.pbc.all():
+        from etgnn_core.tensors.frames import lattice_rotations
+
+        frames = torch.as_tensor(lattice_rotations(np.asarray(sample.atoms.cell)), dtype=torch.float32)
+    return LabelledGraph(g, targets, masks, str(getattr(sample, "id", "")), frames)
 
 
 def collate_labelled(items: list[LabelledGraph]) -> Batch:
@@ -56,4 +65,17 @@ def collate_labelled(items: list[LabelledGraph]) -> Batch:
         collate([it.graph for it in items]),
         {k: torch.cat([it.targets[k] for it in items]) for k in names},
         {k: torch.cat([it.masks[k] for it in items]) for k in names},
+        _stack_frames(items),
     )
+
+
+def _stack_frames(items: list[LabelledGraph]) -> torch.Tensor | None:
+    """[n_structures, n_cand, 3, 3], padded with identities (a repeated candidate changes no minimum)."""
+    if all(it.frames is None for it in items):
+        return None
+    n_cand = max(len(it.frames) if it.frames is not None else 1 for it in items)
+    out = torch.eye(3).expand(len(items), n_cand, 3, 3).clone()
+    for s, it in enumerate(items):
+        if it.frames is not None:
+            out[s, : len(it.frames)] = it.frames
+    return out

@@ -38,10 +38,15 @@ class DataConfig:
 
 @dataclass
 class SplitConfig:
-    seed: int = 0
+    seed: int = 0  # fixes the test and calibration parts
     train: float = 0.9
     val: float = 0.05
     test: float = 0.05
+    calib: float = 0.0  # held out from every committee member, to scale the committee's spread
+    # keep every structure of one reduced formula + space group in one part, so test measures transfer
+    group: bool = False
+    # committee member: draws train/validation anew from what test and calib leave (None: one model)
+    member: int | None = None
 
 
 @dataclass
@@ -97,6 +102,15 @@ class TrainConfig:
             raise ConfigError(f"{path}: expected a mapping of keys at the top level")
         return cls.from_dict(d, str(path))
 
+    def for_member(self, member: int) -> TrainConfig:
+        """Committee member ``member``: its own train/validation draw, weight seed and output folder."""
+        from dataclasses import replace
+
+        if member < 0:
+            raise ConfigError(f"committee member must be >= 0, got {member}")
+        return replace(self, split=replace(self.split, member=member), seed=self.seed + member,
+                       output=str(Path(self.output) / f"member{member}"))
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -141,9 +155,12 @@ def _check(c: TrainConfig, where: str) -> None:
             raise ConfigError(f"{where}: unknown target {t!r}; known: {list(DEFAULT_SPECS)}")
     if not (c.data.dataset or c.data.extxyz):
         raise ConfigError(f"{where}: data needs 'dataset' or 'extxyz'")
-    fr = (c.split.train, c.split.val, c.split.test)
+    fr = (c.split.train, c.split.val, c.split.calib, c.split.test)
     if min(fr) < 0 or abs(sum(fr) - 1) > 1e-6 or c.split.train <= 0:
-        raise ConfigError(f"{where}: split fractions {fr} must be non-negative, train > 0, and sum to 1")
+        raise ConfigError(f"{where}: split fractions train, val, calib, test {fr} must be non-negative, "
+                          "train > 0, and sum to 1")
+    if c.split.member is not None and (not isinstance(c.split.member, int) or c.split.member < 0):
+        raise ConfigError(f"{where}: split.member must be a non-negative integer, got {c.split.member!r}")
     for k, v in (("lr", c.optim.lr), ("batch_size", c.optim.batch_size), ("max_epochs", c.optim.max_epochs)):
         if not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(f"{where}: optim.{k} must be a positive number, got {v!r}")

@@ -9,18 +9,29 @@ import lightning as L
 import torch
 
 from etgnn_core.model.etgnn import ETGNN
+from etgnn_core.tensors.frames import closest_candidate_error
 from etgnn_core.train.batching import Batch
 
 
 def target_errors(model: ETGNN, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per target: (sum of |prediction - label| over labelled components, number of those components)."""
+    """Per target: (sum of |prediction - label| over labelled components, number of those components).
+
+    A per-structure label whose frame is ambiguous (``batch.frames``) is compared in the candidate frame
+    closest to the prediction (:mod:`etgnn_core.tensors.frames`).
+    """
     out = model(batch.graph)
     errs = {}
     for spec in model.config.targets:
         pred = out.tensors[spec.name]
         pred = pred.atom if spec.per_atom else pred.structure
         mask = batch.masks[spec.name]
-        diff = (pred - batch.targets[spec.name])[mask]
+        label = batch.targets[spec.name]
+        if batch.frames is not None and not spec.per_atom and spec.rank >= 1:
+            per_struct = closest_candidate_error(pred[mask], label[mask], batch.frames[mask])  # [n_labelled]
+            n = per_struct.numel() * int(torch.tensor(spec.shape).prod())
+            errs[spec.name] = (per_struct.sum(), torch.tensor(n, device=pred.device))
+            continue
+        diff = (pred - label)[mask]
         errs[spec.name] = (diff.abs().sum(), torch.tensor(diff.numel(), device=diff.device))
     return errs
 

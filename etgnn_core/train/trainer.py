@@ -95,11 +95,24 @@ def build_model(config: TrainConfig) -> tuple[ETGNN, bool]:
     return model, False
 
 
-def split_samples(samples: list, config: TrainConfig) -> dict[str, np.ndarray]:
+def split_samples(samples: list, config: TrainConfig, member: int | None = None) -> dict[str, np.ndarray]:
+    """Index arrays ``train``, ``val``, ``test`` (plus ``calib`` for grouped / committee splits).
+
+    A plain split (no grouping, no calib part, no member) is the seeded shuffle of
+    :func:`~etgnn_core.data.split_indices`, so older configs reproduce their splits.  ``member``
+    overrides ``config.split.member``.
+    """
     from etgnn_core.data import split_indices
+    from etgnn_core.data.datasets import structure_group
+    from etgnn_core.data.split import grouped_split
 
     s = config.split
-    return split_indices(len(samples), seed=s.seed, fractions=(s.train, s.val, s.test))
+    member = s.member if member is None else member
+    if not s.group and not s.calib and member is None:
+        return split_indices(len(samples), seed=s.seed, fractions=(s.train, s.val, s.test))
+    groups = ([smp.info.get("group") or structure_group(smp.atoms) for smp in samples] if s.group
+              else [str(i) for i in range(len(samples))])
+    return grouped_split(groups, seed=s.seed, fractions=(s.train, s.val, s.calib, s.test), member=member)
 
 
 def evaluate(model: ETGNN, items: list[LabelledGraph], batch_size: int = 32) -> dict[str, float]:
@@ -141,7 +154,8 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
     tune_cpu_allocator()  # fewer page faults in every step on the CPU
     if samples is None:
         samples, data_description = load_samples(config)
-    validate_samples(samples, config.targets)  # clear DataError before any training
+    several_sets = isinstance(config.data.dataset, list) and len(config.data.dataset) > 1
+    validate_samples(samples, config.targets, allow_missing=several_sets)  # clear DataError before training
     config = infer_species(config, samples)
     model, keep_norm = build_model(config)
     split = split_samples(samples, config)
@@ -171,6 +185,8 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
         "data": {"source": data_description or "user samples", "structures": len(samples),
                  "units": {s.name: s.unit for s in c.targets}},
         "split": {"seed": config.split.seed, "fractions": [config.split.train, config.split.val, config.split.test],
+                  **({"calib_fraction": config.split.calib, "grouped": config.split.group,
+                      "member": config.split.member} if "calib" in split else {}),
                   **{k: len(v) for k, v in split.items()}},
         "training": {"epochs": epochs, "minutes": round(minutes, 2), "hardware": _hardware(),
                      "lr": config.optim.lr, "batch_size": config.optim.batch_size, "seed": config.seed,

@@ -1,0 +1,64 @@
+"""Labels whose Cartesian frame is known only up to a rotation of the lattice, and a loss blind to it.
+
+Materials Project piezoelectric and elastic labels that were rotated back from the IEEE standard
+frame (``rotation_ambiguous``) may carry a sign or axis flip: another, equally valid choice of the
+standard cell differs by a proper rotation R of the lattice's point group (holohedry), and the
+label is then R . T instead of T.  No check on one crystal can tell which.  Training on such a
+label compares the prediction with every candidate R . T and keeps the closest, so the loss is
+the same whichever candidate the database happened to store; labels without the flag get the
+identity alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+LATTICE_SYMPREC = 0.1  # Angstrom; the tolerance that reproduces the MP space groups (README_mp)
+
+
+def lattice_rotations(cell: np.ndarray, symprec: float = LATTICE_SYMPREC) -> np.ndarray:
+    """Proper rotations of the lattice's point group in Cartesian coordinates, identity first.
+
+    ``cell``: [3, 3] rows = lattice vectors (A).  Returns [n_rot, 3, 3] orthogonal matrices with
+    det +1 (R = L^T W L^-T for each integer spglib rotation W, orthogonalised by SVD).
+    """
+    import spglib
+
+    lat = np.asarray(cell, dtype=np.float64)
+    sym = spglib.get_symmetry((lat, [[0.0, 0.0, 0.0]], [1]), symprec=symprec)
+    out = [np.eye(3)]
+    if sym is not None:
+        inv_t = np.linalg.inv(lat).T
+        for w in sym["rotations"]:
+            if round(np.linalg.det(w)) != 1:
+                continue
+            u, _, vt = np.linalg.svd(lat.T @ w @ inv_t)
+            r = u @ vt
+            if not any(np.abs(r - q).max() < 1e-6 for q in out):
+                out.append(r)
+    return np.array(out)  # [n_rot, 3, 3]
+
+
+def rotate(t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """R applied to every index of a rank-M tensor.  t: [..., 3 x M]; r: [..., 3, 3], same leading dims."""
+    rank = t.dim() - r.dim() + 2
+    letters = "abcd"[:rank]
+    out = t
+    for axis in range(rank):
+        src = letters[:axis] + "x" + letters[axis + 1 :]
+        out = torch.einsum(f"...{letters[axis]}x,...{src}->...{letters}", r, out)
+    return out
+
+
+def closest_candidate_error(pred: torch.Tensor, label: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Per structure, the smallest sum of |pred - R . label| over the candidate rotations.
+
+    pred, label: [n_struct, 3, ...]; frames: [n_struct, n_cand, 3, 3] (padded with identities).
+    Returns [n_struct].
+    """
+    lead = pred.dim() - 1
+    cand = rotate(label.unsqueeze(1), frames.reshape(*frames.shape[:2], 3, 3))  # [n_struct, n_cand, 3, ...]
+    err = (pred.unsqueeze(1) - cand).abs().flatten(2).sum(-1)  # [n_struct, n_cand]
+    assert lead >= 1
+    return err.min(dim=1).values

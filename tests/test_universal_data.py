@@ -1,0 +1,184 @@
+"""Data for the universal models: Materials Project loaders, grouped committee splits, ambiguous frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+
+from etgnn_core import keys
+from etgnn_core.data import Sample, data_root, load_dataset, validate_samples
+from etgnn_core.data.datasets import structure_group
+from etgnn_core.data.sample import DataError
+from etgnn_core.data.split import grouped_split
+from etgnn_core.tensors.frames import closest_candidate_error, lattice_rotations, rotate
+from etgnn_core.train import TrainConfig
+from etgnn_core.train.batching import collate_labelled, label_graph
+from etgnn_core.train.trainer import split_samples
+
+
+@pytest.fixture(scope="module")
+def root():
+    r = data_root()
+    if r is None:
+        pytest.skip("reference data (shared/data) not available")
+    return r
+
+
+# ----------------------------------------------------------------------------- grouped split
+
+
+def test_grouped_split_keeps_groups_together_and_fixes_test_and_calib():
+    rng = np.random.default_rng(0)
+    groups = [f"g{int(i)}" for i in rng.integers(0, 60, size=300)]
+    parts = [grouped_split(groups, seed=3, fractions=(0.7, 0.1, 0.05, 0.15), member=m) for m in range(3)]
+    for p in parts:
+        idx = np.concatenate(list(p.values()))
+        assert sorted(idx.tolist()) == list(range(300))  # disjoint and covering
+        where = {}
+        for name, ids in p.items():
+            for i in ids:
+                assert where.setdefault(groups[i], name) == name, "a group straddles two parts"
+        assert abs(len(p["test"]) - 45) <= 15 and len(p["calib"]) > 0
+    for p in parts[1:]:  # one test and one calibration part for the whole committee
+        assert np.array_equal(p["test"], parts[0]["test"]) and np.array_equal(p["calib"], parts[0]["calib"])
+    assert not np.array_equal(parts[0]["val"], parts[1]["val"])  # members see different train/val draws
+    assert np.array_equal(parts[1]["val"], grouped_split(groups, 3, (0.7, 0.1, 0.05, 0.15), member=1)["val"])
+
+
+def test_grouped_split_refuses_bad_fractions():
+    with pytest.raises(DataError, match="fractions"):
+        grouped_split(["a", "b"], fractions=(0.5, 0.5, 0.1, 0.1))
+
+
+def test_structure_group_is_reduced_formula_and_space_group():
+    assert structure_group(bulk("NaCl", "rocksalt", a=5.64)) == "ClNa|225"
+    assert structure_group(bulk("NaCl", "rocksalt", a=5.64).repeat(2)) == "ClNa|225"
+    assert structure_group(bulk("ZnO", "wurtzite", a=3.25, c=5.2)) == "OZn|186"
+
+
+def _samples(n=20):
+    out = []
+    for i in range(n):
+        a = bulk("NaCl", "rocksalt", a=5.5 + 0.01 * (i % 4)) if i % 2 else bulk("Si", "diamond", a=5.43)
+        out.append(Sample(atoms=a, targets={keys.DIELECTRIC: np.eye(3) * (2 + i % 3)}, id=str(i)))
+    return out
+
+
+def test_split_samples_plain_config_reproduces_old_split_and_member_changes_draw():
+    from etgnn_core.data import split_indices
+
+    base = {"name": "x", "targets": ["dielectric"], "data": {"dataset": "unused"},
+            "split": {"seed": 2, "train": 0.6, "val": 0.2, "test": 0.2}}
+    cfg = TrainConfig.from_dict(base)
+    old = split_indices(20, seed=2, fractions=(0.6, 0.2, 0.2))
+    new = split_samples(_samples(), cfg)
+    assert all(np.array_equal(old[k], new[k]) for k in old) and "calib" not in new
+    grouped = TrainConfig.from_dict({**base, "split": {"seed": 2, "train": 0.5, "val": 0.2, "calib": 0.1,
+                                                       "test": 0.2, "group": True}})
+    parts = split_samples(_samples(), grouped)
+    groups = {structure_group(s.atoms) for s in _samples()}
+    assert len(groups) == 2  # Si and NaCl: each whole in one part
+    assert sum(len(v) > 0 for v in parts.values()) <= 2
+    member = grouped.for_member(3)
+    assert member.split.member == 3 and member.seed == grouped.seed + 3 and member.output.endswith("member3")
+
+
+def test_config_checks_member_and_four_fractions():
+    from etgnn_core.train.config import ConfigError
+
+    base = {"name": "x", "targets": ["dielectric"], "data": {"dataset": "unused"}}
+    with pytest.raises(ConfigError, match="sum to 1"):
+        TrainConfig.from_dict({**base, "split": {"train": 0.8, "val": 0.1, "calib": 0.1, "test": 0.1}})
+    with pytest.raises(ConfigError, match="split.member"):
+        TrainConfig.from_dict({**base, "split": {"train": 0.8, "val": 0.1, "test": 0.1, "member": -1}})
+
+
+def test_missing_targets_allowed_only_when_asked():
+    a = bulk("Si", "diamond", a=5.43)
+    both = Sample(atoms=a, targets={keys.DIELECTRIC: np.eye(3) * 12, keys.BORN_CHARGES: np.zeros((2, 3, 3))}, id="b")
+    eps_only = Sample(atoms=a, targets={keys.DIELECTRIC: np.eye(3) * 12}, id="e")
+    with pytest.raises(DataError, match="missing label"):
+        validate_samples([both, eps_only], ["born_charges", "dielectric"])
+    validate_samples([both, eps_only], ["born_charges", "dielectric"], allow_missing=True)
+    with pytest.raises(DataError, match="no sample carries"):
+        validate_samples([eps_only], ["born_charges", "dielectric"], allow_missing=True)
+    with pytest.raises(DataError, match="none of the targets"):
+        validate_samples([Sample(atoms=a, targets={}, id="n"), eps_only], ["dielectric"], allow_missing=True)
+
+
+# ----------------------------------------------------------------------------- ambiguous frames
+
+
+def test_lattice_rotations_are_the_proper_holohedry():
+    assert len(lattice_rotations(bulk("Si", "diamond", a=5.43).cell)) == 24  # cubic: 432
+    assert len(lattice_rotations(bulk("ZnO", "wurtzite", a=3.25, c=5.2).cell)) == 12  # hexagonal: 622
+    tri = np.array([[3.0, 0.1, 0.2], [0.3, 4.0, 0.1], [0.2, 0.4, 5.0]])
+    assert len(lattice_rotations(tri)) == 1
+    for r in lattice_rotations(bulk("ZnO", "wurtzite", a=3.25, c=5.2).cell):
+        assert np.allclose(r @ r.T, np.eye(3)) and np.isclose(np.linalg.det(r), 1)
+
+
+def test_rotate_matches_explicit_einsum_for_ranks_2_to_4():
+    r = torch.tensor(lattice_rotations(bulk("ZnO", "wurtzite", a=3.25, c=5.2).cell)[1])
+    g = torch.Generator().manual_seed(0)
+    t2, t3, t4 = (torch.randn((3,) * k, generator=g, dtype=torch.float64) for k in (2, 3, 4))
+    assert torch.allclose(rotate(t2, r), r @ t2 @ r.T)
+    assert torch.allclose(rotate(t3, r), torch.einsum("ia,jb,kc,abc->ijk", r, r, r, t3))
+    assert torch.allclose(rotate(t4, r), torch.einsum("ia,jb,kc,ld,abcd->ijkl", r, r, r, r, t4))
+
+
+def test_closest_candidate_loss_is_blind_to_the_lattice_flip_only():
+    cell = bulk("GaAs", "zincblende", a=5.65).cell
+    rots = torch.tensor(lattice_rotations(cell))
+    e = torch.zeros(3, 3, 3, dtype=torch.float64)  # -43m: e14 = e25 = e36
+    for i, j, k in ((0, 1, 2), (1, 0, 2), (2, 0, 1)):
+        e[i, j, k] = e[i, k, j] = 0.3
+    flipped = rotate(e.expand(len(rots) - 1, 3, 3, 3), rots[1:]).reshape(-1, 27)
+    assert (flipped + e.reshape(1, 27)).abs().max(1).values.min() < 1e-12  # some lattice rotation flips e14
+    frames = rots.unsqueeze(0)
+    assert closest_candidate_error(-e[None], e[None], frames).item() < 1e-12  # the flip costs nothing
+    assert closest_candidate_error(-e[None], e[None], rots[:1][None]).item() > 1.0  # without candidates it does
+    assert closest_candidate_error(2 * e[None], e[None], frames).item() == pytest.approx(6 * 0.3)
+
+
+def test_labelled_graph_of_an_ambiguous_label_carries_its_frames():
+    a = bulk("GaAs", "zincblende", a=5.65)
+    plain = Sample(atoms=a, targets={keys.PIEZOELECTRIC: np.zeros((3, 3, 3))}, id="p")
+    amb = Sample(atoms=a, targets={keys.PIEZOELECTRIC: np.zeros((3, 3, 3))}, id="a", info={"rotation_ambiguous": True})
+    from etgnn_core.tensors.specs import spec_for
+
+    specs = [spec_for("piezoelectric")]
+    items = [label_graph(s, specs, 5.0, 12) for s in (plain, amb)]
+    assert items[0].frames is None and items[1].frames.shape == (24, 3, 3)
+    batch = collate_labelled(items)
+    assert batch.frames.shape == (2, 24, 3, 3)
+    assert torch.allclose(batch.frames[0], torch.eye(3).expand(24, 3, 3))  # padded with identities
+    assert collate_labelled(items[:1]).frames is None
+
+
+# ----------------------------------------------------------------------------- Materials Project loaders
+
+
+@pytest.mark.parametrize("name", ["mp/dielectric", "mp/piezo", "mp/elastic"])
+def test_mp_sets_carry_group_and_ambiguity(root, name):
+    samples, info = load_dataset(name, root=root, limit=30)
+    assert len(samples) == 30
+    for s in samples:
+        assert s.id.startswith("mp-") and "|" in s.info["group"]
+        assert isinstance(s.info["rotation_ambiguous"], bool)
+    if name == "mp/piezo":
+        assert any(s.info["rotation_ambiguous"] for s in samples)
+        e = samples[0].targets[keys.PIEZOELECTRIC]
+        assert np.allclose(e, e.transpose(0, 2, 1))  # symmetric in the strain pair
+    if name == "mp/elastic":
+        c = samples[0].targets[keys.ELASTIC]
+        assert np.allclose(c, c.transpose(2, 3, 0, 1)) and np.allclose(c, c.transpose(1, 0, 2, 3))
+
+
+def test_mp_dielectric_drops_outliers(root):
+    samples, info = load_dataset("mp/dielectric", root=root)
+    assert info.extra["n_dropped"] == 45 and len(samples) == 876 - 45
+    assert max(np.linalg.eigvalsh(s.targets[keys.DIELECTRIC] + s.targets[keys.DIELECTRIC].T).max() / 2
+               for s in samples) <= 20.0 + 1e-6
