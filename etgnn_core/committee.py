@@ -294,10 +294,11 @@ def member_folders(config, members: Sequence[int] | None = None) -> list[Path]:
 def committee_split(folders: Sequence[Path], samples: list) -> dict[str, np.ndarray]:
     """Sample indices of ``calib`` and ``test`` (the same in every member's split.json) and ``train``
     (every other sample: the data the committee was fitted and validated on)."""
-    ids = [str(getattr(s, "id", "") or i) for i, s in enumerate(samples)]
-    index = {k: i for i, k in enumerate(ids)}
-    if len(index) != len(ids):  # duplicate ids: fall back to positions, as the trainer writes them then
-        index = {str(i): i for i in range(len(ids))}
+    # ids as the trainer writes them; an id shared by two data sets (the same structure twice) is
+    # in one group, hence in one part: every sample with that id goes there
+    index: dict[str, list[int]] = {}
+    for i, smp in enumerate(samples):
+        index.setdefault(str(getattr(smp, "id", i)), []).append(i)
     parts = None
     for f in folders:
         split = _read_split(f)
@@ -317,7 +318,7 @@ def committee_split(folders: Sequence[Path], samples: list) -> dict[str, np.ndar
         if unknown:
             raise ModelLoadError(f"{folders[0] / SPLIT_FILE}: {p} id {unknown[0]!r} is not in the data "
                                  f"({len(unknown)} unknown); was the data set changed since training?")
-        out[p] = np.array(sorted(index[i] for i in id_list), dtype=np.int64)
+        out[p] = np.array(sorted({j for i in id_list for j in index[i]}), dtype=np.int64)
     held = set(out["calib"].tolist()) | set(out["test"].tolist())
     out["train"] = np.array([i for i in range(len(samples)) if i not in held], dtype=np.int64)
     return out
@@ -460,7 +461,7 @@ def assemble_committee(config, members: Sequence[int] | None = None, samples: li
     card = _card(config, data_description, samples, split, names, infos, test_metrics, scale, folders, minutes)
     meta = {"format": COMMITTEE_FORMAT, "kind": "committee", "name": config.name,
             "description": config.description, "members": names, "std_scale": scale, "domain": domain}
-    ids = {k: [str(getattr(samples[i], "id", "") or i) for i in v] for k, v in split.items()}
+    ids = {k: [str(getattr(samples[i], "id", i)) for i in v] for k, v in split.items()}
     return _write_folder(Path(info.path), folders, names, meta, reference, card, ids, nets[0].config)
 
 

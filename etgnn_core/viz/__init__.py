@@ -4,13 +4,17 @@ from etgnn_core.viz.pca import pca_figure
 from etgnn_core.viz.structure import contributions_figure, structure_figure, tensor_summary
 from etgnn_core.viz.surface import piezo_surface_figure
 from etgnn_core.viz.tables import tensor_table
+from etgnn_core.viz.uncertainty import error_bar_figure, outer_tensor, pm_table
 from etgnn_core.viz.viewer3d import assets_dir, viewer_html
 
 __all__ = [
     "assets_dir",
     "contributions_figure",
+    "error_bar_figure",
+    "outer_tensor",
     "pca_figure",
     "piezo_surface_figure",
+    "pm_table",
     "structure_figure",
     "tensor_summary",
     "tensor_table",
