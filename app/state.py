@@ -16,7 +16,9 @@ session, all addressed by their folder path)
     ``model_choices() -> [ModelChoice]``, ``get_model(path) -> etgnn_core.api.Model`` (loaded once
     per process with ``st.cache_resource``, keyed by folder path and weights mtime),
     ``select_model(container=st.sidebar, key="model") -> Model | None``: the model picker (shared
-    choice across pages; says how to get a model when there is none).
+    choice across pages; says how to get a model when there is none).  Committees (several
+    members, ``etgnn_core.committee.Committee``) are listed like models; ``committee_note(model)``
+    is the sentence a page shows for one ("" for a single model).
 
 Structures
     ``Entry``: one structure (ase.Atoms) with a label and, for reference-data picks, its DFT
@@ -232,6 +234,15 @@ def select_model(container=None, key: str = "model"):
     box.caption(f"Predicts {', '.join(f'{k} ({u})' for k, u in model.units.items())}; "
                 f"elements: {elems}; device: **{model.device_description}**")
     return model
+
+
+def committee_note(model) -> str:
+    """One sentence for pages showing a committee's prediction ("" for a single model)."""
+    n = len(getattr(model, "nets", []))
+    if n < 2:
+        return ""
+    return (f"a committee of {n} models: tensors and per-edge contributions are the mean of the members' "
+            "(they share one graph); embeddings are member 0's")
 
 
 # -------------------------------------------------------------------------------------- structures

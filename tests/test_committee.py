@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -297,3 +298,38 @@ def test_cli_committee_command_assembles(tmp_path, monkeypatch, capsys):
     assert "committee of 2 members" in capsys.readouterr().out
     assert main(["committee", str(cfg), "--members", "0,x"]) == 1
     assert "--members must be comma-separated integers" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------------------- app
+def test_app_predict_runs_universal_committees_with_std_and_warnings(committee_dir, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    if str(ROOT) not in sys.path:  # `from app.state import ...` as the pages do
+        sys.path.insert(0, str(ROOT))
+    monkeypatch.setenv("ETGNN_PRETRAINED", str(committee_dir.parent))
+    monkeypatch.delenv("ETGNN_DEFAULT_MODEL", raising=False)
+    at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=180)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [Path(p).name for p in at.multiselect(key="predict_models").value] == [committee_dir.name]
+    assert at.selectbox(key="structure_demo").value == "POSCAR_ZnO_wurtzite"
+    assert not at.error, [e.value for e in at.error]
+    cells = " ".join(str(v) for d in at.dataframe for v in d.value.to_numpy().ravel())
+    assert "±" in cells
+    assert any("error bars ± std" in json.loads(p.proto.spec)["layout"]["title"]["text"]
+               for p in at.get("plotly_chart"))
+    assert "committee of 4 models" in " ".join(c.value for c in at.caption)
+    # a structure with the rare element: the warning is at the top, in words
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    atoms.numbers[0] = 48
+    import io
+
+    buf = io.StringIO()
+    atoms.write(buf, format="extxyz")
+    at.radio(key="structure_source").set_value("Upload a file").run()
+    at.file_uploader(key="structure_upload").set_value(("cd.xyz", buf.getvalue().encode(), "text/plain")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Cd appears in only 2 training crystals" in w.value for w in at.warning), [w.value for w in at.warning]
+    at.switch_page("views/inspector.py").run()
+    assert not at.exception and not at.error
+    assert any("committee of 4 models" in i.value for i in at.info)

@@ -14,6 +14,7 @@ from app.state import (
     NEGATIVE_COLOR,
     POSITIVE_COLOR,
     clickable_viewer,
+    committee_note,
     keep_widget,
     memo,
     page_guard,
@@ -121,6 +122,8 @@ def page() -> None:
     if selected is None:
         return
     model, entry, pred = selected
+    if committee_note(model):
+        st.info(f"{model.name} is {committee_note(model)}.", icon=":material/groups:")
     atoms = pred.atoms
     n = len(atoms)
     names = [t for t in pred if t in pred.contributions]

@@ -14,6 +14,7 @@ from scipy.spatial.transform import Rotation
 
 from app.meaning import GENERIC, MEANING
 from app.state import (
+    committee_note,
     keep_widget,
     memo,
     page_guard,
@@ -67,14 +68,19 @@ def edge_coefficients(model, atoms) -> np.ndarray:
     """t_kj of every edge and target, in output units (scale / <deg> included): [n_edges, n_targets].
 
     Read with a forward hook on the edge head (phi_edge), in the edge order of ``model.predict``.
+    For a committee: the mean over its members (each with its own scale and <deg>), which is what
+    the mean edge contributions are made of.
     """
     _, graph = model.prepare(atoms, max_atoms=None)
+    return np.mean([_edge_coefficients(net, graph) for net in getattr(model, "nets", [model.net])], axis=0)
+
+
+def _edge_coefficients(net, graph) -> np.ndarray:
     captured = {}
 
     def hook(_mod, _inp, out):
         captured["t"] = out.detach()
 
-    net = model.net
     with _HOOK_LOCK:
         handle = net.edge_head.register_forward_hook(hook)
         try:
@@ -86,7 +92,7 @@ def edge_coefficients(model, atoms) -> np.ndarray:
             handle.remove()
     t = captured["t"].cpu().numpy().astype(np.float64)
     scales = net.scales.detach().cpu().numpy().astype(np.float64)
-    return t * scales[None, :] / float(model.config.avg_degree)
+    return t * scales[None, :] / float(net.config.avg_degree)
 
 
 def euler_matrix(alpha: float, beta: float, gamma: float, mirror: bool) -> np.ndarray:
@@ -318,6 +324,9 @@ def page() -> None:
     if selected is None:
         return
     model, entry, pred = selected
+    if committee_note(model):
+        st.info(f"{model.name} is {committee_note(model)}; the edge coefficients t_kj below are the members' "
+                "mean too.", icon=":material/groups:")
     names = list(pred)
     rank2 = [t for t in names if model.config.spec(t).rank == 2]
     preferred = [t for t in (keys.BORN_CHARGES, *rank2, *names) if t in names]

@@ -1,8 +1,15 @@
-"""Predict page: pick or upload a structure, predict every tensor of a model, see them in 3D, download them."""
+"""Predict page: pick or upload a structure, predict every tensor of a model, see them in 3D, download them.
+
+When universal committees (``universal_*``) are installed, the page runs every one of them on the
+structure by default (other models can be added in the sidebar), shows each tensor as value ± the
+committee's calibrated std, draws the spread (translucent outer ellipsoid, error bars) and puts the
+committees' out-of-domain warnings at the top (docs/uncertainty.md).
+"""
 
 from __future__ import annotations
 
 import io
+import os
 import re
 from pathlib import Path
 
@@ -13,12 +20,16 @@ from ase.data import chemical_symbols
 
 from app.state import (
     CRYSTAL_COLOR,
+    HOW_TO_GET_A_MODEL,
     NON_PD_COLOR,
     Entry,
+    committee_note,
     diverging_rgb,
+    get_model,
     keep_widget,
     memo,
     mesh_normals,
+    model_choices,
     page_guard,
     predict,
     prediction_key,
@@ -38,7 +49,16 @@ from etgnn_core.tensors.algebra import (
     longitudinal_surface,
     principal_axes,
 )
-from etgnn_core.viz import piezo_surface_figure, structure_figure, tensor_table, viewer_html
+from etgnn_core.viz import (
+    error_bar_figure,
+    outer_tensor,
+    piezo_surface_figure,
+    pm_table,
+    structure_figure,
+    tensor_table,
+    viewer_html,
+)
+from etgnn_core.viz.uncertainty import atom_error_bar_figure, iso_std
 
 VIEW_HEIGHT = 520
 XYZ = "xyz"
@@ -82,7 +102,7 @@ NOTES = {
 
 
 def show_tensor(name: str, value: np.ndarray, unit: str, per_atom: bool, entry: Entry, atoms,
-                pred_mask=None, carriers: str = "") -> None:
+                pred_mask=None, carriers: str = "", std=None, key: str = "") -> None:
     ref = entry.reference.get(name)
     ref_unit = entry.reference_units.get(name, unit)
     mask = entry.masks.get(name)
@@ -91,8 +111,9 @@ def show_tensor(name: str, value: np.ndarray, unit: str, per_atom: bool, entry: 
         ref = None
     cols = st.columns(2) if ref is not None else [st.container()]
     with cols[0]:
-        st.markdown(f"**Predicted {name}** ({unit or 'no unit'})")
-        _tensor_view(name, value, unit, per_atom, atoms, pred_mask)
+        st.markdown(f"**Predicted {name}** ({unit or 'no unit'})" + (" — value ± committee std" if std is not None
+                                                                     else ""))
+        _tensor_view(name, value, unit, per_atom, atoms, pred_mask, std, key)
         if pred_mask is not None:
             st.caption(f"This model gives {name} for {carriers or 'no'} atoms only.")
     if ref is not None:
@@ -105,8 +126,11 @@ def show_tensor(name: str, value: np.ndarray, unit: str, per_atom: bool, entry: 
         st.caption(NOTES[name])
 
 
-def _tensor_view(name, value, unit, per_atom, atoms, mask) -> None:
+def _tensor_view(name, value, unit, per_atom, atoms, mask, std=None, key: str = "") -> None:
     value = np.asarray(value, dtype=float)
+    if std is not None:
+        _uncertain_view(name, value, np.asarray(std, dtype=float), unit, per_atom, atoms, mask, key or name)
+        return
     if per_atom:
         df = per_atom_table(atoms, value, mask).round(4)
         st.dataframe(df, hide_index=True, height=min(38 + 35 * len(df), 420))
@@ -117,6 +141,43 @@ def _tensor_view(name, value, unit, per_atom, atoms, mask) -> None:
         st.dataframe(df.round(4))
         if df.attrs.get("note"):
             st.caption(df.attrs["note"])
+
+
+def pm_atom_table(atoms, arr: np.ndarray, std: np.ndarray, mask=None) -> pd.DataFrame:
+    """:func:`per_atom_table` with every component written "value ± std"."""
+    df = per_atom_table(atoms, arr, mask)
+    sd = per_atom_table(atoms, std, mask)
+    comps = [c for c in df.columns if c not in ("atom", "element", "iso (tr/3)", "pos. def.", "norm")]
+    for c in comps:
+        df[c] = [f"{v:.4g} ± {e:.2g}" for v, e in zip(df[c], sd[c])]
+    if "iso (tr/3)" in df and np.asarray(arr).ndim == 3:
+        iso_s = iso_std(std)[df["atom"].to_numpy()]
+        df["iso (tr/3)"] = [f"{v:.4g} ± {e:.2g}" for v, e in zip(df["iso (tr/3)"], iso_s)]
+    return df
+
+
+def _uncertain_view(name, value, std, unit, per_atom, atoms, mask, key: str) -> None:
+    """Values ± std and an error-bar chart (committees)."""
+    if per_atom:
+        df = pm_atom_table(atoms, value, std, mask)
+        st.dataframe(df, hide_index=True, height=min(38 + 35 * len(df), 420))
+        if value.ndim == 3:
+            keep = np.ones(len(atoms), bool) if mask is None else np.asarray(mask, bool)
+            fig = atom_error_bar_figure(np.array(atoms.get_chemical_symbols())[keep].tolist(),
+                                        isotropic_value(value)[keep], iso_std(std)[keep], unit,
+                                        f"isotropic {name} per atom, error bars ± std")
+            st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"errbar_{key}")
+    elif value.ndim == 0 or value.size == 1:
+        st.metric(name, f"{float(value.reshape(-1)[0]):.6g} ± {float(std.reshape(-1)[0]):.2g} {unit}")
+    else:
+        df = pm_table(value, std, unit)
+        st.dataframe(df)
+        if df.attrs.get("note"):
+            st.caption(df.attrs["note"])
+        st.plotly_chart(error_bar_figure(value, std, unit, f"{name} components, error bars ± std"),
+                        config=PLOTLY_CONFIG, key=f"errbar_{key}")
+    st.caption("± is the committee's standard deviation, calibrated on held-out structures so that about 90 % of "
+               "them have a mean error within 2 std (see the model card for the test coverage).")
 
 
 # --------------------------------------------------------------------------------------- 3D views
@@ -163,8 +224,11 @@ def fmt_vec(v) -> str:
     return "(" + ", ".join(f"{x:.3f}" for x in np.ravel(v)) + ")"
 
 
-def crystal_shapes(atoms, T=None, dipole=None, dipole_unit: str = "") -> tuple[dict, str]:
-    """3Dmol overlay of a crystal rank-2 tensor (one ellipsoid at the centre) and / or the dipole arrow."""
+def crystal_shapes(atoms, T=None, dipole=None, dipole_unit: str = "", std=None) -> tuple[dict, str]:
+    """3Dmol overlay of a crystal rank-2 tensor (one ellipsoid at the centre) and / or the dipole arrow.
+
+    With ``std`` (a committee), a translucent outer ellipsoid of semi-axes |eigenvalue| + its std.
+    """
     center, size = structure_frame(atoms)
     shapes: dict = {"meshes": [], "arrows": []}
     notes = []
@@ -176,6 +240,11 @@ def crystal_shapes(atoms, T=None, dipole=None, dipole_unit: str = "") -> tuple[d
                                      color=CRYSTAL_COLOR if m.positive_definite else NON_PD_COLOR))
         notes.append(f"principal values {fmt_vec(w)}; 1 unit = {scale:.3g} Å"
                      + ("" if m.positive_definite else "; **not positive definite** (orange)"))
+        if std is not None:
+            outer = ellipsoid_mesh(outer_tensor(T, std), center, scale, n=20)
+            shapes["meshes"].append(dict(v=outer.vertices, n=outer.normals, f=outer.triangles, opacity=0.18,
+                                         color="#888888"))
+            notes.append("translucent grey shell: each principal value + its committee std")
     if dipole is not None and np.linalg.norm(dipole) > 0:
         d = np.asarray(dipole, dtype=float)
         norm = float(np.linalg.norm(d))
@@ -225,7 +294,7 @@ def draw_3d(pred, entry: Entry, pkey: tuple) -> None:
         st.caption(f"Ellipsoid semi-axes = |eigenvalues| of the symmetric part of each atom's **{name}** tensor "
                    f"({unit}), along its principal axes; the cell is drawn in grey. " + non_pd_caption(name, T))
     elif kind == "crystal":
-        shapes, note = crystal_shapes(atoms, pred[name], dipole, dunit)
+        shapes, note = crystal_shapes(atoms, pred[name], dipole, dunit, pred.std.get(name))
         st.caption(f"One ellipsoid at the centre: semi-axes = |eigenvalues| of the crystal **{name}** tensor "
                    f"({unit}) along its principal axes; purple: positive definite, orange: not. {note}")
     elif kind == "dipole":
@@ -327,51 +396,123 @@ def structure_caption(atoms) -> str:
     return text
 
 
+UNIVERSAL_PREFIX = "universal_"
+
+
+def _covers(model, atoms) -> bool:
+    return not model.elements or set(atoms.numbers.tolist()) <= set(model.elements)
+
+
+def select_models() -> tuple[list, bool]:
+    """The models to run: (models, several).
+
+    With universal committees installed (and no ``$ETGNN_DEFAULT_MODEL``), a multiselect that
+    starts with every ``universal_*`` model; otherwise the usual single-model picker.
+    """
+    choices = model_choices()
+    universal = [c.path for c in choices if c.name.startswith(UNIVERSAL_PREFIX)]
+    env = os.environ.get("ETGNN_DEFAULT_MODEL", "")
+    if not universal or (env and any(c.name == env for c in choices)):
+        model = select_model()
+        return ([model] if model is not None else []), False
+    by_path = {c.path: c for c in choices}
+    stored = [p for p in st.session_state.get("etgnn_predict_models", universal) if p in by_path]
+    st.session_state["predict_models"] = stored
+    paths = st.sidebar.multiselect(
+        "Models", list(by_path), format_func=lambda p: by_path[p].label, key="predict_models",
+        on_change=lambda: st.session_state.update(etgnn_predict_models=st.session_state["predict_models"]),
+        help="Every universal model runs by default (each a committee: values ± calibrated std); add specialised "
+        "models whose elements cover the structure.")
+    if not paths:
+        st.sidebar.info(HOW_TO_GET_A_MODEL if not choices else "Pick at least one model.")
+    models = []
+    for path in paths:
+        try:
+            models.append(get_model(path))
+        except Exception as exc:
+            with st.sidebar:
+                show_error(exc, f"model {by_path[path].name}")
+    return models, True
+
+
+def run_models(models, entry: Entry, several: bool) -> list[tuple]:
+    """(model, prediction) of every model that can predict the structure; the others are explained."""
+    out, skipped = [], []
+    for model in models:
+        if several and not _covers(model, entry.atoms):
+            unknown = sorted({chemical_symbols[z] for z in entry.atoms.numbers} - {chemical_symbols[z]
+                                                                                   for z in model.elements})
+            skipped.append(f"{model.name} (does not know {', '.join(unknown)})")
+            continue
+        try:
+            with st.spinner(f"Predicting with {model.name}…"):
+                out.append((model, predict(model, entry)))
+        except Exception as exc:
+            show_error(exc, f"{model.name} cannot predict this structure")
+    if skipped:
+        st.caption("Not run: " + "; ".join(skipped) + ".")
+    return out
+
+
+def show_warnings(results) -> None:
+    """Every committee warning at the top of the page, in plain words, naming the model."""
+    for model, pred in results:
+        for w in pred.warnings:
+            st.warning(f"**{model.name}**: {w[0].upper() + w[1:]}.", icon=":material/warning:")
+
+
 def page() -> None:
     st.title("Predict")
-    model = select_model()
-    entry = select_structure(model=model)
+    models, several = select_models()
+    entry = select_structure(model=models[0] if len(models) == 1 else None)
     if entry is None:
         st.info("Pick a demo structure or upload a structure file in the sidebar.", icon=":material/arrow_back:")
         return
     st.subheader(entry.label)
     st.caption(structure_caption(entry.atoms))
-    if model is None:
-        st.iframe(viewer_html(entry.atoms, view_id="predict-view", height=VIEW_HEIGHT), height=VIEW_HEIGHT + 40)
-        return
-    try:
-        with st.spinner(f"Predicting with {model.name}…"):
-            pred = predict(model, entry)
-    except Exception as exc:
-        show_error(exc, f"{model.name} cannot predict this structure")
+    results = run_models(models, entry, several) if models else []
+    if not results:
         with page_guard("drawing the structure"):
             st.iframe(viewer_html(entry.atoms, view_id="predict-view", height=VIEW_HEIGHT), height=VIEW_HEIGHT + 40)
         return
+    show_warnings(results)
+    by_name = {m.name: (m, p) for m, p in results}
+    for model, pred in results:
+        seconds = pred.atoms.info.get("etgnn_predict_seconds")
+        st.caption(f"Model **{model.name}** on **{model.device_description}**"
+                   + (f" · predicted in {seconds:.2f} s" if seconds is not None else "")
+                   + (f" · {committee_note(model)}" if committee_note(model) else ""))
+    shown = list(by_name)[0]
+    if len(by_name) > 1:
+        shown = st.selectbox("Model for the 3D view and the downloads", list(by_name),
+                             **keep_widget("predict_shown", "etgnn_predict_shown", list(by_name)))
+    model, pred = by_name[shown]
+    if several:  # the other pages (Inspector, Learn) open on the model shown here
+        st.session_state["etgnn_model"] = str(Path(model.info.path).resolve())
     pkey = prediction_key(model, entry)
-    seconds = pred.atoms.info.get("etgnn_predict_seconds")
-    st.caption(f"Model **{model.name}** on **{model.device_description}**"
-               + (f" · predicted in {seconds:.2f} s" if seconds is not None else ""))
     with page_guard("3D view"):
         draw_3d(pred, entry, pkey)
 
     st.subheader("Tensors")
-    names = list(pred)
-    tabs = st.tabs([f"{n} ({pred.units.get(n) or '–'})" for n in names])
-    for tab, name in zip(tabs, names):
+    pairs = [(m, p, n) for m, p in results for n in p]
+    label = (lambda m, p, n: f"{n} ({p.units.get(n) or '–'})") if len(results) == 1 else (
+        lambda m, p, n: f"{n} · {m.name}")
+    tabs = st.tabs([label(*t) for t in pairs])
+    for tab, (m, p, name) in zip(tabs, pairs):
         with tab, page_guard(name):
-            show_tensor(name, pred[name], pred.units.get(name, ""), pred.per_atom[name], entry, pred.atoms,
-                        pred.masks.get(name), pred.carriers(name))
+            show_tensor(name, p[name], p.units.get(name, ""), p.per_atom[name], entry, p.atoms,
+                        p.masks.get(name), p.carriers(name), p.std.get(name), key=f"{m.name}_{name}")
     if entry.reference:
-        missing = sorted(set(entry.reference) - set(pred))
+        missing = sorted(set(entry.reference) - {n for _, p in results for n in p})
         if missing:
-            st.caption(f"DFT labels of this structure that the model does not predict: {', '.join(missing)}")
+            st.caption(f"DFT labels of this structure that no model run here predicts: {', '.join(missing)}")
 
-    st.subheader("Downloads")
+    st.subheader("Downloads" + (f" ({model.name})" if len(results) > 1 else ""))
     with page_guard("downloads"):
         downloads(pred, entry, pkey)
     card = Path(model.info.path) / "card.md"
     if card.exists():
-        with st.expander("Model card"):
+        with st.expander(f"Model card ({model.name})"):
             st.markdown(card.read_text(encoding="utf-8"))
 
 
