@@ -339,14 +339,16 @@ def _labels(samples, name):
             [s.atoms.numbers for s in samples], [getattr(s, "info", None) or {} for s in samples])
 
 
-def evaluate_committee(committee: Committee, samples: list, train: list, batch_size: int = 32,
-                       preds: list | None = None) -> dict[str, dict]:
-    """Per tensor on ``samples``: committee-mean metrics (:mod:`etgnn_core.metrics`) with baselines
-    fitted on ``train``, per-member MAE, coverage of 2 x std and Spearman of std with error."""
-    preds = preds if preds is not None else committee.predict([s.atoms for s in samples], batch_size=batch_size,
-                                                              members=True)
+def evaluate_model(model: Model, samples: list, train: list, batch_size: int = 32) -> dict[str, dict]:
+    """Per tensor on ``samples``: metrics of :mod:`etgnn_core.metrics` with baselines fitted on ``train``.
+
+    For a committee (of the mean) also per-member MAE, coverage of 2 x std and Spearman(std, error).
+    """
+    is_committee = isinstance(model, Committee)
+    kwargs = {"members": True} if is_committee else {}
+    preds = model.predict([s.atoms for s in samples], batch_size=batch_size, **kwargs)
     out = {}
-    for spec in committee.config.targets:
+    for spec in model.config.targets:
         name = spec.name
         lab = [(i, s) for i, s in enumerate(samples) if name in s.targets]
         if not lab:
@@ -361,11 +363,12 @@ def evaluate_committee(committee: Committee, samples: list, train: list, batch_s
             res["member_mae"] = [
                 metrics.tensor_metrics(name, spec.per_atom, [preds[i].member_tensors[name][k] for i in idx],
                                        y, z, base, m, infos)["mae"]
-                for k in range(len(committee.nets))]
-        err = metrics.structure_errors(mean, y, m)
-        spread = metrics.structure_spreads([preds[i].std[name] for i in idx], m)
-        res.update(coverage=metrics.coverage(err, spread), spearman=metrics.spearman(spread, err),
-                   unit=spec.unit, baseline=metrics.baseline_name(name, spec.per_atom))
+                for k in range(len(model.nets))]
+        res.update(unit=spec.unit, baseline=metrics.baseline_name(name, spec.per_atom))
+        if is_committee:
+            err = metrics.structure_errors(mean, y, m)
+            spread = metrics.structure_spreads([preds[i].std[name] for i in idx], m)
+            res.update(coverage=metrics.coverage(err, spread), spearman=metrics.spearman(spread, err))
         out[name] = res
     return out
 
@@ -456,7 +459,7 @@ def assemble_committee(config, members: Sequence[int] | None = None, samples: li
     scale, spreads, calib_preds = calibrate(committee, parts["calib"], batch_size=batch_size)
     domain, reference = domain_statistics(committee, parts["train"], calib_preds, spreads, batch_size=batch_size)
     committee.std_scale.update(scale)
-    test_metrics = evaluate_committee(committee, parts["test"], parts["train"], batch_size)
+    test_metrics = evaluate_model(committee, parts["test"], parts["train"], batch_size)
     minutes = (time.monotonic() - t0) / 60
     card = _card(config, data_description, samples, split, names, infos, test_metrics, scale, folders, minutes)
     meta = {"format": COMMITTEE_FORMAT, "kind": "committee", "name": config.name,
