@@ -365,9 +365,10 @@ def evaluate_model(model: Model, samples: list, train: list, batch_size: int = 3
                                        y, z, base, m, infos)["mae"]
                 for k in range(len(model.nets))]
         res.update(unit=spec.unit, baseline=metrics.baseline_name(name, spec.per_atom))
-        if is_committee:
-            err = metrics.structure_errors(mean, y, m)
-            spread = metrics.structure_spreads([preds[i].std[name] for i in idx], m)
+        if is_committee:  # per structure, on frames whose orientation is certain (metrics docstring)
+            sure = [k for k, info in enumerate(infos) if metrics.sign_certain(info)]
+            err = metrics.structure_errors([mean[k] for k in sure], [y[k] for k in sure], [m[k] for k in sure])
+            spread = metrics.structure_spreads([preds[idx[k]].std[name] for k in sure], [m[k] for k in sure])
             res.update(coverage=metrics.coverage(err, spread), spearman=metrics.spearman(spread, err))
         out[name] = res
     return out
@@ -384,7 +385,8 @@ def calibrate(committee: Committee, calib: list, target: float = CALIB_TARGET,
     preds = committee.predict([s.atoms for s in calib], batch_size=batch_size, embeddings=True)
     scale, spreads = {}, {}
     for name in committee.std_scale:
-        lab = [(p, s) for p, s in zip(preds, calib) if name in s.targets]
+        lab = [(p, s) for p, s in zip(preds, calib)
+               if name in s.targets and metrics.sign_certain(getattr(s, "info", None))]
         if not lab:
             continue
         y, m, _, _ = _labels([s for _, s in lab], name)

@@ -7,15 +7,19 @@ Headline metric and baseline per tensor (what issue 13's targets are measured on
 
 * ``born_charges``: MAE over labelled components (e) vs the species-mean tensor of the training set;
 * ``dielectric``: MAE over components vs the mean training tensor;
-* ``piezoelectric``: component MAE on frames whose sign is certain (``Sample.info["rotation_ambiguous"]``
-  False; all frames when no frame says) vs the zero tensor, and MAE of the Frobenius norm ||e|| on all
+* ``piezoelectric``: component MAE vs the zero tensor, and MAE of the Frobenius norm ||e|| on all
   frames vs the median training norm (``norm_mae`` / ``norm_baseline_mae``);
 * ``elastic``: component MAE vs the mean training tensor, plus Voigt bulk / shear moduli computed from
-  the C_ijkl (``bulk_mae`` / ``shear_mae`` vs the mean training modulus, GPa);
+  the C_ijkl on all frames (``bulk_mae`` / ``shear_mae`` vs the mean training modulus, GPa);
 * any other tensor: component MAE vs the mean training tensor (per-atom: species mean).
 
+Component MAEs (every tensor) are taken over frames whose orientation is certain
+(``Sample.info["rotation_ambiguous"]`` False, or absent): an ambiguous label is known only up to a
+rotation of the lattice, so its components cannot be compared; norms and moduli do not depend on it.
+``n`` says how many frames the component MAE covers, ``n_all`` how many there were.
+
 Coverage and rank correlation of an uncertainty (:func:`coverage`, :func:`spearman`) work on one
-number per structure: its MAE (:func:`structure_errors`) and its mean predicted std.
+number per structure (sign-certain frames): its MAE (:func:`structure_errors`) and its mean predicted std.
 """
 
 from __future__ import annotations
@@ -106,20 +110,16 @@ def tensor_metrics(name: str, per_atom: bool, preds: Sequence[np.ndarray], label
     masks = masks if masks is not None else [None] * n
     infos = infos if infos is not None else [{}] * n
     base = [baselines.predict(z, np.shape(y)) for z, y in zip(numbers, labels)]
-    keep = list(range(n))
-    if name == keys.PIEZOELECTRIC:
-        certain = [i for i in range(n) if sign_certain(infos[i])]
-        keep = certain
+    keep = [i for i in range(n) if sign_certain(infos[i])]
     diff = [_labelled(np.asarray(preds[i]) - labels[i], masks[i]) for i in keep]
     bdiff = [_labelled(np.asarray(base[i]) - labels[i], masks[i]) for i in keep]
-    out = {"mae": _mae(diff), "baseline_mae": _mae(bdiff), "n": len(keep)}
+    out = {"mae": _mae(diff), "baseline_mae": _mae(bdiff), "n": len(keep), "n_all": n}
     out["ratio"] = out["mae"] / out["baseline_mae"] if out["baseline_mae"] else float("nan")
     if name == keys.PIEZOELECTRIC:
         norm = lambda a: float(np.linalg.norm(a))  # noqa: E731
         out["norm_mae"] = _mae([norm(p) - norm(y) for p, y in zip(preds, labels)])
         out["norm_baseline_mae"] = _mae([baselines.median_norm - norm(y) for y in labels])
         out["norm_ratio"] = out["norm_mae"] / out["norm_baseline_mae"] if out["norm_baseline_mae"] else float("nan")
-        out["n_all"] = n
     if name == keys.ELASTIC and n:
         kp, gp = voigt_moduli(np.stack(preds))
         kt, gt = voigt_moduli(np.stack(labels))
@@ -177,7 +177,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 BASELINE_NAMES = {
     keys.BORN_CHARGES: "species-mean tensor",
-    keys.PIEZOELECTRIC: "zero tensor (sign-certain frames)",
+    keys.PIEZOELECTRIC: "zero tensor",
 }
 
 

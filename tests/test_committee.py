@@ -333,3 +333,36 @@ def test_app_predict_runs_universal_committees_with_std_and_warnings(committee_d
     at.switch_page("views/inspector.py").run()
     assert not at.exception and not at.error
     assert any("committee of 4 models" in i.value for i in at.info)
+
+
+# ---------------------------------------------------------------------------------------- metrics
+def test_voigt_moduli_of_an_isotropic_tensor():
+    lam, mu = 50.0, 30.0
+    d = np.eye(3)
+    c = lam * np.einsum("ij,kl->ijkl", d, d) + mu * (np.einsum("ik,jl->ijkl", d, d) + np.einsum("il,jk->ijkl", d, d))
+    k, g = metrics.voigt_moduli(c)
+    assert k == pytest.approx(lam + 2 * mu / 3) and g == pytest.approx(mu)
+
+
+def test_piezo_metrics_use_sign_certain_frames_for_components_and_all_for_norms():
+    rng = np.random.default_rng(0)
+    labels = [rng.normal(size=(3, 3, 3)) for _ in range(4)]
+    preds = [y.copy() for y in labels]
+    preds[0] = -labels[0]  # a sign flip on the ambiguous frame: components differ, the norm does not
+    infos = [{"rotation_ambiguous": True}, {}, {"rotation_ambiguous": False}, {}]
+    base = metrics.Baselines("piezoelectric", False, labels)
+    m = metrics.tensor_metrics("piezoelectric", False, preds, labels, [np.zeros(2)] * 4, base, infos=infos)
+    assert m["mae"] == 0.0 and m["n"] == 3 and m["n_all"] == 4 and m["norm_mae"] == pytest.approx(0.0)
+    assert m["baseline_mae"] == pytest.approx(np.mean(np.abs(np.stack(labels[1:]))))
+    m_all = metrics.tensor_metrics("piezoelectric", False, preds, labels, [np.zeros(2)] * 4, base)
+    assert m_all["mae"] > 0
+
+
+def test_species_mean_baseline_and_spearman():
+    z = [np.array([8, 30]), np.array([8, 8])]
+    y = [np.array([[-2.0], [2.0]]), np.array([[-1.0], [-3.0]])]
+    base = metrics.Baselines("born_charges", True, y, z)
+    np.testing.assert_allclose(base.predict(np.array([30, 8]), (2, 1)), [[2.0], [-2.0]])
+    assert metrics.spearman(np.arange(5.0), np.arange(5.0) ** 2) == pytest.approx(1.0)
+    assert metrics.spearman(np.arange(5.0), -np.arange(5.0)) == pytest.approx(-1.0)
+    assert metrics.fit_scale(np.array([1.0, 2.0]), np.array([0.0, 0.0])) == 1.0  # identical members
