@@ -182,3 +182,12 @@ def test_mp_dielectric_drops_outliers(root):
     assert info.extra["n_dropped"] == 45 and len(samples) == 876 - 45
     assert max(np.linalg.eigvalsh(s.targets[keys.DIELECTRIC] + s.targets[keys.DIELECTRIC].T).max() / 2
                for s in samples) <= 20.0 + 1e-6
+
+
+def test_grouped_split_keeps_a_parents_structures_out_of_test_and_calib():
+    groups = [f"g{i % 40}" for i in range(200)]
+    seen = np.array([i % 40 < 25 for i in range(200)])  # groups g0..g24 were trained on by a parent model
+    p = grouped_split(groups, seed=1, fractions=(0.6, 0.1, 0.1, 0.2), member=0, seen=seen)
+    for part in ("test", "calib"):
+        assert len(p[part]) and not seen[p[part]].any()
+    assert seen[p["train"]].any()  # the parent's structures are still trained on

@@ -77,13 +77,15 @@ def load_split(path) -> dict[str, np.ndarray]:
 
 
 def grouped_split(groups: list[str], seed: int = 0, fractions=(0.8, 0.1, 0.0, 0.1),
-                  member: int | None = None) -> dict[str, np.ndarray]:
+                  member: int | None = None, seen: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Split structures so that no group (e.g. reduced formula + space group) straddles two parts.
 
     ``fractions`` = (train, val, calib, test) of the structures.  Groups are shuffled with ``seed``
     and dealt to test, then calib, until each holds its share of structures; the rest is shuffled
     again with ``(seed, member)`` and dealt to val, the remainder is train.  So test and calib are
     the same for every committee member, and train/val differ from member to member.
+    ``seen`` ([n] bool): structures a parent model was trained or validated on; their groups never
+    enter test or calib, so a fine-tuned committee is still measured on unseen crystals.
     Returns sorted int64 index arrays ``train``, ``val``, ``calib``, ``test``.
     """
     f = np.asarray(fractions, dtype=np.float64)
@@ -94,17 +96,20 @@ def grouped_split(groups: list[str], seed: int = 0, fractions=(0.8, 0.1, 0.0, 0.
     n = len(groups)
     order = np.random.default_rng(seed).permutation(len(names))
     part = np.full(len(names), -1)  # 0 train, 1 val, 2 calib, 3 test
+    unseen = np.ones(len(names), bool)
+    if seen is not None:
+        unseen[np.unique(inverse[np.asarray(seen, bool)])] = False
 
-    def deal(order, label, share):
+    def deal(order, label, share, allowed=None):
         want, have = int(round(share * n)), 0
         for g in order:
             if have >= want:
                 break
-            if part[g] == -1:
+            if part[g] == -1 and (allowed is None or allowed[g]):
                 part[g], have = label, have + sizes[g]
 
-    deal(order, 3, f[3])
-    deal(order, 2, f[2])
+    deal(order, 3, f[3], unseen)
+    deal(order, 2, f[2], unseen)
     rest = np.nonzero(part == -1)[0]
     deal(rest[np.random.default_rng([seed, 0 if member is None else member + 1]).permutation(len(rest))], 1, f[1])
     part[part == -1] = 0

@@ -47,6 +47,9 @@ class SplitConfig:
     group: bool = False
     # committee member: draws train/validation anew from what test and calib leave (None: one model)
     member: int | None = None
+    # a model (name or folder) whose train and validation structures (its split.json ids) stay out of
+    # test and calib: fine-tuning from it then still reports error on crystals it never saw
+    exclude_from_test: str | None = None
 
 
 @dataclass

@@ -112,7 +112,24 @@ def split_samples(samples: list, config: TrainConfig, member: int | None = None)
         return split_indices(len(samples), seed=s.seed, fractions=(s.train, s.val, s.test))
     groups = ([smp.info.get("group") or structure_group(smp.atoms) for smp in samples] if s.group
               else [str(i) for i in range(len(samples))])
-    return grouped_split(groups, seed=s.seed, fractions=(s.train, s.val, s.calib, s.test), member=member)
+    seen = None
+    if s.exclude_from_test:
+        ids = _trained_ids(s.exclude_from_test)
+        seen = np.array([str(smp.id) in ids for smp in samples])
+    return grouped_split(groups, seed=s.seed, fractions=(s.train, s.val, s.calib, s.test), member=member, seen=seen)
+
+
+def _trained_ids(name_or_path) -> set[str]:
+    """Ids of the structures a model folder was trained or validated on (its split.json)."""
+    import json
+
+    from etgnn_core.registry import SPLIT_FILE
+
+    path = find_model(name_or_path) / SPLIT_FILE
+    if not path.exists():
+        raise ValueError(f"{path}: missing; split.exclude_from_test needs the model's split")
+    split = json.loads(path.read_text())
+    return {str(i) for part in ("train", "val") for i in split.get(part, [])}
 
 
 def evaluate(model: ETGNN, items: list[LabelledGraph], batch_size: int = 32) -> dict[str, float]:
