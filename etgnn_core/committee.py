@@ -32,6 +32,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -334,6 +335,12 @@ def _read_split(folder: Path) -> dict:
         raise ModelLoadError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
 
 
+def known(samples: list, elements: Sequence[int]) -> list:
+    """The samples whose every element is in ``elements`` ([] = any)."""
+    allowed = set(elements)
+    return [s for s in samples if not allowed or set(s.atoms.numbers.tolist()) <= allowed]
+
+
 def _labels(samples, name):
     return ([s.targets[name] for s in samples], [s.masks.get(name) for s in samples],
             [s.atoms.numbers for s in samples], [getattr(s, "info", None) or {} for s in samples])
@@ -407,11 +414,13 @@ def domain_statistics(committee: Committee, train: list, calib_preds: list, spre
         for z in set(s.atoms.numbers.tolist()):
             counts[chemical_symbols[z]] = counts.get(chemical_symbols[z], 0) + 1
     rng = np.random.default_rng(seed)
+    train = known(train, committee.nets[0].config.elements)  # a validation-only element is unknown to member 0
     # enough structures to draw n_reference atoms from, without embedding a 10^4-structure set
     n_atoms = np.array([len(s.atoms) for s in train])
     order = rng.permutation(len(train))
     take = order[: max(1, int(np.searchsorted(np.cumsum(n_atoms[order]), 4 * n_reference)) + 1)]
-    member0 = Model(committee.nets[0], committee.info, committee.device)
+    member0 = Model(committee.nets[0], replace(committee.info, elements=list(committee.nets[0].config.elements)),
+                    committee.device)
     emb = [p.embeddings for p in member0.predict([train[i].atoms for i in take], embeddings=True,
                                                  batch_size=batch_size)]
     numbers = np.concatenate([train[i].atoms.numbers for i in take]) if len(take) else np.zeros(0, int)
@@ -457,13 +466,19 @@ def assemble_committee(config, members: Sequence[int] | None = None, samples: li
     info = ModelInfo(config.name, Path(output or Path(config.output) / "committee"), config.description,
                      dict(infos[0].targets), elements, members=names)
     committee = Committee(list(nets), info, device="cpu")
+    unknown = {}
+    for part in ("calib", "test"):  # an element no member was trained on cannot be predicted at all
+        kept = known(parts[part], elements)
+        unknown[part], parts[part] = len(parts[part]) - len(kept), kept
     t0 = time.monotonic()
     scale, spreads, calib_preds = calibrate(committee, parts["calib"], batch_size=batch_size)
+    # the domain's element counts cover every training structure; the embeddings those member 0 knows
     domain, reference = domain_statistics(committee, parts["train"], calib_preds, spreads, batch_size=batch_size)
     committee.std_scale.update(scale)
     test_metrics = evaluate_model(committee, parts["test"], parts["train"], batch_size)
     minutes = (time.monotonic() - t0) / 60
     card = _card(config, data_description, samples, split, names, infos, test_metrics, scale, folders, minutes)
+    card["split"]["skipped_unknown_elements"] = unknown
     meta = {"format": COMMITTEE_FORMAT, "kind": "committee", "name": config.name,
             "description": config.description, "members": names, "std_scale": scale, "domain": domain}
     ids = {k: [str(getattr(samples[i], "id", i)) for i in v] for k, v in split.items()}
