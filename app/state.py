@@ -203,8 +203,12 @@ def _load_model(path: str, stamp: float):
 
 def get_model(path):
     """The loaded :class:`etgnn_core.api.Model` of a model folder (cached; reloaded when its weights change)."""
+    from etgnn_core.registry import COMMITTEE_FILE
+
     p = Path(path).resolve()
     weights = p / WEIGHTS_FILE
+    if not weights.exists() and (p / COMMITTEE_FILE).exists():  # a committee: reloaded when it is re-assembled
+        weights = p / COMMITTEE_FILE
     stamp = weights.stat().st_mtime if weights.exists() else 0.0
     return _load_model(str(p), stamp)
 

@@ -333,6 +333,10 @@ def test_app_predict_runs_universal_committees_with_std_and_warnings(committee_d
     at.switch_page("views/inspector.py").run()
     assert not at.exception and not at.error
     assert any("committee of 4 models" in i.value for i in at.info)
+    at.switch_page("views/learn.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert any("edge coefficients t_kj below are the members' mean" in i.value for i in at.info)
 
 
 # ---------------------------------------------------------------------------------------- metrics
