@@ -100,21 +100,25 @@ def _f(x, fmt=".3g") -> str:
     return "-" if x is None or x != x else format(x, fmt)
 
 
+def _met(value, limit: float) -> str:
+    return "n/a" if value is None or value != value else ("met" if value <= limit else "not met")
+
+
 def table_rows(name: str, results: dict) -> list[list[str]]:
     rows = []
     for tensor, m in results.items():
         paper = PAPER.get((name, tensor))
         g = goal(name, tensor, "mae") or goal(name, tensor, "ratio")
-        target = f"paper {paper:.3g} ({m['mae'] / paper:.2f}x)" if paper else ""
+        target = f"paper {paper:.3g} ({m['mae'] / paper:.2f}x)" if paper and m.get("mae") is not None else ""
         if g:
             value = m["mae"] if goal(name, tensor, "mae") else m["ratio"]
-            target = f"{g[1]}: {'met' if value <= g[0] else 'not met'}"
+            target = f"{g[1]}: {_met(value, g[0])}"
         rows.append([name, tensor, _f(m["mae"]), _f(m["baseline_mae"]), _f(m["ratio"]), m.get("unit", ""),
                      _f(m.get("coverage"), ".2f"), _f(m.get("spearman"), ".2f"), target])
         for extra, unit in (("norm", m.get("unit", "")), ("bulk", "GPa"), ("shear", "GPa")):
             if f"{extra}_mae" in m:
                 g = goal(name, tensor, f"{extra}_ratio")
-                target = f"{g[1]}: {'met' if m[f'{extra}_ratio'] <= g[0] else 'not met'}" if g else ""
+                target = f"{g[1]}: {_met(m[f'{extra}_ratio'], g[0])}" if g else ""
                 label = {"norm": "||e||", "bulk": "K_V", "shear": "G_V"}[extra]
                 rows.append([name, f"{tensor} {label}", _f(m[f"{extra}_mae"]), _f(m[f"{extra}_baseline_mae"]),
                              _f(m[f"{extra}_ratio"]), unit, "", "", target])

@@ -370,3 +370,18 @@ def test_species_mean_baseline_and_spearman():
     assert metrics.spearman(np.arange(5.0), np.arange(5.0) ** 2) == pytest.approx(1.0)
     assert metrics.spearman(np.arange(5.0), -np.arange(5.0)) == pytest.approx(-1.0)
     assert metrics.fit_scale(np.array([1.0, 2.0]), np.array([0.0, 0.0])) == 1.0  # identical members
+
+
+def test_accuracy_benchmark_skips_models_without_data(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import accuracy
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    monkeypatch.setenv("ETGNN_DATA", str(tmp_path))  # an empty data root: nothing to evaluate on
+    assert accuracy.main(["--models", "piezo_zno", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "piezo_zno: skipped, data not available" in out
+    assert accuracy.main(["--models", "no_such_model"]) == 1
+    assert accuracy.main(["--models", "piezo_zno", "--cards"]) == 0
+    assert "piezo_zno  piezoelectric" in capsys.readouterr().out
