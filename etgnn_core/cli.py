@@ -113,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", parents=[common], help="train or fine-tune a model from a YAML config (see README)")
     tr.add_argument("config")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing last checkpoint")
+    tr.add_argument("--dry-run", action="store_true",
+                    help="check the config (or every stage of a train.yaml) and its data, print the plan, train nothing")
     tr.add_argument("--install", action="store_true", help="copy the trained model folder into pretrained/")
     return p
 
@@ -375,10 +377,17 @@ def _write_born(target: str, structures, preds, quiet: bool = False) -> None:
 def cmd_train(args) -> int:
     import shutil
 
-    from etgnn_core.train import TrainConfig, train
+    from etgnn_core.train import TrainConfig, recipe, train
 
-    cfg = TrainConfig.from_file(args.config)
-    res = train(cfg, resume=not args.no_resume)
+    if args.dry_run:
+        return _dry_run(args.config)
+    if recipe.is_recipe_file(args.config):  # a model folder's train.yaml: every stage in order
+        stages = recipe.read_recipe(args.config)
+        cfg = stages.stages[-1].config
+        res = recipe.run_recipe(stages, resume=not args.no_resume)
+    else:
+        cfg = TrainConfig.from_file(args.config)
+        res = train(cfg, resume=not args.no_resume)
     print(f"model folder: {res.model_dir}")
     for t, m in res.metrics.items():
         print(f"{m['split']} MAE {t}: {m['mae']:.4g} {m['unit']} (baseline {m['baseline_mae']:.4g})")
@@ -389,6 +398,18 @@ def cmd_train(args) -> int:
         shutil.copytree(res.model_dir, dest)
         print(f"installed into {dest}")
     return 0
+
+
+def _dry_run(path) -> int:
+    """Print the plan of a config or train.yaml and check its configs and data without training."""
+    from etgnn_core.train.recipe import dry_run
+
+    lines, problems = dry_run(path)
+    print("\n".join(lines))
+    for p in problems:
+        print(f"etgnn: error: {path}: {p}", file=sys.stderr)
+    print("dry run: " + (f"{len(problems)} problem(s)" if problems else "configs and data check out; nothing trained"))
+    return 1 if problems else 0
 
 
 def _symbols(numbers) -> str:
