@@ -114,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("config")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing last checkpoint")
     tr.add_argument("--dry-run", action="store_true",
-                    help="check the config (or every stage of a train.yaml) and its data, print the plan, train nothing")
+                    help="check the config (every stage of a train.yaml) and its data, print the plan, train nothing")
     tr.add_argument("--install", action="store_true", help="copy the trained model folder into pretrained/")
     return p
 
