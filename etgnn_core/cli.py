@@ -375,8 +375,6 @@ def _write_born(target: str, structures, preds, quiet: bool = False) -> None:
 
 # -------------------------------------------------------------------------------------------- train
 def cmd_train(args) -> int:
-    import shutil
-
     from etgnn_core.train import TrainConfig, recipe, train
 
     if args.dry_run:
@@ -392,11 +390,9 @@ def cmd_train(args) -> int:
     for t, m in res.metrics.items():
         print(f"{m['split']} MAE {t}: {m['mae']:.4g} {m['unit']} (baseline {m['baseline_mae']:.4g})")
     if args.install:
-        dest = Path(__file__).resolve().parents[1] / "pretrained" / cfg.name
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(res.model_dir, dest)
-        print(f"installed into {dest}")
+        from etgnn_core.registry import install_model
+
+        print(f"installed into {install_model(res.model_dir, cfg.name)}")
     return 0
 
 

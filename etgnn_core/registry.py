@@ -111,6 +111,20 @@ def save_model(model: ETGNN, path, *, name: str, description: str = "", card: di
     return path
 
 
+def install_model(model_dir, name: str) -> Path:
+    """Copy a trained model folder into the repository's pretrained/NAME (replacing one already there)."""
+    import shutil
+
+    dest = Path(__file__).resolve().parents[1] / "pretrained" / name
+    tmp = dest.with_name(f".{name}.installing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model_dir, tmp)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return dest
+
+
 def write_card(path: Path, card: dict, name: str | None = None, description: str | None = None,
                config: ModelConfig | None = None) -> None:
     """Write card.json and card.md of a model folder (name, description, config read from it when not given)."""

@@ -75,3 +75,9 @@ def test_dry_run_checks_data_hashes(tmp_path):
     (tmp_path / RECIPE_FILE).write_text(yaml.safe_dump(d))
     _, problems = dry_run(tmp_path / RECIPE_FILE)
     assert len(problems) == 1 and key in problems[0] and "differs" in problems[0]
+
+
+def test_configs_hold_one_recipe_per_shipped_model():
+    assert sorted(p.stem for p in (ROOT / "configs").glob("*.yaml")) == [p.name for p in SHIPPED]
+    for folder in SHIPPED:
+        assert (ROOT / "configs" / f"{folder.name}.yaml").read_text() == (folder / RECIPE_FILE).read_text(), folder.name

@@ -278,9 +278,9 @@ def load_any(path) -> Recipe:
         return read_recipe(path)
     config = TrainConfig.from_file(path)
     parent = None
-    if config.finetune_from:
+    if config.finetune_from:  # kept as written (a folder path stays a path) for run_recipe to find
         try:
-            parent = parent_reference(config.finetune_from)
+            parent = {**parent_reference(config.finetune_from), "name": str(config.finetune_from)}
         except Exception as exc:
             raise ConfigError(f"{path}: finetune_from: {exc}") from exc
     return Recipe(config.name, [Stage(replace(config, finetune_from=None), parent)])
