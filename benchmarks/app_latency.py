@@ -285,4 +285,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from etgnn_core.device import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the CLI and the app do
     main()

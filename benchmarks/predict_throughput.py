@@ -187,4 +187,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from etgnn_core.device import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the CLI and the app do
     raise SystemExit(main())

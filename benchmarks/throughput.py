@@ -176,7 +176,7 @@ def main():
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default); use 1 on a loaded machine"
     )
     args = parser.parse_args()
-    tune_cpu_allocator()  # as etgnn_core.api.Model and training do (ETGNN_MALLOC_TUNING=0 skips it)
+    tune_cpu_allocator()  # as the CLI, the app and training do (ETGNN_MALLOC_TUNING=0 skips it)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "auto":

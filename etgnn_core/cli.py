@@ -122,6 +122,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     debug = getattr(args, "debug", False)
+    if args.command in ("predict", "train"):  # the CLI owns its process (see tune_cpu_allocator)
+        from etgnn_core.device import tune_cpu_allocator
+
+        tune_cpu_allocator()
     try:
         return {"models": cmd_models, "datasets": cmd_datasets, "predict": cmd_predict, "train": cmd_train}[
             args.command

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -230,6 +231,18 @@ def test_cpu_allocator_tuning_is_on_by_default_and_can_be_switched_off():
     assert off.split() == ["False", "False"]
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert on.split() == ["True", "True"]
+
+
+def test_loading_a_model_leaves_the_process_allocator_alone():
+    import subprocess
+    import sys
+
+    code = ("import etgnn_core, etgnn_core.device as d; m = etgnn_core.load_model('piezo_zno', device='cpu'); "
+            "m.predict(etgnn_core.structure.read_structures('assets/demo/POSCAR_ZnO_wurtzite')[0]); "
+            "print(d._ALLOCATOR_TUNED)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.split() == ["None"]
 
 
 def _copy_model(src, dst):
