@@ -22,7 +22,8 @@ from etgnn_core.model.blocks import (
     cosine_cutoff,
 )
 from etgnn_core.model.config import ModelConfig
-from etgnn_core.tensors.assemble import AssembledTensor, Geometry, assemble, gather
+from etgnn_core.ops import gather
+from etgnn_core.tensors.assemble import AssembledTensor, Geometry, assemble
 
 
 @dataclass
