@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import vesin
 
+from etgnn_core.structure import is_periodic
+
 # Distances equal to the cap's last kept one within this tolerance (Angstrom) are kept too:
 # periodic images are exactly equidistant, and which of two tied neighbours survives must not
 # depend on float noise after a rotation.
@@ -73,11 +75,6 @@ class Graph:
         cell = self.cell[self.batch[self.edge_dst]]  # [n_edges, 3, 3]
         offset = torch.einsum("ea,eab->eb", self.edge_shift, cell)  # [n_edges, 3]
         return self.positions[self.edge_dst] - self.positions[self.edge_src] - offset
-
-
-def is_periodic(atoms: ase.Atoms) -> bool:
-    """Periodic when some pbc flag is set and the cell is not all zero (extended-XYZ molecules)."""
-    return bool(np.any(atoms.pbc)) and bool(np.any(np.abs(atoms.cell.array) > 0))
 
 
 def neighbor_list(atoms: ase.Atoms, cutoff: float, with_reverse: bool = False) -> tuple[np.ndarray, ...]:

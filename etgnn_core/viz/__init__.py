@@ -1,13 +1,14 @@
 """Plotly figures and an offline 3Dmol.js viewer shared by the app and notebooks (no Streamlit import)."""
 
 from etgnn_core.viz.pca import pca_figure
-from etgnn_core.viz.structure import contributions_figure, structure_figure, tensor_summary
+from etgnn_core.viz.structure import contribution_sign, contributions_figure, structure_figure, tensor_summary
 from etgnn_core.viz.surface import piezo_surface_figure
 from etgnn_core.viz.tables import tensor_table
 from etgnn_core.viz.viewer3d import assets_dir, viewer_html
 
 __all__ = [
     "assets_dir",
+    "contribution_sign",
     "contributions_figure",
     "pca_figure",
     "piezo_surface_figure",
