@@ -31,6 +31,8 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
+from etgnn_core.prototypes import alpha_quartz
+
 TARGET = 200.0  # structures / s
 
 
@@ -42,7 +44,7 @@ def small_crystals(n: int, seed: int = 0) -> list[Atoms]:
         bulk("NaCl", "rocksalt", a=5.64),  # 2 atoms
         bulk("MgO", "rocksalt", a=4.21),  # 2 atoms
         bulk("ZnO", "wurtzite", a=3.25, c=5.20),  # 4 atoms
-        _quartz(),  # 9 atoms
+        alpha_quartz(),  # 9 atoms
     ]
     out = []
     for i in range(n):
@@ -52,17 +54,6 @@ def small_crystals(n: int, seed: int = 0) -> list[Atoms]:
         a.positions += rng.normal(0.0, 0.05, a.positions.shape)
         out.append(a)
     return out
-
-
-def _quartz() -> Atoms:
-    from ase.spacegroup import crystal
-
-    return crystal(
-        ["Si", "O"],
-        basis=[(0.4697, 0.0, 2 / 3), (0.4135, 0.2669, 0.1191 + 2 / 3)],  # P3_221: Si on 3a
-        spacegroup=154,
-        cellpar=[4.9134, 4.9134, 5.4052, 90, 90, 120],
-    )
 
 
 def default_model(device: str = "cpu"):
