@@ -247,7 +247,7 @@ def plan_lines(recipe: Recipe) -> list[str]:
         lines += [
             f"  stage {i}: {start} -> {c.output}/model",
             f"    data {data} ({len(s.data_files)} file(s)), targets {', '.join(c.targets)}, "
-            f"loss weights {c.weights or 'equal'}",
+            f"loss weights {_weights(c)}",
             f"    lr {o.lr:g}, batch {o.batch_size}, max {o.max_epochs} epochs / {o.max_minutes} min, "
             f"patience {o.patience}, warm-up {o.warmup}, EMA {o.ema_decay}, threads {c.threads}, seed {c.seed}",
         ]
@@ -310,13 +310,17 @@ def history_rows(stages: list[Stage]) -> list[dict]:
             "stage": i,
             "start": "fresh" if s.parent is None else f"stage {i - 1}" if i > 1 else s.parent["name"],
             "settings": f"lr {o.lr:g}, {o.max_minutes} min budget, warm-up {o.warmup}, EMA {o.ema_decay}, "
-                        f"cap {s.config.model.get('max_neighbors', 'default')}, weights {s.config.weights or 'equal'}",
+                        f"cap {s.config.model.get('max_neighbors', 'default')}, loss weights {_weights(s.config)}",
             "epochs": s.result.get("epochs"),
             "minutes": s.result.get("minutes"),
             "val_mae": s.result.get("val_mae") or {},
             "test_mae": s.result.get("test_mae") or {},
         })
     return rows
+
+
+def _weights(config: TrainConfig) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in config.weights.items()) or "equal"
 
 
 def _fmt(maes) -> str:
