@@ -62,7 +62,7 @@ def hardware() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    load = ", load average %.1f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else ""
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     return (f"CPU {cpu}, {os.cpu_count()} logical cores, torch {torch.get_num_threads()} threads{load}; "
             f"GPU {gpu}; torch {torch.__version__}, Python {platform.python_version()}")
 

@@ -232,6 +232,18 @@ def render_card(name: str, description: str, config: ModelConfig, card: dict) ->
         for t, m in card["metrics"].items():
             lines.append(f"| {t} | {m.get('mae', float('nan')):.4g} | {m.get('baseline_mae', float('nan')):.4g} "
                          f"| {m.get('unit', '')} |")
+        counted = [m for m in card["metrics"].values() if "count" in m]
+        if counted:
+            lines += ["", f"Over the {counted[0]['count']} test structures the API predicts"
+                          + (f" ({counted[0]['refused']} refused: {counted[0].get('refused_reason', '')})"
+                             if counted[0].get("refused") else "") + "."]
+    if card.get("metrics_by_group"):
+        lines += ["", "## Test metrics by group (MAE)", "", "| group | structures | tensor | model | unit |",
+                  "|---|---|---|---|---|"]
+        for group, g in card["metrics_by_group"].items():
+            for t, mae in g["mae"].items():
+                unit = card.get("metrics", {}).get(t, {}).get("unit", "")
+                lines.append(f"| {group} | {g['count']} | {t} | {mae:.4g} | {unit} |")
     lines += ["", "## Model", "", "```json", json.dumps({k: v for k, v in config.to_dict().items()
                                                         if k != "targets"}, indent=1), "```", ""]
     if card.get("notes"):
