@@ -157,15 +157,10 @@ def test_unknown_dataset_and_bad_root(root, tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- perturbed sets
 
 
-def test_full_hfo2_loads_fast_and_complete(root):
-    import time
-
-    t0 = time.perf_counter()
+def test_full_hfo2_loads_complete(root):
     samples, _ = load_dataset("perturbed/HfO2", root=root)
-    dt = time.perf_counter() - t0
     assert len(samples) == 8964  # the CSV is the index: 41 unlabelled POSCARs in the zip are skipped
     assert {len(s.atoms) for s in samples} == {3, 6}
-    assert dt < 20.0, f"HfO2 took {dt:.1f} s"
 
 
 @pytest.mark.parametrize("name", ["perturbed/Al2O3", "perturbed/SiO2", "perturbed/HfO2"])

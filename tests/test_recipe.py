@@ -36,6 +36,7 @@ def test_training_and_fine_tuning_write_the_chain_of_stages(tmp_path):
     assert "## History" in (second.model_dir / "card.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_recipe_runs_its_stages_in_order(tmp_path):
     first = train(tiny_config(tmp_path / "a"), samples=zno_samples(), progress_bar=False)
     recipe = read_recipe(first.model_dir / RECIPE_FILE)
@@ -81,3 +82,15 @@ def test_configs_hold_one_recipe_per_shipped_model():
     assert sorted(p.stem for p in (ROOT / "configs").glob("*.yaml")) == [p.name for p in SHIPPED]
     for folder in SHIPPED:
         assert (ROOT / "configs" / f"{folder.name}.yaml").read_text() == (folder / RECIPE_FILE).read_text(), folder.name
+
+
+def test_cli_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
+    from etgnn_core import cli
+
+    first = train(tiny_config(tmp_path / "a"), samples=zno_samples(), progress_bar=False)
+    d = yaml.safe_load((first.model_dir / RECIPE_FILE).read_text())
+    d["stages"][0]["config"]["data"] = {"extxyz": str(tmp_path / "missing.xyz")}
+    (tmp_path / RECIPE_FILE).write_text(yaml.safe_dump(d))
+    assert cli.main(["train", str(tmp_path / RECIPE_FILE), "--dry-run"]) == 1
+    out = capsys.readouterr()
+    assert "tiny: 1 stage(s)" in out.out and "missing.xyz" in out.err

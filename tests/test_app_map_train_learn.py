@@ -1,4 +1,4 @@
-"""App, part 2: Embedding map, Train and Learn pages (AppTest), and a real-browser click on the map (Playwright).
+"""App: Embedding map, Train and Learn pages (AppTest), and a real-browser click on the map (Playwright).
 
 No shipped model is needed: a tiny model folder is written to a temporary $ETGNN_PRETRAINED.
 """
@@ -292,6 +292,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed (apt-get install -y chromium)")
 def test_browser_click_on_map_opens_structure(pretrained, tmp_path):
     pytest.importorskip("playwright")
