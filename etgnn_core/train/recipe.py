@@ -264,11 +264,11 @@ def dry_run(path) -> tuple[list[str], list[str]]:
     for i, s in enumerate(recipe.stages, 1):
         if s.data_files:
             problems += [f"stage {i}: {p}" for p in check_data(s)]
-        else:
-            try:
-                data_hashes(s.config)
-            except Exception as exc:
-                problems.append(f"stage {i}: data: {exc}")
+            continue
+        try:  # nothing recorded (a plain config): the files must exist; the plan shows them
+            s.data_files = data_hashes(s.config)
+        except Exception as exc:
+            problems.append(f"stage {i}: data: {exc}")
     return plan_lines(recipe), problems
 
 
