@@ -64,6 +64,9 @@ def test_every_shipped_model_has_a_train_yaml_ending_in_its_weights():
     for folder in SHIPPED:
         recipe = read_recipe(folder / RECIPE_FILE)
         assert recipe.stages[-1].result["weights_sha256"] == sha256_file(folder / "weights.pt"), folder.name
+        card = json.loads((folder / "card.json").read_text())
+        assert len(card["history"]) == len(recipe.stages) and "previous" not in card["training"], folder.name
+        assert card["training"]["settings"]["optim"]["patience"] == recipe.stages[-1].config.optim.patience
 
 
 @pytest.mark.skipif(data_root() is None, reason="needs the reference data (../shared/data or $ETGNN_DATA)")
