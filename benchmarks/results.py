@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     sections = [run_section(k, args.quick, args.timeout) for k in keys]
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(header) + "\n".join(sections))
+    out.write_text("\n".join(header) + "\n" + "\n".join(sections))
     print(f"results: wrote {out}", file=sys.stderr)
     return 0
 
