@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 import torch
+from _models import shipped_size_model
 from ase import Atoms
 from ase.build import bulk
 
@@ -57,25 +58,8 @@ def small_crystals(n: int, seed: int = 0) -> list[Atoms]:
 
 
 def default_model(device: str = "cpu"):
-    """A default-size model (as configs/perturbed_sio2.yaml) wrapped in etgnn_core.api.Model."""
-    from etgnn_core.api import Model
-    from etgnn_core.model.etgnn import ETGNN, ModelConfig
-    from etgnn_core.registry import ModelInfo
-    from etgnn_core.tensors.specs import spec_for
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        targets=[spec_for("born_charges"), spec_for("dielectric")],
-        cutoff=5.0,
-        max_neighbors=12,
-        hidden=128,
-        num_blocks=4,
-        triplet_hidden=32,
-        out_emb=64,
-    )
-    net = ETGNN(cfg)
-    info = ModelInfo("default-size (random weights)", None, "", {t.name: t.unit for t in cfg.targets}, [])
-    return Model(net, info, device)
+    """A default-size model (as the shipped BEC models) wrapped in etgnn_core.api.Model."""
+    return shipped_size_model(device=device)
 
 
 def _clock() -> tuple[float, float]:
