@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: app test lint install bench clean-venv
+.PHONY: app test test-quick lint install bench results clean-venv
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,8 +26,14 @@ app: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py
+
+results: $(STAMP)
+	$(BIN)/python benchmarks/results.py

@@ -16,6 +16,10 @@ if str(ROOT) not in sys.path:  # `streamlit run app` puts app/ (not the reposito
 
 import streamlit as st  # noqa: E402
 
+from etgnn_core.device import tune_cpu_allocator  # noqa: E402
+
+tune_cpu_allocator()  # the app owns its process: freed memory is kept for the next prediction
+
 PAGES = (  # file in app/views (not "pages": Streamlit would also auto-register that folder), title, icon, url path
     ("predict.py", "Predict", ":material/science:", "predict"),
     ("inspector.py", "Atom inspector", ":material/hub:", "inspector"),

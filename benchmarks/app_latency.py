@@ -66,16 +66,11 @@ def pick_structure(model):
 
 
 def default_model(folder: Path) -> Path:
-    import torch
+    from _models import shipped_size_net
 
-    from etgnn_core.model.etgnn import ETGNN, ModelConfig
     from etgnn_core.registry import save_model
-    from etgnn_core.tensors.specs import spec_for
 
-    torch.manual_seed(0)
-    cfg = ModelConfig(targets=[spec_for("born_charges"), spec_for("dielectric")], hidden=128, num_blocks=4,
-                      cutoff=5.0, max_neighbors=12, triplet_hidden=32, out_emb=64)
-    return save_model(ETGNN(cfg), folder / "bench_bec", name="bench_bec",
+    return save_model(shipped_size_net(), folder / "bench_bec", name="bench_bec",
                       description="random weights, shipped size (app latency benchmark)")
 
 
@@ -285,4 +280,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from etgnn_core.device import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the CLI and the app do
     main()

@@ -69,20 +69,16 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from etgnn_core.api import Model, load_model
+    from _models import shipped_size_model
+
+    from etgnn_core.api import load_model
     from etgnn_core.embedding import compute_embeddings, pca
-    from etgnn_core.model.etgnn import ETGNN, ModelConfig
-    from etgnn_core.registry import ModelInfo
-    from etgnn_core.tensors.specs import spec_for
 
     t0 = time.perf_counter()
     if args.model:
         model = load_model(args.model, device="cpu")
     else:
-        torch.manual_seed(0)
-        cfg = ModelConfig(targets=[spec_for("born_charges"), spec_for("dielectric")], max_neighbors=12)
-        net = ETGNN(cfg)
-        model = Model(net, ModelInfo("random-default", None, "", {t.name: t.unit for t in cfg.targets}, []), "cpu")
+        model = shipped_size_model("random, shipped size")
     t_model = time.perf_counter() - t0
     atoms, described = structures(args.atoms, args.synthetic)
     n = sum(len(a) for a in atoms)
@@ -123,4 +119,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from etgnn_core.device import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the CLI and the app do
     main()

@@ -17,7 +17,6 @@ import resource
 import subprocess
 import sys
 import time
-import warnings
 
 import psutil
 
@@ -44,17 +43,11 @@ def peak_rss() -> int:
 
 def make_crystal(kind: str):
     import ase.build
-    from ase.spacegroup import crystal
+
+    from etgnn_core.prototypes import alpha_quartz
 
     if kind == "quartz":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            atoms = crystal(
-                ["Si", "O"],
-                basis=[(0.4697, 0.0, 2 / 3), (0.4135, 0.2669, 0.78576667)],
-                spacegroup=154,
-                cellpar=[4.916, 4.916, 5.405, 90, 90, 120],
-            ).repeat((10, 10, 11))
+        atoms = alpha_quartz().repeat((10, 10, 11))
     else:
         atoms = ase.build.bulk("NaCl", "rocksalt", a=5.64).repeat((10, 20, 25))  # 2 atoms per cell
     atoms.rattle(0.05, seed=0)

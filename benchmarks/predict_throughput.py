@@ -33,8 +33,11 @@ import time
 
 import numpy as np
 import torch
+from _models import shipped_size_model
 from ase import Atoms
 from ase.build import bulk
+
+from etgnn_core.prototypes import alpha_quartz
 
 TARGET = 200.0  # structures / s
 COMMITTEE_TARGET = 150.0  # crystals / s for a 4-member committee
@@ -48,7 +51,7 @@ def small_crystals(n: int, seed: int = 0) -> list[Atoms]:
         bulk("NaCl", "rocksalt", a=5.64),  # 2 atoms
         bulk("MgO", "rocksalt", a=4.21),  # 2 atoms
         bulk("ZnO", "wurtzite", a=3.25, c=5.20),  # 4 atoms
-        _quartz(),  # 9 atoms
+        alpha_quartz(),  # 9 atoms
     ]
     out = []
     for i in range(n):
@@ -60,37 +63,20 @@ def small_crystals(n: int, seed: int = 0) -> list[Atoms]:
     return out
 
 
-def _quartz() -> Atoms:
-    from ase.spacegroup import crystal
-
-    return crystal(
-        ["Si", "O"],
-        basis=[(0.4697, 0.0, 2 / 3), (0.4135, 0.2669, 0.1191 + 2 / 3)],  # P3_221: Si on 3a
-        spacegroup=154,
-        cellpar=[4.9134, 4.9134, 5.4052, 90, 90, 120],
-    )
-
-
 def default_model(device: str = "cpu", config: str | None = None):
-    """A default-size model (as configs/perturbed_sio2.yaml, or the model section and targets of
-    ``config``) wrapped in etgnn_core.api.Model."""
+    """A shipped-size model with random weights, or one with the model section and targets of ``config``."""
+    if not config:
+        return shipped_size_model(device=device)
     from etgnn_core.api import Model
     from etgnn_core.model.etgnn import ETGNN, ModelConfig
     from etgnn_core.registry import ModelInfo
     from etgnn_core.tensors.specs import spec_for
+    from etgnn_core.train import TrainConfig
 
-    size = dict(cutoff=5.0, max_neighbors=12, hidden=128, num_blocks=4, triplet_hidden=32, out_emb=64)
-    targets = ["born_charges", "dielectric"]
-    name = "default-size (random weights)"
-    if config:
-        from etgnn_core.train import TrainConfig
-
-        c = TrainConfig.from_file(config)
-        size, targets, name = dict(c.model), c.targets, f"{c.name} size (random weights)"
-    cfg = ModelConfig(targets=[spec_for(t) for t in targets], **size)
-    net = ETGNN(cfg)
-    info = ModelInfo(name, None, "", {t.name: t.unit for t in cfg.targets}, [])
-    return Model(net, info, device)
+    c = TrainConfig.from_file(config)
+    cfg = ModelConfig(targets=[spec_for(t) for t in c.targets], **dict(c.model))
+    info = ModelInfo(f"{c.name} size (random weights)", None, "", {t.name: t.unit for t in cfg.targets}, [])
+    return Model(ETGNN(cfg), info, device)
 
 
 def default_committee(members: int, device: str = "cpu", config: str | None = None):
@@ -226,4 +212,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from etgnn_core.device import tune_cpu_allocator
+
+    tune_cpu_allocator()  # as the CLI and the app do
     raise SystemExit(main())

@@ -18,18 +18,17 @@ import os
 import platform
 import statistics
 import time
-import warnings
 
 import ase
 import ase.build
 import torch
-from ase.spacegroup import crystal
 from torch_geometric.nn.models import DimeNetPlusPlus
 from torch_geometric.utils import scatter
 
 from etgnn_core.device import tune_cpu_allocator
 from etgnn_core.graph import Graph, build_graph, collate, neighbor_list
 from etgnn_core.model.etgnn import ETGNN, ModelConfig
+from etgnn_core.prototypes import alpha_quartz
 from etgnn_core.tensors.specs import DEFAULT_SPECS
 
 CUTOFF = 5.0
@@ -42,16 +41,7 @@ BLOCKS = 4
 
 
 def quartz(seed: int) -> ase.Atoms:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        atoms = crystal(
-            ["Si", "O"],
-            basis=[(0.4697, 0.0, 2 / 3), (0.4135, 0.2669, 0.78576667)],
-            spacegroup=154,
-            cellpar=[4.916, 4.916, 5.405, 90, 90, 120],
-        )
-    atoms.rattle(0.05, seed=seed)
-    return atoms
+    return alpha_quartz(rattle=0.05, seed=seed)
 
 
 def wurtzite(seed: int, reps=(1, 1, 1)) -> ase.Atoms:
@@ -176,7 +166,7 @@ def main():
         "--threads", type=int, default=0, help="torch CPU threads (0: torch's default); use 1 on a loaded machine"
     )
     args = parser.parse_args()
-    tune_cpu_allocator()  # as etgnn_core.api.Model and training do (ETGNN_MALLOC_TUNING=0 skips it)
+    tune_cpu_allocator()  # as the CLI, the app and training do (ETGNN_MALLOC_TUNING=0 skips it)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "auto":

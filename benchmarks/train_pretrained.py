@@ -1,6 +1,8 @@
 """Train the shipped models one after another and install each into pretrained/ if it beats its baseline.
 
-    python benchmarks/train_pretrained.py configs/perturbed_sio2.yaml configs/piezo_aln.yaml ...
+    python benchmarks/train_pretrained.py configs/perturbed_sio2.yaml my_next_round.yaml ...
+
+Each file is a one-stage training config or a multi-stage train.yaml (its stages run in order).
 
 Resumable: a config whose run folder has a last checkpoint continues from it.  Each finished model
 is copied to pretrained/<name>/ only when every target's test MAE is below the baseline's and its
@@ -11,23 +13,24 @@ two are compared on the validation split when both cards record it, else on the 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
-from etgnn_core.train import TrainConfig, train
+from etgnn_core.registry import install_model
+from etgnn_core.train.recipe import load_any, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(paths: list[str]) -> None:
     for path in paths:
-        cfg = TrainConfig.from_file(path)
+        stages = load_any(path)
+        cfg = stages.stages[-1].config
         t0 = time.time()
-        print(f"=== {cfg.name}: training ({path})", flush=True)
+        print(f"=== {cfg.name}: training ({path}, {len(stages.stages)} stage(s))", flush=True)
         try:
-            res = train(cfg, progress_bar=False)
+            res = run_recipe(stages, progress_bar=False)
         except Exception as exc:  # keep going with the next model
             print(f"=== {cfg.name}: FAILED {exc.__class__.__name__}: {exc}", flush=True)
             continue
@@ -40,11 +43,7 @@ def main(paths: list[str]) -> None:
             out.write_text(json.dumps(card, indent=2))
             print(f"=== {cfg.name}: card written to {out}", flush=True)
         elif beats and _improves(cfg.name, res.card):
-            dest = ROOT / "pretrained" / cfg.name
-            if dest.exists():
-                shutil.rmtree(dest)
-            shutil.copytree(res.model_dir, dest)
-            print(f"=== {cfg.name}: installed into {dest}", flush=True)
+            print(f"=== {cfg.name}: installed into {install_model(res.model_dir, cfg.name)}", flush=True)
         else:
             print(f"=== {cfg.name}: NOT installed (does not beat the baseline or the shipped model)", flush=True)
 

@@ -5,6 +5,10 @@ of :mod:`etgnn_core.keys` (Born charges: row = field / polarization, column = di
 ``load_model`` of a committee folder gives a :class:`etgnn_core.committee.Committee`: same
 ``predict``, tensors are the members' mean, ``Prediction.std`` their calibrated spread and
 ``Prediction.warnings`` plain-language out-of-domain warnings (docs/uncertainty.md).
+
+Loading a model changes nothing outside it.  To predict many small structures on the CPU, call
+:func:`etgnn_core.device.tune_cpu_allocator` once first (the CLI and the app do): it keeps freed
+memory in the process for reuse, which saves page faults in every forward pass, process-wide.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 import torch
 
 from etgnn_core import keys
-from etgnn_core.device import describe, resolve_device, tune_cpu_allocator
+from etgnn_core.device import describe, resolve_device
 from etgnn_core.graph import Graph, build_graph, collate, neighbor_list
 from etgnn_core.model.etgnn import ETGNN, ModelOutput
 from etgnn_core.registry import ModelInfo, list_models, load_model_folder
@@ -124,7 +128,6 @@ class Model:
 
     def __init__(self, net: ETGNN, info: ModelInfo, device=None):
         self.device = resolve_device(device)
-        tune_cpu_allocator()  # graphs are built on the CPU whatever the device
         self.net = net.to(self.device).eval()
         self.info = info
         self.name = info.name

@@ -114,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", parents=[common], help="train or fine-tune a model from a YAML config (see README)")
     tr.add_argument("config")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing last checkpoint")
+    tr.add_argument("--dry-run", action="store_true",
+                    help="check the config (every stage of a train.yaml) and its data, print the plan, train nothing")
     tr.add_argument("--install", action="store_true", help="copy the trained model folder into pretrained/")
     tr.add_argument("--member", type=int, metavar="K",
                     help="train committee member K (own train/validation draw and seed; output OUTPUT/memberK)")
@@ -135,6 +137,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     debug = getattr(args, "debug", False)
+    if args.command in ("predict", "train"):  # the CLI owns its process (see tune_cpu_allocator)
+        from etgnn_core.device import tune_cpu_allocator
+
+        tune_cpu_allocator()
     try:
         return {
             "models": cmd_models,
@@ -405,25 +411,30 @@ def _write_born(target: str, structures, preds, quiet: bool = False) -> None:
 
 # -------------------------------------------------------------------------------------------- train
 def cmd_train(args) -> int:
-    import shutil
+    from etgnn_core.train import TrainConfig, recipe, train
 
-    from etgnn_core.train import TrainConfig, train
-
-    cfg = TrainConfig.from_file(args.config)
-    if args.member is not None:
-        if args.install:
-            raise CLIError("--install with --member: a member is installed as part of its committee")
-        cfg = cfg.for_member(args.member)
-    res = train(cfg, resume=not args.no_resume)
+    if args.dry_run:
+        return _dry_run(args.config)
+    if recipe.is_recipe_file(args.config):  # a model folder's train.yaml: every stage in order
+        if args.member is not None:
+            raise CLIError("--member applies to a training config, not to a model folder's train.yaml")
+        stages = recipe.read_recipe(args.config)
+        cfg = stages.stages[-1].config
+        res = recipe.run_recipe(stages, resume=not args.no_resume)
+    else:
+        cfg = TrainConfig.from_file(args.config)
+        if args.member is not None:
+            if args.install:
+                raise CLIError("--install with --member: a member is installed as part of its committee")
+            cfg = cfg.for_member(args.member)
+        res = train(cfg, resume=not args.no_resume)
     print(f"model folder: {res.model_dir}")
     for t, m in res.metrics.items():
         print(f"{m['split']} MAE {t}: {m['mae']:.4g} {m['unit']} (baseline {m['baseline_mae']:.4g})")
     if args.install:
-        dest = Path(__file__).resolve().parents[1] / "pretrained" / cfg.name
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(res.model_dir, dest)
-        print(f"installed into {dest}")
+        from etgnn_core.registry import install_model
+
+        print(f"installed into {install_model(res.model_dir, cfg.name)}")
     return 0
 
 
@@ -455,6 +466,18 @@ def cmd_committee(args) -> int:
 
 def _num(x) -> str:
     return "n/a" if x is None else f"{x:.4g}"
+
+
+def _dry_run(path) -> int:
+    """Print the plan of a config or train.yaml and check its configs and data without training."""
+    from etgnn_core.train.recipe import dry_run
+
+    lines, problems = dry_run(path)
+    print("\n".join(lines))
+    for p in problems:
+        print(f"etgnn: error: {path}: {p}", file=sys.stderr)
+    print("dry run: " + (f"{len(problems)} problem(s)" if problems else "configs and data check out; nothing trained"))
+    return 1 if problems else 0
 
 
 def _symbols(numbers) -> str:

@@ -9,6 +9,8 @@ Conventions (decided once, used everywhere):
   ``pos[k] + shift @ cell``) to the centre atom ``j`` (the target).  Its vector is
   ``r_kj = pos[j] - (pos[k] + shift @ cell)`` and ``e_kj = r_kj / |r_kj|`` (paper, eq 2).
 * A triplet ``k -> j -> i`` pairs edge ``k -> j`` with edge ``j -> i``; ``j`` is its centre.
+  The fields of :class:`etgnn_core.graph.Graph` (``edge_src`` = k, ``edge_dst`` = j,
+  ``edge_shift``, ``triplet_kj``, ``triplet_ji``, ...) follow these conventions.
 * Born effective charges ``born_charges[a, i, j] = (Omega / e) dP_i / du_{a,j}``:
   the **row** ``i`` is the polarization / electric-field direction, the **column** ``j``
   the displacement direction of atom ``a``.  Unit: e (elementary charge).  This is the
@@ -47,18 +49,6 @@ TENSOR_NAMES = (
     PIEZOELECTRIC,
     ELASTIC,
 )
-
-# --- graph fields ------------------------------------------------------------------
-ATOMIC_NUMBERS = "atomic_numbers"  # [n_atoms] int64
-POSITIONS = "positions"  # [n_atoms, 3] Angstrom
-CELL = "cell"  # [n_structures, 3, 3] Angstrom, rows = lattice vectors
-PBC = "pbc"  # [n_structures, 3] bool
-BATCH = "batch"  # [n_atoms] structure index of each atom
-EDGE_SRC = "edge_src"  # [n_edges] neighbour k
-EDGE_DST = "edge_dst"  # [n_edges] centre j
-EDGE_SHIFT = "edge_shift"  # [n_edges, 3] integer cell shift of the neighbour image
-TRIPLET_KJ = "triplet_kj"  # [n_triplets] index of edge k -> j
-TRIPLET_JI = "triplet_ji"  # [n_triplets] index of edge j -> i
 
 # --- per-atom label masks (e.g. NMR shielding only on selected atoms) ---------------
 MASK_SUFFIX = "_mask"

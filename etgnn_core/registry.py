@@ -157,11 +157,37 @@ def save_model(model: ETGNN, path, *, name: str, description: str = "", card: di
     torch.save(state, tmp)
     os.replace(tmp, path / WEIGHTS_FILE)  # never leave a half-written weights file
     if card is not None:
-        (path / CARD_JSON).write_text(json.dumps(card, indent=2))
-        (path / CARD_MD).write_text(render_card(name, description, model.config, card))
+        write_card(path, card, name, description, model.config)
     if split is not None:
         (path / SPLIT_FILE).write_text(json.dumps(split))
     return path
+
+
+def install_model(model_dir, name: str) -> Path:
+    """Copy a trained model folder into the repository's pretrained/NAME (replacing one already there)."""
+    import shutil
+
+    dest = Path(__file__).resolve().parents[1] / "pretrained" / name
+    tmp = dest.with_name(f".{name}.installing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model_dir, tmp)
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return dest
+
+
+def write_card(path: Path, card: dict, name: str | None = None, description: str | None = None,
+               config: ModelConfig | None = None) -> None:
+    """Write card.json and card.md of a model folder (name, description, config read from it when not given)."""
+    path = Path(path)
+    if config is None:
+        cfg = _read_json(path / CONFIG_FILE)
+        config = _model_config(cfg, path)
+        name = name if name is not None else cfg.get("name", path.name)
+        description = description if description is not None else cfg.get("description", "")
+    (path / CARD_JSON).write_text(json.dumps(card, indent=2))
+    (path / CARD_MD).write_text(render_card(name or path.name, description or "", config, card))
 
 
 def load_model_folder(name_or_path, device=None) -> tuple[ETGNN, ModelInfo]:
@@ -243,15 +269,48 @@ def render_card(name: str, description: str, config: ModelConfig, card: dict) ->
     for key in ("data", "split", "training"):
         if key in card:
             lines += ["", f"## {key.capitalize()}", ""]
-            lines += [f"- **{k}**: {v}" for k, v in card[key].items()]
+            lines += [f"- **{k}**: {v}" for k, v in card[key].items() if k not in ("settings", "previous")]
+    settings = card.get("training", {}).get("settings")
+    if settings:
+        lines += ["", "### Settings of the last stage", ""]
+        lines += [f"- **{k}**: {_setting(v)}" for k, v in settings.items()]
+    if card.get("history"):
+        lines += ["", "## History (`train.yaml` holds every stage's full config)", "",
+                  "| stage | start | settings | epochs | minutes | val MAE | test MAE |",
+                  "|---|---|---|---|---|---|---|"]
+        for h in card["history"]:
+            lines.append(f"| {h['stage']} | {h['start']} | {h['settings']} | {h.get('epochs', '')} "
+                         f"| {h.get('minutes', '')} | {_maes(h.get('val_mae'))} | {_maes(h.get('test_mae'))} |")
     if "metrics" in card:
         lines += ["", "## Test metrics (MAE, in the target's unit)", "",
                   "| tensor | model | baseline | unit |", "|---|---|---|---|"]
         for t, m in card["metrics"].items():
             lines.append(f"| {t} | {m.get('mae', float('nan')):.4g} | {m.get('baseline_mae', float('nan')):.4g} "
                          f"| {m.get('unit', '')} |")
+        counted = [m for m in card["metrics"].values() if "count" in m]
+        if counted:
+            lines += ["", f"Over the {counted[0]['count']} test structures the API predicts"
+                          + (f" ({counted[0]['refused']} refused: {counted[0].get('refused_reason', '')})"
+                             if counted[0].get("refused") else "") + "."]
+    if card.get("metrics_by_group"):
+        lines += ["", "## Test metrics by group (MAE)", "", "| group | structures | tensor | model | unit |",
+                  "|---|---|---|---|---|"]
+        for group, g in card["metrics_by_group"].items():
+            for t, mae in g["mae"].items():
+                unit = card.get("metrics", {}).get(t, {}).get("unit", "")
+                lines.append(f"| {group} | {g['count']} | {t} | {mae:.4g} | {unit} |")
     lines += ["", "## Model", "", "```json", json.dumps({k: v for k, v in config.to_dict().items()
                                                         if k != "targets"}, indent=1), "```", ""]
     if card.get("notes"):
         lines += ["## Notes", "", card["notes"], ""]
     return "\n".join(lines)
+
+
+def _setting(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+def _maes(maes) -> str:
+    return ", ".join(f"{k} {v:.3g}" for k, v in (maes or {}).items() if v is not None) or "-"

@@ -1,15 +1,42 @@
-"""Shared fixtures: a tiny, non-trivial float64 ETGNN that predicts every default tensor."""
+"""Shared test helpers: the one tiny model size, tiny model folders, and a tiny float64 ETGNN fixture."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
 from etgnn_core.model.etgnn import ETGNN, ModelConfig
-from etgnn_core.tensors.specs import DEFAULT_SPECS
+from etgnn_core.tensors.specs import DEFAULT_SPECS, spec_for
 
 CUTOFF = 5.0
 PERTURB = 0.1
+# The one tiny model size of the tests.  A 4x4 spherical basis is stored in sbf_forms.json, so no
+# sympy derivation is needed to build it.
+TINY = {"hidden": 16, "int_emb": 8, "basis_emb": 4, "out_emb": 16, "triplet_hidden": 8, "num_blocks": 1,
+        "num_radial": 4, "num_spherical": 4}
+
+
+def save_tiny_model(folder, name: str, targets, elements=(), seed: int = 0, card: dict | None = None,
+                    max_neighbors: int | None = 12, **spec_overrides) -> Path:
+    """A tiny random ETGNN predicting ``targets`` saved as model folder ``folder/name``.
+
+    Every weight is perturbed, so that outputs are O(0.1) and not exact zeros; ``spec_overrides``
+    maps a target to TensorSpec overrides (e.g. ``dipole={"unit": "e*bohr"}``).
+    """
+    from etgnn_core.registry import save_model
+
+    torch.manual_seed(seed)
+    specs = [spec_for(t, **spec_overrides.get(t, {})) for t in targets]
+    net = ETGNN(ModelConfig(targets=specs, elements=sorted(elements), max_neighbors=max_neighbors, **TINY))
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(PERTURB * torch.randn(p.shape, generator=gen))
+        net.species_bias.weight.normal_(generator=gen)
+    return save_model(net, Path(folder) / name, name=name, description=f"tiny test model ({', '.join(targets)})",
+                      card=card if card is not None else {"notes": "random weights, for tests"}).resolve()
 
 
 def make_tiny_model(seed: int = 0, max_neighbors: int | None = 16) -> ETGNN:
@@ -19,20 +46,8 @@ def make_tiny_model(seed: int = 0, max_neighbors: int | None = 16) -> ETGNN:
     zero or purely isotropic (an equivariance test on such a head could not fail).
     """
     torch.manual_seed(seed)
-    config = ModelConfig(
-        targets=list(DEFAULT_SPECS.values()),
-        cutoff=CUTOFF,
-        max_neighbors=max_neighbors,
-        hidden=16,
-        int_emb=8,
-        basis_emb=4,
-        out_emb=16,
-        triplet_hidden=8,
-        num_blocks=2,
-        num_radial=4,
-        num_spherical=4,  # the sympy set-up of the spherical basis costs ~11 s CPU at the default 7
-        avg_degree=8.0,
-    )
+    config = ModelConfig(targets=list(DEFAULT_SPECS.values()), cutoff=CUTOFF, max_neighbors=max_neighbors,
+                         avg_degree=8.0, **{**TINY, "num_blocks": 2})
     model = ETGNN(config).double().eval()
     gen = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():

@@ -8,33 +8,23 @@ from __future__ import annotations
 import json
 import os
 import platform
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from ase import Atoms
 from ase.build import bulk, molecule
+from conftest import save_tiny_model
 
 import etgnn_core
 from etgnn_core import keys
 from etgnn_core.api import EdgeContributions, Prediction
-from etgnn_core.model.etgnn import ETGNN, ModelConfig
-from etgnn_core.registry import ModelLoadError, save_model
+from etgnn_core.prototypes import alpha_quartz
+from etgnn_core.registry import ModelLoadError
 from etgnn_core.structure import StructureError
 from etgnn_core.tensors.specs import spec_for
 
-# Small bases: building the spherical basis (sympy) dominates the load time of a model.
-TINY = dict(
-    hidden=16,
-    int_emb=8,
-    basis_emb=4,
-    out_emb=16,
-    triplet_hidden=8,
-    num_blocks=1,
-    num_radial=2,
-    num_spherical=2,
-    max_neighbors=12,
-)
 SHAPES = {
     keys.ENERGY: (),
     keys.FORCES: ("n", 3),
@@ -50,13 +40,9 @@ SHAPES = {
 
 def make_model_folder(root, name: str, targets, elements=(), seed: int = 0, **spec_overrides):
     """Save a tiny random ETGNN predicting ``targets`` into ``root/name``; ``spec_overrides``: {target: {unit: ..}}."""
-    torch.manual_seed(seed)
-    specs = [spec_for(t, **spec_overrides.get(t, {})) for t in targets]
-    net = ETGNN(ModelConfig(targets=specs, elements=sorted(elements), **TINY))
-    with torch.no_grad():  # O(1) outputs, so that sums and shapes are not trivially zero
-        net.species_bias.weight.normal_()
-    card = {"metrics": {t: {"mae": 0.1, "baseline_mae": 1.0, "unit": s.unit} for t, s in zip(targets, specs)}}
-    return save_model(net, root / name, name=name, description=f"tiny test model {name}", card=card)
+    card = {"metrics": {t: {"mae": 0.1, "baseline_mae": 1.0, "unit": spec_for(t, **spec_overrides.get(t, {})).unit}
+                        for t in targets}}
+    return save_tiny_model(root, name, targets, elements, seed, card=card, **spec_overrides)
 
 
 def sio_cell() -> Atoms:
@@ -68,16 +54,7 @@ def sio_cell() -> Atoms:
 
 
 def quartz() -> Atoms:
-    from ase.spacegroup import crystal
-
-    a = crystal(
-        ["Si", "O"],
-        basis=[(0.4697, 0, 2 / 3), (0.4135, 0.2669, 0.1191 + 2 / 3)],
-        spacegroup=154,
-        cellpar=[4.9134, 4.9134, 5.4052, 90, 90, 120],
-    )
-    a.rattle(0.02, seed=2)
-    return a
+    return alpha_quartz(rattle=0.02, seed=2)
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +207,18 @@ def test_cpu_allocator_tuning_is_on_by_default_and_can_be_switched_off():
     assert off.split() == ["False", "False"]
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert on.split() == ["True", "True"]
+
+
+def test_loading_a_model_leaves_the_process_allocator_alone():
+    import subprocess
+    import sys
+
+    code = ("import etgnn_core, etgnn_core.device as d; m = etgnn_core.load_model('piezo_zno', device='cpu'); "
+            "m.predict(etgnn_core.structure.read_structures('assets/demo/POSCAR_ZnO_wurtzite')[0]); "
+            "print(d._ALLOCATOR_TUNED)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.split() == ["None"]
 
 
 def _copy_model(src, dst):

@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import pytest
-import torch
+from conftest import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -44,19 +44,8 @@ playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwrig
 
 
 def make_tiny_bec(folder: Path) -> Path:
-    from etgnn_core.model.etgnn import ETGNN, ModelConfig
-    from etgnn_core.registry import save_model
-    from etgnn_core.tensors.specs import spec_for
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(targets=[spec_for("born_charges"), spec_for("dielectric")], hidden=16, int_emb=8, out_emb=16,
-                      triplet_hidden=8, basis_emb=4, num_blocks=1, num_spherical=3, num_radial=3,
-                      elements=[7, 8, 13, 14, 30])
-    net = ETGNN(cfg)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
-    return save_model(net, folder / "aa_tiny_bec", name="aa_tiny_bec", description="tiny test model")
+    return save_tiny_model(folder, "aa_tiny_bec", ["born_charges", "dielectric"], [7, 8, 13, 14, 30],
+                           max_neighbors=None)
 
 
 def free_port() -> int:

@@ -18,8 +18,8 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
-import torch
 from ase.build import bulk
+from conftest import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `from app.state import ...` as the pages do
@@ -33,20 +33,7 @@ ELEMENTS = [1, 7, 8, 13, 14, 16, 22, 30, 48, 56, 72]  # H N O Al Si S Ti Zn Cd B
 
 def make_tiny(folder: Path, name: str, targets: list[str], elements: list[int], seed: int = 0,
               **spec_overrides) -> Path:
-    from etgnn_core.model.etgnn import ETGNN, ModelConfig
-    from etgnn_core.registry import save_model
-    from etgnn_core.tensors.specs import spec_for
-
-    torch.manual_seed(seed)
-    specs = [spec_for(t, **spec_overrides.get(t, {})) for t in targets]
-    cfg = ModelConfig(targets=specs, hidden=16, int_emb=8, out_emb=16, triplet_hidden=8,
-                      basis_emb=4, num_blocks=1, num_spherical=3, num_radial=3, elements=elements)
-    net = ETGNN(cfg)
-    with torch.no_grad():  # O(0.1) outputs rather than exact zeros
-        for p in net.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(seed)))
-    return save_model(net, folder / name, name=name, description=f"tiny test model ({', '.join(targets)})",
-                      card={"notes": "random weights, for tests"}).resolve()
+    return save_tiny_model(folder, name, targets, elements, seed, max_neighbors=None, **spec_overrides)
 
 
 @pytest.fixture(scope="session")

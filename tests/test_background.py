@@ -8,13 +8,14 @@ import time
 import numpy as np
 import pytest
 from ase.build import bulk
+from conftest import TINY as SIZES
 
 from etgnn_core.api import load_model
 from etgnn_core.data import DataError, Sample
 from etgnn_core.train import TrainConfig
 from etgnn_core.train.background import CANCELLED, FAILED, FINISHED, TrainingJob
 
-TINY = {"hidden": 16, "int_emb": 8, "out_emb": 16, "triplet_hidden": 8, "num_blocks": 1, "max_neighbors": 8}
+TINY = {**SIZES, "max_neighbors": 8}
 
 
 def samples(n=8, seed=0):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
-
 import ase
 import ase.build
 import numpy as np
 import pytest
 import torch
-from ase.spacegroup import crystal
 
 import etgnn_core.graph as graph_module
 from etgnn_core.graph import build_graph, collate, neighbor_list
+from etgnn_core.prototypes import alpha_quartz
 from etgnn_core.tensors.specs import DEFAULT_SPECS
 
 CUTOFF = 5.0
@@ -37,18 +35,8 @@ def wurtzite() -> ase.Atoms:
 
 
 def quartz() -> ase.Atoms:
-    """alpha-quartz-like SiO2 (P3_2 21, 9 atoms), rattled."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        atoms = crystal(
-            ["Si", "O"],
-            basis=[(0.4697, 0.0, 2 / 3), (0.4135, 0.2669, 0.78576667)],
-            spacegroup=154,
-            cellpar=[4.916, 4.916, 5.405, 90, 90, 120],
-        )
-    assert len(atoms) == 9
-    atoms.rattle(0.1, seed=3)
-    return atoms
+    """alpha-quartz SiO2 (9 atoms), rattled."""
+    return alpha_quartz(rattle=0.1, seed=3)
 
 
 def rocksalt() -> ase.Atoms:

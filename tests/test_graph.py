@@ -12,7 +12,8 @@ import pytest
 import torch
 from ase.neighborlist import primitive_neighbor_list
 
-from etgnn_core.graph import build_graph, cap_neighbors, collate, is_periodic, neighbor_list
+from etgnn_core.graph import build_graph, cap_neighbors, collate, neighbor_list
+from etgnn_core.structure import is_periodic
 
 CUTOFF = 5.0
 

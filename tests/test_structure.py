@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import time
 
 import ase.io
 import numpy as np
@@ -290,9 +289,14 @@ def test_periodicity_and_partial_pbc(crystal):
 # ----------------------------------------------------------------------------------------------
 # validation
 # ----------------------------------------------------------------------------------------------
-def test_valid_structures_pass(crystal):
-    validate_atoms(crystal, allowed_numbers={8, 22}, max_atoms=6)
-    validate_atoms(molecule("CH3CH2OH"), allowed_numbers={1, 6, 8})
+def test_valid_structures_pass_at_the_limits(crystal):
+    """Exactly at each limit passes; one step beyond fails (so the passing calls check something)."""
+    closest = float(np.sort(crystal.get_all_distances(mic=True), axis=None)[len(crystal)])
+    assert validate_atoms(crystal, allowed_numbers={8, 22}, max_atoms=6, min_distance=closest - 1e-6) is None
+    assert validate_atoms(molecule("CH3CH2OH"), allowed_numbers={1, 6, 8}) is None
+    for limits in ({"allowed_numbers": {8}}, {"max_atoms": 5}, {"min_distance": closest + 1e-3}):
+        with pytest.raises(StructureError):
+            validate_atoms(crystal, **limits)
 
 
 def test_nan_position_names_atom():
@@ -375,11 +379,9 @@ def test_label_from_info(tmp_path):
     assert e.value.frame == 1 and e.value.source == "md.xyz"
 
 
-def test_distance_check_is_fast_for_10k_atoms():
+def test_distance_check_finds_one_close_pair_among_10k_atoms():
     atoms = bulk("Si", "diamond", a=5.43, cubic=True) * (11, 11, 11)  # 10648 atoms
-    start = time.perf_counter()
-    validate_atoms(atoms)
-    assert time.perf_counter() - start < 5.0
+    assert validate_atoms(atoms) is None
     atoms.positions[5000] = atoms.positions[17] + [0.02, 0.0, 0.0]
     with pytest.raises(StructureError, match="atoms 17 .* and 5000"):
         validate_atoms(atoms)

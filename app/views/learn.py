@@ -4,7 +4,6 @@ live check that prediction(rotated structure) = rotation(prediction)."""
 from __future__ import annotations
 
 import re
-import threading
 
 import numpy as np
 import pandas as pd
@@ -34,7 +33,6 @@ from etgnn_core.tensors.algebra import (
 from etgnn_core.viz import structure_figure
 
 XYZ = "xyz"
-_HOOK_LOCK = threading.Lock()
 
 # ------------------------------------------------------------------------------------------ helpers
 def kept(key: str, default, options: list | None = None) -> dict:
@@ -67,30 +65,21 @@ def tex_unit(u: str) -> str:
 def edge_coefficients(model, atoms) -> np.ndarray:
     """t_kj of every edge and target, in output units (scale / <deg> included): [n_edges, n_targets].
 
-    Read with a forward hook on the edge head (phi_edge), in the edge order of ``model.predict``.
+    From ModelOutput.edge_coefficients, in the edge order of ``model.predict``.
     For a committee: the mean over its members (each with its own scale and <deg>), which is what
     the mean edge contributions are made of.
     """
+
     _, graph = model.prepare(atoms, max_atoms=None)
     return np.mean([_edge_coefficients(net, graph) for net in getattr(model, "nets", [model.net])], axis=0)
 
 
 def _edge_coefficients(net, graph) -> np.ndarray:
-    captured = {}
+    import torch
 
-    def hook(_mod, _inp, out):
-        captured["t"] = out.detach()
-
-    with _HOOK_LOCK:
-        handle = net.edge_head.register_forward_hook(hook)
-        try:
-            import torch
-
-            with torch.no_grad():
-                net(graph)
-        finally:
-            handle.remove()
-    t = captured["t"].cpu().numpy().astype(np.float64)
+    with torch.no_grad():
+        out = net(graph)
+    t = out.edge_coefficients.cpu().numpy().astype(np.float64)
     scales = net.scales.detach().cpu().numpy().astype(np.float64)
     return t * scales[None, :] / float(net.config.avg_degree)
 

@@ -30,7 +30,6 @@ from .extxyz import load_labelled_extxyz
 from .poscar import load_poscar_zip, parse_poscar
 from .sample import DataError, DatasetInfo, Sample
 from .split import load_split, save_split, split_indices
-from .tensors import elastic_to_voigt, piezo_to_voigt, voigt_to_elastic, voigt_to_piezo
 from .validate import MAX_ABS, expected_shape, validate_samples
 
 __all__ = [
@@ -40,7 +39,6 @@ __all__ = [
     "DatasetInfo",
     "Sample",
     "data_root",
-    "elastic_to_voigt",
     "expected_shape",
     "ferroelectric_polarization",
     "list_datasets",
@@ -58,10 +56,7 @@ __all__ = [
     "matten_elasticity_split",
     "parse_poscar",
     "phonon_eps_ok",
-    "piezo_to_voigt",
     "save_split",
     "split_indices",
     "validate_samples",
-    "voigt_to_elastic",
-    "voigt_to_piezo",
 ]

@@ -16,10 +16,10 @@ import ase
 import numpy as np
 
 from .. import keys
+from ..tensors.algebra import voigt_rank3_to_full, voigt_rank4_to_full
 from .extxyz import frame_targets, molecule_or_crystal, plain_atoms, read_frames_file
 from .poscar import load_poscar_zip
 from .sample import DataError, DatasetInfo, Sample
-from .tensors import voigt_to_elastic, voigt_to_piezo
 
 ENV_VAR = "ETGNN_DATA"
 
@@ -366,11 +366,11 @@ def _abo3_info(piezo: str = "electronic") -> DatasetInfo:
             f"{BEC_CONVENTION} From row.data['{ABO3_KEYS['born']}'] [n,3,3] as stored (pymatgen/VASP). "
             f"dielectric = row.data['{ABO3_KEYS['eps_electronic']}'] (VASP's ion-clamped 'static' = "
             f"electronic eps_inf; 'Dielectric Tensor' = electronic + ionic total is not loaded). "
-            f"piezoelectric = voigt_to_piezo(row.data['{pz}']) with e_ijk = e_iJ, J = Voigt(j, k), no "
+            f"piezoelectric = voigt_rank3_to_full(row.data['{pz}']) with e_ijk = e_iJ, J = Voigt(j, k), no "
             f"factor 2 (stress coefficients). {PIEZO_CONVENTION} Default is the electronic (clamped-ion) "
             f"part, the same quantity as the ETGNN perturbed piezo sets; load_abo3_piezo(piezo='total') "
             f"gives the relaxed-ion total '{ABO3_KEYS['piezo_total']}' (up to ~120 C/m^2 near lattice "
-            f"instabilities). elastic = voigt_to_elastic(row.data['{ABO3_KEYS['elastic_total']}']), "
+            f"instabilities). elastic = voigt_rank4_to_full(row.data['{ABO3_KEYS['elastic_total']}']), "
             f"relaxed-ion; {ELASTIC_CONVENTION} Voigt order checked on the data (P4mm: C44 = C55, "
             f"e15 in column 13 of row x). Units checked: d = e S reproduces the stored d_ij in pC/N "
             f"with e in C/m^2 and S in 1/GPa. energy = row.data['Total Energy']. Sample id = "
@@ -409,8 +409,8 @@ def load_abo3_piezo(root=None, limit=None, piezo: str = "electronic") -> tuple[l
             t = {
                 keys.BORN_CHARGES: np.asarray(data[ABO3_KEYS["born"]], dtype=np.float64).reshape(n, 3, 3),
                 keys.DIELECTRIC: np.asarray(data[ABO3_KEYS["eps_electronic"]], dtype=np.float64).reshape(3, 3),
-                keys.PIEZOELECTRIC: voigt_to_piezo(data[ABO3_KEYS[f"piezo_{piezo}"]]),
-                keys.ELASTIC: voigt_to_elastic(data[ABO3_KEYS["elastic_total"]]),
+                keys.PIEZOELECTRIC: voigt_rank3_to_full(data[ABO3_KEYS[f"piezo_{piezo}"]]),
+                keys.ELASTIC: voigt_rank4_to_full(data[ABO3_KEYS["elastic_total"]]),
                 keys.ENERGY: np.asarray(float(data[ABO3_KEYS["energy"]]), dtype=np.float64),
             }
         except ValueError as exc:
@@ -451,7 +451,7 @@ def _matten_elasticity_info() -> DatasetInfo:
         units={**POS, keys.ELASTIC: "GPa"},
         conventions=(
             f"{ELASTIC_CONVENTION} Taken from 'elastic_tensor_full' (3x3x3x3) and checked on load "
-            "against 'elastic_tensor_voigt' through voigt_to_elastic. Structures are pymatgen Structure "
+            "against 'elastic_tensor_voigt' through voigt_rank4_to_full. Structures are pymatgen Structure "
             "dicts converted with AseAtomsAdaptor. Sample id = the JSON key. The published split is in "
             "info.extra['split'] (id -> part) and matten_elasticity_split(); in this file every "
             "structure is marked 'train'."
@@ -483,7 +483,7 @@ def load_matten_elasticity(root=None, limit=None) -> tuple[list[Sample], Dataset
         src = f"{path}, id {sid!r}"
         try:
             c = np.asarray(d["elastic_tensor_full"][sid], dtype=np.float64)
-            cv = voigt_to_elastic(d["elastic_tensor_voigt"][sid])
+            cv = voigt_rank4_to_full(d["elastic_tensor_voigt"][sid])
         except (KeyError, ValueError) as exc:
             raise DataError(f"{src}, key 'elastic_tensor_full': {exc}") from None
         if c.shape != (3, 3, 3, 3) or np.abs(c - cv).max() > 1e-4 * max(1.0, np.abs(c).max()):

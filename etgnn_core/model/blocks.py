@@ -1,6 +1,7 @@
 """The blocks of ETGNN (paper Figure 2), one small class each, named as in the paper.
 
-Edge blocks are DimeNet++'s (reused from PyG); the triplet blocks implement eqs 11 and 12.
+Edge blocks are DimeNet++'s (etgnn_core.model.dimenet, adapted from PyG); the triplet blocks
+implement eqs 11 and 12.
 Shapes: E = edges, T = triplets, N = atoms, H = edge hidden size, C = triplet hidden size.
 """
 
@@ -13,15 +14,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch_geometric.nn.models.dimenet import (
-    BesselBasisLayer,
-    Envelope,
-    InteractionPPBlock,
-    ResidualLayer,
-    SphericalBasisLayer,
-)
 
-from etgnn_core.tensors.assemble import gather, scatter_sum
+from etgnn_core.model.dimenet import BesselBasis, Envelope, InteractionPP, ResidualLayer
+from etgnn_core.ops import gather, scatter_sum
 
 N_ELEMENTS = 119  # embedding rows: index = atomic number (0 unused)
 
@@ -30,7 +25,7 @@ def act(x: torch.Tensor) -> torch.Tensor:
     return nn.functional.silu(x)
 
 
-class RadialBasis(BesselBasisLayer):
+class RadialBasis(BesselBasis):
     """Radial Bessel basis e_RBF(d) with the smooth polynomial envelope (DimeNet)."""
 
 
@@ -40,7 +35,7 @@ _FORMS_FILE = Path(__file__).with_name("sbf_forms.json")
 def _basis_forms(num_spherical: int, num_radial: int) -> tuple[list[list[str]], list[str]]:
     """Sympy forms of the radial and angular parts as strings (PyG's dimenet_utils).
 
-    Deriving them (sympy.simplify) takes ~25 s, so the sizes in use are stored in sbf_forms.json
+    Deriving them (sympy.simplify) is slow, so the sizes in use are stored in sbf_forms.json
     (generated with the same PyG functions); other sizes are derived on demand.
     """
     stored = json.loads(_FORMS_FILE.read_text()) if _FORMS_FILE.exists() else {}
@@ -51,6 +46,11 @@ def _basis_forms(num_spherical: int, num_radial: int) -> tuple[list[list[str]], 
 
     bessel = [[str(e) for e in row] for row in bessel_basis(num_spherical, num_radial)]
     return bessel, [str(row[0]) for row in real_sph_harm(num_spherical)]
+
+
+def _constant_like(value: float, x: torch.Tensor) -> torch.Tensor:
+    """The l = 0 angular function: a constant with the shape of the angles."""
+    return torch.zeros_like(x) + value
 
 
 @functools.lru_cache(maxsize=8)
@@ -66,27 +66,27 @@ def _spherical_basis_functions(num_spherical: int, num_radial: int) -> tuple[tup
         form = sym.sympify(sph_forms[i])
         if i == 0:
             const = sym.lambdify([theta], form, modules)(0)
-            sph.append(functools.partial(SphericalBasisLayer._sph_to_tensor, const))
+            sph.append(functools.partial(_constant_like, const))
         else:
             sph.append(sym.lambdify([theta], form, modules))
         bessel += [sym.lambdify([x], sym.sympify(bessel_forms[i][j]), modules) for j in range(num_radial)]
     return tuple(sph), tuple(bessel)
 
 
-class SphericalBasis(SphericalBasisLayer):
-    """Spherical Bessel x spherical harmonic basis a_SBE(d_kj, alpha_kji) (eq 10).
+class SphericalBasis(nn.Module):
+    """Spherical Bessel x spherical harmonic basis a_SBE(d_kj, alpha_kji) (eq 10), as DimeNet's.
 
-    Same functions as PyG's layer, with the sympy construction cached per basis size.
+    The torch functions of the basis are built from sympy forms once per basis size.
     """
 
     def __init__(self, num_spherical: int, num_radial: int, cutoff: float = 5.0, envelope_exponent: int = 5):
-        nn.Module.__init__(self)
+        super().__init__()
         self.num_spherical, self.num_radial, self.cutoff = num_spherical, num_radial, cutoff
         self.envelope = Envelope(envelope_exponent)
         sph, bessel = _spherical_basis_functions(num_spherical, num_radial)
         self.sph_funcs, self.bessel_funcs = list(sph), list(bessel)
 
-    def forward(self, dist, angle, idx_kj):  # [E], [T], [T] -> [T, S*R]; PyG's forward with gather
+    def forward(self, dist, angle, idx_kj):  # [E], [T], [T] -> [T, S*R]
         dist = dist / self.cutoff
         rbf = torch.stack([f(dist) for f in self.bessel_funcs], dim=1)  # [E, S*R]
         rbf = self.envelope(dist).unsqueeze(-1) * rbf
@@ -110,25 +110,11 @@ class EdgeEmbeddingBlock(nn.Module):
         return act(self.lin(torch.cat([gather(h, src), gather(h, dst), act(self.lin_rbf(rbf))], dim=-1)))
 
 
-class EdgeUpdateBlock(InteractionPPBlock):
+class EdgeUpdateBlock(InteractionPP):
     """DimeNet++ interaction block: m_ji <- f(m_ji, sum_k m_kj * rbf_kj * sbf_kji)."""
 
     def __init__(self, hidden, int_emb, basis_emb, num_spherical, num_radial):
         super().__init__(hidden, int_emb, basis_emb, num_spherical, num_radial, 1, 2, act)
-
-    def forward(self, x, rbf, sbf, idx_kj, idx_ji):  # [E, H] -> [E, H]; PyG's forward with gather
-        x_ji = self.act(self.lin_ji(x))
-        x_kj = self.act(self.lin_kj(x)) * self.lin_rbf2(self.lin_rbf1(rbf))
-        x_kj = self.act(self.lin_down(x_kj))  # [E, I]
-        x_kj = gather(x_kj, idx_kj) * self.lin_sbf2(self.lin_sbf1(sbf))  # [T, I]
-        x_kj = scatter_sum(x_kj, idx_ji, x.shape[0])  # [E, I]
-        h = x_ji + self.act(self.lin_up(x_kj))
-        for layer in self.layers_before_skip:
-            h = layer(h)
-        h = self.act(self.lin(h)) + x
-        for layer in self.layers_after_skip:
-            h = layer(h)
-        return h
 
 
 class TripletEmbeddingBlock(nn.Module):

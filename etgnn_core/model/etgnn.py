@@ -22,7 +22,8 @@ from etgnn_core.model.blocks import (
     cosine_cutoff,
 )
 from etgnn_core.model.config import ModelConfig
-from etgnn_core.tensors.assemble import AssembledTensor, Geometry, assemble, gather
+from etgnn_core.ops import gather
+from etgnn_core.tensors.assemble import AssembledTensor, Geometry, assemble
 
 
 @dataclass
@@ -31,6 +32,10 @@ class ModelOutput:
     embeddings: torch.Tensor | None  # [n_atoms, out_emb]
     graph: Graph
     edge_vectors: torch.Tensor  # [n_edges, 3] r_kj in the model's dtype
+    # the scalar coefficients the tensors are built from (before the target scale and 1/<deg>):
+    edge_coefficients: torch.Tensor | None = None  # [n_edges, n_targets] t_kj, column i = config.targets[i]
+    # [n_triplets, n_triplet_targets] t_kji, one column per target with uses_triplets, in target order
+    triplet_coefficients: torch.Tensor | None = None
 
 
 class ETGNN(nn.Module):
@@ -103,4 +108,4 @@ class ETGNN(nn.Module):
             ts = t_self[:, self_col : self_col + spec.n_self]
             self_col += spec.n_self
             out[spec.name] = assemble(spec, geo, t_edge[:, i], tt, ts, self.scales[i], self.config.avg_degree)
-        return ModelOutput(out, h if embeddings else None, g, vec)
+        return ModelOutput(out, h if embeddings else None, g, vec, t_edge, t_trip)

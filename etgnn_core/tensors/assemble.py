@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from etgnn_core.ops import gather, scatter_sum
 from etgnn_core.tensors.specs import TensorSpec
 
 
@@ -62,16 +63,6 @@ def isotropic_basis(rank: int, n: int, dtype, device) -> torch.Tensor:
         sym = torch.einsum("ik,jl->ijkl", eye, eye) + torch.einsum("il,jk->ijkl", eye, eye)
         return torch.stack([dd, sym])
     return torch.zeros(0, *([3] * rank), dtype=dtype, device=device)
-
-
-def gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x[index] along the first axis: index_select is 2-4x faster than advanced indexing on CPU."""
-    return x.index_select(0, index)
-
-
-def scatter_sum(src: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
-    out = torch.zeros(size, *src.shape[1:], dtype=src.dtype, device=src.device)
-    return out.index_add_(0, index, src)
 
 
 @dataclass

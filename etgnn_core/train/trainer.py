@@ -23,6 +23,7 @@ from etgnn_core.train.batching import LabelledGraph, collate_labelled, label_gra
 from etgnn_core.train.config import TrainConfig
 from etgnn_core.train.module import ETGNNModule, target_errors
 from etgnn_core.train.normalize import Baseline, apply_normalization, average_degree
+from etgnn_core.train.recipe import write_recipe_and_history
 
 log = logging.getLogger(__name__)
 
@@ -213,10 +214,9 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
     }
     if eval_part == "test" and parts["val"]:  # for choosing between rounds without looking at the test split
         card["val_metrics"] = {k: {"mae": v} for k, v in evaluate(model, parts["val"]).items()}
-    if config.finetune_from:  # keep the history: what the starting model had been trained on
-        card["training"]["previous"] = _previous_training(config.finetune_from)
     model_dir = save_model(model.cpu(), out / "model", name=config.name, description=config.description,
                            card=card, split=ids)
+    card = write_recipe_and_history(model_dir, config, card)  # train.yaml; the card's settings and history
     return TrainResult(model, model_dir, metrics, ids, minutes, epochs, card)
 
 
@@ -257,13 +257,6 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume):
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         load_state_strict(model, {k.removeprefix("model."): v for k, v in state.items()}, best)
     return trainer.current_epoch, (time.monotonic() - start) / 60
-
-
-def _previous_training(name_or_path) -> dict:
-    from etgnn_core.registry import read_info
-
-    card = read_info(find_model(name_or_path)).card
-    return card.get("training", {})
 
 
 def _wants_cuda(device: str) -> bool:

@@ -1,7 +1,7 @@
 """Plotly figures and an offline 3Dmol.js viewer shared by the app and notebooks (no Streamlit import)."""
 
 from etgnn_core.viz.pca import pca_figure
-from etgnn_core.viz.structure import contributions_figure, structure_figure, tensor_summary
+from etgnn_core.viz.structure import contribution_sign, contributions_figure, structure_figure, tensor_summary
 from etgnn_core.viz.surface import piezo_surface_figure
 from etgnn_core.viz.tables import tensor_table
 from etgnn_core.viz.uncertainty import error_bar_figure, outer_tensor, pm_table
@@ -9,6 +9,7 @@ from etgnn_core.viz.viewer3d import assets_dir, viewer_html
 
 __all__ = [
     "assets_dir",
+    "contribution_sign",
     "contributions_figure",
     "error_bar_figure",
     "outer_tensor",

@@ -6,6 +6,8 @@ import numpy as np
 from ase.data import chemical_symbols, covalent_radii
 from ase.data.colors import jmol_colors
 
+from etgnn_core.structure import is_periodic
+
 POSITIVE_COLOR = "#c0392b"  # red: positive contribution / value
 NEGATIVE_COLOR = "#2166ac"  # blue: negative
 ELLIPSOID_COLOR = "#7f8c8d"  # grey: positive-definite tensor
@@ -66,10 +68,6 @@ def polyline(segments) -> tuple[list, list, list]:
         ys += [p[1], q[1], None]
         zs += [p[2], q[2], None]
     return xs, ys, zs
-
-
-def is_periodic(atoms) -> bool:
-    return bool(np.any(atoms.pbc)) and atoms.cell.rank > 0
 
 
 def structure_center(atoms) -> np.ndarray:

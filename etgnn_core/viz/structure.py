@@ -332,18 +332,18 @@ def _match_atoms(atoms, positions) -> np.ndarray:
     return np.where(d[np.arange(len(idx)), idx] < 0.1, idx, -1)
 
 
-def _contribution_sign(contrib, bond_dir) -> float:
-    """Rank 2: sign of the trace (largest |component| if the trace is ~0); rank 1: sign of the
-    projection on the bond direction; other ranks: sign of the largest |component|."""
+def contribution_sign(contrib, bond_dir) -> int:
+    """The sign a bond is coloured by: rank 2 the trace, rank 1 the projection on the bond direction
+    e_kj, otherwise the largest component (which also breaks a zero trace or projection)."""
     a = np.asarray(contrib, dtype=float)
-    largest = np.sign(a.ravel()[np.abs(a).argmax()]) if a.size else 0.0
+    largest = int(np.sign(a.ravel()[np.abs(a).argmax()])) if a.size else 0
     if a.shape == (3, 3):
         tr = np.trace(a)
-        return float(np.sign(tr)) if abs(tr) > 1e-6 * max(np.abs(a).max(), 1e-300) else float(largest)
+        return int(np.sign(tr)) if abs(tr) > 1e-6 * max(np.abs(a).max(), 1e-300) else largest
     if a.shape == (3,):
         proj = float(a @ bond_dir)
-        return float(np.sign(proj)) if abs(proj) > 1e-12 else float(largest)
-    return float(largest)
+        return int(np.sign(proj)) if abs(proj) > 1e-12 else largest
+    return largest
 
 
 def contributions_figure(
@@ -403,7 +403,7 @@ def contributions_figure(
     shown = set()
     for b, (p, a) in enumerate(zip(pos, contrib)):
         r = c0 - p
-        sign = _contribution_sign(a, r / max(np.linalg.norm(r), 1e-12))
+        sign = contribution_sign(a, r / max(np.linalg.norm(r), 1e-12))
         kind = "positive" if sign >= 0 else "negative"
         mid = 0.5 * (c0 + p)
         text = f"{names[b]} → #{center}<br>|{label}| = {norms[b]:.3g} ({kind})<br>{c.fmt_matrix(a)}"

@@ -12,7 +12,7 @@ are orange, the others grey.  The page carries only each ellipsoid's centre, its
 principal semi-axis vectors and a positive-definite flag; the meshes (the UV sphere of
 :func:`etgnn_core.tensors.algebra.ellipsoid_mesh` with ``n=12``, same vertices, normals and
 triangles) are built by the page's JavaScript (:data:`MESH_JS`), which keeps the page small
-(~0.6 MB for 200 atoms with ellipsoids, most of it the 3Dmol.js library).
+(most of it is then the 3Dmol.js library, not meshes).
 
 The view id is stable, so identical inputs give identical HTML (Streamlit keeps the iframe);
 the camera is also saved in ``sessionStorage`` under the view id and a fingerprint of the

@@ -1,4 +1,4 @@
-"""App, part 2: Embedding map, Train and Learn pages (AppTest), and a real-browser click on the map (Playwright).
+"""App: Embedding map, Train and Learn pages (AppTest), and a real-browser click on the map (Playwright).
 
 No shipped model is needed: a tiny model folder is written to a temporary $ETGNN_PRETRAINED.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 import ase.io
 import numpy as np
 import pytest
-import torch
 from ase.build import bulk
+from conftest import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY = str(ROOT / "app" / "streamlit_app.py")
@@ -35,15 +35,8 @@ def pretrained(tmp_path_factory):
 
     Named "0_tiny_bec" so that it sorts before any model in the repository's pretrained/: the browser
     test (which cannot set session state) gets it as the default choice."""
-    from etgnn_core.model.etgnn import ETGNN, ModelConfig
-    from etgnn_core.registry import save_model
-    from etgnn_core.tensors.specs import spec_for
-
     d = tmp_path_factory.mktemp("pretrained")
-    torch.manual_seed(0)
-    net = ETGNN(ModelConfig(targets=[spec_for("born_charges"), spec_for("dielectric")], hidden=16, int_emb=8,
-                            out_emb=16, triplet_hidden=8, num_blocks=1, max_neighbors=12))
-    save_model(net, d / MODEL, name=MODEL, description="test model")
+    save_tiny_model(d, MODEL, ["born_charges", "dielectric"])
     return d
 
 
@@ -299,6 +292,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} not installed (apt-get install -y chromium)")
 def test_browser_click_on_map_opens_structure(pretrained, tmp_path):
     pytest.importorskip("playwright")

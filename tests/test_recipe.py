@@ -1,0 +1,99 @@
+"""train.yaml: every model folder says how it was trained, stage by stage; --dry-run checks it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from test_train import tiny_config, zno_samples
+
+from etgnn_core.data import data_root
+from etgnn_core.train import ConfigError, train
+from etgnn_core.train.recipe import RECIPE_FILE, dry_run, read_recipe, run_recipe, sha256_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p.parent for p in (ROOT / "pretrained").glob(f"*/{RECIPE_FILE}"))
+
+
+def test_training_and_fine_tuning_write_the_chain_of_stages(tmp_path):
+    first = train(tiny_config(tmp_path / "a"), samples=zno_samples(), progress_bar=False)
+    one = read_recipe(first.model_dir / RECIPE_FILE)
+    assert len(one.stages) == 1 and one.stages[0].parent is None
+    assert one.stages[0].result["weights_sha256"] == sha256_file(first.model_dir / "weights.pt")
+    assert one.stages[0].config.optim.max_epochs == 2 and one.stages[0].config.finetune_from is None
+
+    optim = {"max_epochs": 1, "batch_size": 8, "patience": 0}
+    second = train(tiny_config(tmp_path / "b", finetune_from=str(first.model_dir), optim=optim),
+                   samples=zno_samples(), progress_bar=False)
+    two = read_recipe(second.model_dir / RECIPE_FILE)
+    assert [s.config.optim.max_epochs for s in two.stages] == [2, 1]
+    assert two.stages[1].parent["sha256"] == one.stages[0].result["weights_sha256"]
+    card = json.loads((second.model_dir / "card.json").read_text())
+    assert [h["stage"] for h in card["history"]] == [1, 2] and "previous" not in card["training"]
+    assert card["training"]["settings"]["optim"]["patience"] == 0
+    assert "## History" in (second.model_dir / "card.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_recipe_runs_its_stages_in_order(tmp_path):
+    first = train(tiny_config(tmp_path / "a"), samples=zno_samples(), progress_bar=False)
+    recipe = read_recipe(first.model_dir / RECIPE_FILE)
+    stage = recipe.stages[0]
+    two = type(recipe)(recipe.name, [stage, type(stage)(stage.config, {"name": "tiny", "sha256": "x"})])
+    two.stages[1].config.output = str(tmp_path / "stage2")
+    two.stages[0].config.output = str(tmp_path / "stage1")
+    res = run_recipe(two, samples=zno_samples(), progress_bar=False)
+    rebuilt = read_recipe(res.model_dir / RECIPE_FILE)
+    assert len(rebuilt.stages) == 2
+    assert rebuilt.stages[1].parent["sha256"] == sha256_file(tmp_path / "stage1" / "model" / "weights.pt")
+
+
+def test_a_broken_chain_is_refused(tmp_path):
+    d = yaml.safe_load((SHIPPED[0] / RECIPE_FILE).read_text())
+    d["stages"].append({**d["stages"][0], "parent": {"name": "x", "sha256": "0" * 64}})
+    (tmp_path / RECIPE_FILE).write_text(yaml.safe_dump(d))
+    with pytest.raises(ConfigError, match="stage 2's parent sha256"):
+        read_recipe(tmp_path / RECIPE_FILE)
+
+
+def test_every_shipped_model_has_a_train_yaml_ending_in_its_weights():
+    names = sorted(p.name for p in (ROOT / "pretrained").iterdir() if (p / "weights.pt").exists())
+    assert [p.name for p in SHIPPED] == names
+    for folder in SHIPPED:
+        recipe = read_recipe(folder / RECIPE_FILE)
+        assert recipe.stages[-1].result["weights_sha256"] == sha256_file(folder / "weights.pt"), folder.name
+        card = json.loads((folder / "card.json").read_text())
+        assert len(card["history"]) == len(recipe.stages) and "previous" not in card["training"], folder.name
+        assert card["training"]["settings"]["optim"]["patience"] == recipe.stages[-1].config.optim.patience
+
+
+@pytest.mark.skipif(data_root() is None, reason="needs the reference data (../shared/data or $ETGNN_DATA)")
+def test_dry_run_checks_data_hashes(tmp_path):
+    lines, problems = dry_run(ROOT / "pretrained" / "piezo_zno" / RECIPE_FILE)
+    assert problems == [] and lines[0].startswith("piezo_zno: 2 stage(s)")
+    d = yaml.safe_load((ROOT / "pretrained" / "piezo_zno" / RECIPE_FILE).read_text())
+    key = next(iter(d["stages"][0]["data_files"]))
+    d["stages"][0]["data_files"][key] = "0" * 64
+    (tmp_path / RECIPE_FILE).write_text(yaml.safe_dump(d))
+    _, problems = dry_run(tmp_path / RECIPE_FILE)
+    assert len(problems) == 1 and key in problems[0] and "differs" in problems[0]
+
+
+def test_configs_hold_one_recipe_per_shipped_model():
+    assert sorted(p.stem for p in (ROOT / "configs").glob("*.yaml")) == [p.name for p in SHIPPED]
+    for folder in SHIPPED:
+        assert (ROOT / "configs" / f"{folder.name}.yaml").read_text() == (folder / RECIPE_FILE).read_text(), folder.name
+
+
+def test_cli_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
+    from etgnn_core import cli
+
+    first = train(tiny_config(tmp_path / "a"), samples=zno_samples(), progress_bar=False)
+    d = yaml.safe_load((first.model_dir / RECIPE_FILE).read_text())
+    d["stages"][0]["config"]["data"] = {"extxyz": str(tmp_path / "missing.xyz")}
+    (tmp_path / RECIPE_FILE).write_text(yaml.safe_dump(d))
+    assert cli.main(["train", str(tmp_path / RECIPE_FILE), "--dry-run"]) == 1
+    out = capsys.readouterr()
+    assert "tiny: 1 stage(s)" in out.out and "missing.xyz" in out.err
