@@ -75,7 +75,11 @@ def evaluate(info, limit: int | None = None, batch_size: int = 32) -> tuple[dict
     split = json.loads(split_path.read_text())
     if "test" not in split or not split["test"]:
         raise LookupError("split.json has no test part")
-    cfg = TrainConfig.from_file(cfg_path)
+    from etgnn_core.train import recipe
+
+    # a shipped model's recipe (train.yaml stages): the last stage names the data it was tested on
+    cfg = recipe.read_recipe(cfg_path).stages[-1].config if recipe.is_recipe_file(cfg_path) \
+        else TrainConfig.from_file(cfg_path)
     try:
         samples, _ = load_samples(cfg)
     except (DataError, FileNotFoundError, OSError) as exc:
