@@ -247,12 +247,16 @@ def _model_info(name_or_path: str):
 
 
 def cmd_predict(args) -> int:
-    from etgnn_core.structure import StructureError, read_structures, validate_atoms
+    import warnings
+
+    from etgnn_core.structure import StructureError, StructureWarning, read_structures, validate_atoms
 
     if args.max_atoms < 1:
         raise CLIError(f"--max-atoms must be at least 1, got {args.max_atoms}")
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    for out in (args.output, args.born):  # a bad output path fails before the (slow) prediction
+        _check_output(out)
     info = _model_info(args.model) if args.model else None  # a wrong --model fails before any reading
 
     structures = []  # (path, frame index, atoms)
@@ -288,9 +292,16 @@ def cmd_predict(args) -> int:
         torch.set_num_threads(args.threads)
     model = load_model(str(info.path), device=args.device)
     show_progress = not args.quiet and len(structures) > args.batch_size and sys.stderr.isatty()
-    preds = model.predict(
-        [a for _, _, a in structures], batch_size=args.batch_size, progress=show_progress, max_atoms=args.max_atoms
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StructureWarning)
+        preds = model.predict(
+            [a for _, _, a in structures], batch_size=args.batch_size, progress=show_progress, max_atoms=args.max_atoms
+        )
+    for w in caught:  # one line each, never silent (a molecule given to a crystal model, ...)
+        if issubclass(w.category, StructureWarning):
+            print(f"etgnn: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if args.output and args.format == "extxyz":
         _write_extxyz(args.output, preds)
     else:
@@ -305,6 +316,22 @@ def cmd_predict(args) -> int:
     if auto and not args.quiet:
         print(f"etgnn: used model {model.name} (choose another with --model; see `etgnn models`)", file=sys.stderr)
     return 0
+
+
+def _check_output(path: str | None) -> None:
+    """Refuse an output path whose folder is missing or not writable, or that is a folder itself."""
+    if not path:
+        return
+    import os
+
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise CLIError(f"{path}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise CLIError(f"{path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise CLIError(f"{path}: folder {folder} is not writable")
 
 
 def _render(fmt: str, structures, preds) -> str:
