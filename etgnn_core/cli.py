@@ -113,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", parents=[common], help="train or fine-tune a model from a YAML config (see README)")
     tr.add_argument("config")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing last checkpoint")
-    tr.add_argument("--install", action="store_true", help="copy the trained model folder into pretrained/")
+    tr.add_argument("--install", action="store_true", help="copy the trained model folder into pretrained/NAME")
+    tr.add_argument("--force", action="store_true",
+                    help="train a finished run again (replacing its model) and let --install replace pretrained/NAME")
     return p
 
 
@@ -124,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         return {"models": cmd_models, "datasets": cmd_datasets, "predict": cmd_predict, "train": cmd_train}[
             args.command
         ](args)
-    except KeyboardInterrupt:
-        print("etgnn: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # TrainingInterrupted says where the last checkpoint is
+        detail = _one_line(exc) if str(exc) else ""
+        print(f"etgnn: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `etgnn predict ... | head`
         return 0
@@ -400,22 +403,73 @@ def _write_born(target: str, structures, preds, quiet: bool = False) -> None:
 
 # -------------------------------------------------------------------------------------------- train
 def cmd_train(args) -> int:
-    import shutil
-
     from etgnn_core.train import TrainConfig, train
+    from etgnn_core.train.trainer import run_finished
 
-    cfg = TrainConfig.from_file(args.config)
-    res = train(cfg, resume=not args.no_resume)
+    cfg = TrainConfig.from_file(args.config)  # the name is a plain slug: it names the install folder
+    dest = pretrained_root() / cfg.name
+    if args.install and dest.exists() and not args.force:  # before hours of training, not after
+        raise CLIError(f"{dest} exists; --force replaces that model folder")
+    if run_finished(cfg.output) and not args.force:
+        print(f"{args.config}: this run is finished (model folder {Path(cfg.output) / 'model'}); nothing to do "
+              "(--force trains it again and replaces the model; --install --force installs it)")
+        if args.install:
+            return 1
+        return 0
+    res = train(cfg, resume=not args.no_resume, force=args.force)
     print(f"model folder: {res.model_dir}")
     for t, m in res.metrics.items():
         print(f"{m['split']} MAE {t}: {m['mae']:.4g} {m['unit']} (baseline {m['baseline_mae']:.4g})")
     if args.install:
-        dest = Path(__file__).resolve().parents[1] / "pretrained" / cfg.name
-        if dest.exists():
-            shutil.rmtree(dest)
-        shutil.copytree(res.model_dir, dest)
-        print(f"installed into {dest}")
+        print(f"installed into {install_model(res.model_dir, cfg.name, replace=args.force)}")
     return 0
+
+
+def pretrained_root() -> Path:
+    """The repository's pretrained/ folder (where --install puts models)."""
+    return Path(__file__).resolve().parents[1] / "pretrained"
+
+
+def install_model(model_dir, name: str, replace: bool = False, root: Path | None = None) -> Path:
+    """Copy a model folder to ``root/name`` (root: pretrained/): written beside, then renamed into place.
+
+    ``name`` must be a plain slug (no path parts).  An existing ``root/name`` is replaced only with
+    ``replace`` and only when it is a model folder (config.json inside); nothing else is ever removed.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from etgnn_core.registry import CONFIG_FILE
+    from etgnn_core.train.config import NAME_RE
+
+    if not NAME_RE.fullmatch(name):
+        raise CLIError(f"model name {name!r} is not a plain name of letters, digits, '_' and '-'")
+    root = Path(root) if root is not None else pretrained_root()
+    dest = root / name
+    if dest.resolve().parent != root.resolve():
+        raise CLIError(f"{dest}: not directly inside {root}")
+    if dest.exists() or dest.is_symlink():
+        if not replace:
+            raise CLIError(f"{dest} exists; --force replaces that model folder")
+        if dest.is_symlink() or not dest.is_dir() or not (dest / CONFIG_FILE).exists():
+            raise CLIError(f"{dest} exists and is not a model folder: not replaced")
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.installing-", dir=root))  # ours: safe to remove
+    try:
+        shutil.copytree(model_dir, staging / name)
+        retired = staging / "previous"
+        if dest.exists():
+            os.replace(dest, retired)  # a model folder, replaced as --force asked
+        try:
+            os.replace(staging / name, dest)
+        except OSError:
+            if retired.exists():
+                os.replace(retired, dest)  # put the old model back before the staging folder goes
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
 
 
 def _symbols(numbers) -> str:

@@ -127,10 +127,20 @@ def load_model_folder(name_or_path, device=None) -> tuple[ETGNN, ModelInfo]:
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, or a pickle with code in it
-        raise ModelLoadError(f"{weights}: cannot be read as plain weights ({exc.__class__.__name__}: {exc})") from exc
+        raise ModelLoadError(f"{weights}: {_weights_problem(exc)}") from exc
     load_state_strict(model, state, str(weights))
     model.eval()
     return (model.to(device) if device is not None else model), info
+
+
+def _weights_problem(exc: BaseException) -> str:
+    """One line on why torch.load(weights_only=True) refused a file; never torch's advice to load it unsafely."""
+    text = str(exc)
+    if "weights only load failed" in text.lower() or "weights_only" in text:
+        return "not plain weights (it holds objects other than tensors, which could run code): refused"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    first = first if len(first) <= 120 else first[:117] + "..."
+    return f"not a readable weights file ({exc.__class__.__name__}{': ' + first if first else ''})"
 
 
 def load_state_strict(model, state: dict, where: str) -> None:

@@ -323,19 +323,35 @@ def _load_source(source, name: str | None) -> tuple[bytes, str, str | None]:
 
 
 _COMPRESSIONS = (
-    (b"\x1f\x8b", gzip.decompress, (".gz",)),
-    (b"BZh", bz2.decompress, (".bz2",)),
-    (b"\xfd7zXZ\x00", lzma.decompress, (".xz", ".lzma")),
+    (b"\x1f\x8b", lambda fh: gzip.GzipFile(fileobj=fh), (".gz",)),
+    (b"BZh", bz2.BZ2File, (".bz2",)),
+    (b"\xfd7zXZ\x00", lzma.LZMAFile, (".xz", ".lzma")),
 )
+#: Largest decompressed size (bytes) of a compressed structure file; $ETGNN_MAX_DECOMPRESSED overrides it.
+#: A 1 MB gzip can expand to 1 GiB: decompression stops at the cap instead of filling the memory.
+MAX_DECOMPRESSED = 128 * 2**20
+
+
+def max_decompressed() -> int:
+    """The decompression cap in bytes ($ETGNN_MAX_DECOMPRESSED, else :data:`MAX_DECOMPRESSED`)."""
+    try:
+        return int(os.environ.get("ETGNN_MAX_DECOMPRESSED", MAX_DECOMPRESSED))
+    except ValueError:
+        return MAX_DECOMPRESSED
 
 
 def _decompress(data: bytes, label: str) -> tuple[bytes, str]:
-    for magic, func, exts in _COMPRESSIONS:
+    for magic, opener, exts in _COMPRESSIONS:
         if data.startswith(magic):
+            cap = max_decompressed()
             try:
-                data = func(data)
+                with opener(io.BytesIO(data)) as fh:
+                    data = fh.read(cap + 1)  # streamed: never more than cap + 1 bytes in memory
             except Exception as exc:
                 raise StructureError(f"{label}: corrupt compressed file: {_reason(exc)}", source=label) from exc
+            if len(data) > cap:
+                raise StructureError(f"{label}: expands to more than {cap / 2**20:.0f} MiB when decompressed "
+                                     "(the limit for a compressed structure file)", source=label)
             inner = label
             for ext in exts:
                 if inner.lower().endswith(ext):

@@ -262,7 +262,7 @@ def test_tampered_weights_are_refused_naming_what_differs(env, tmp_path):
     assert "missing 1" in str(err.value) and removed in str(err.value) and "extra.weight" in str(err.value)
 
     (folder / "weights.pt").write_bytes(b"not a torch file")
-    with pytest.raises(ModelLoadError, match="cannot be read as plain weights"):
+    with pytest.raises(ModelLoadError, match="not a readable weights file"):
         etgnn_core.load_model(str(folder))
 
 
