@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import time
 import zipfile
 from pathlib import Path
@@ -30,6 +29,7 @@ from etgnn_core.data import DataError, list_datasets, load_labelled_extxyz, load
 from etgnn_core.tensors.specs import DEFAULT_SPECS
 from etgnn_core.train import TrainConfig
 from etgnn_core.train.background import CANCELLED, DONE, FAILED, FINISHED, TrainingJob
+from etgnn_core.train.config import slugify
 
 UPLOADS = "etgnn_train_uploads"  # name -> {"samples", "targets", "kind", "description"}
 JOB = "etgnn_train_job"  # the TrainingJob of this session (one at a time)
@@ -166,7 +166,8 @@ def choose_source():
 
 # ----------------------------------------------------------------------------------------- settings
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "model"
+    """A plain model name (letters, digits, '_', '-'): TrainConfig refuses anything path-like."""
+    return slugify(text)
 
 
 def settings_section(source):

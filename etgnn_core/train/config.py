@@ -28,6 +28,12 @@ import yaml
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 
+def slugify(text: str, default: str = "model") -> str:
+    """A model name NAME_RE accepts, made from free text (runs of other characters become '_')."""
+    out = re.sub(r"[^A-Za-z0-9_-]+", "_", str(text)).strip("_-")[:100]
+    return out if NAME_RE.fullmatch(out) else default
+
+
 class ConfigError(ValueError):
     """A training config with a missing, unknown or ill-typed key (the message names it)."""
 
