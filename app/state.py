@@ -47,6 +47,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ from ase.data import chemical_symbols
 from etgnn_core.data import DataError, data_root, list_datasets, load_dataset
 from etgnn_core.registry import CONFIG_FILE, WEIGHTS_FILE, ModelInfo, ModelLoadError, list_models, pretrained_dirs
 from etgnn_core.registry import read_info as _read_info
-from etgnn_core.structure import StructureError, read_structures
+from etgnn_core.structure import StructureError, StructureWarning, read_structures, validate_atoms
 
 log = logging.getLogger("etgnn_studio")
 
@@ -86,7 +87,7 @@ HOW_TO_GET_A_MODEL = (
 
 
 # ------------------------------------------------------------------------------------------ errors
-_EXPECTED = (StructureError, DataError, ModelLoadError, ValueError)
+_EXPECTED = (StructureError, DataError, ModelLoadError, ValueError)  # WorkerCrashed is a ValueError
 
 
 def show_error(exc: BaseException, context: str = "") -> None:
@@ -354,6 +355,9 @@ def select_structure(container=None, model=None, key: str = "structure") -> Entr
 
 
 def _upload_picker(box, model, key):
+    from app.worker import worker
+
+    worker().warm()  # its start-up (torch import) overlaps with choosing a file
     f = box.file_uploader("Structure file (CIF, POSCAR/CONTCAR, extended XYZ, pymatgen JSON, …)",
                           key=f"{key}_upload", help="The format is found from the content; "
                           f"at most {APP_MAX_ATOMS} atoms per structure.")
@@ -361,6 +365,8 @@ def _upload_picker(box, model, key):
         st.session_state["etgnn_upload_id"] = f.file_id
         try:
             frames = read_structures(f.getvalue(), name=f.name, max_atoms=APP_MAX_ATOMS)
+            for frame in frames:  # cell, coordinates, elements: refused here, before any neighbour search
+                validate_atoms(frame, max_atoms=APP_MAX_ATOMS, min_distance=0)
         except Exception as exc:
             st.session_state["etgnn_upload_error"] = exc
         else:
@@ -456,8 +462,18 @@ def predict(model, entry: Entry):
         cache.move_to_end(k)
         return cache[k]
     t0 = time.perf_counter()
-    pred = model.predict(entry.atoms, contributions=True, embeddings=True, max_atoms=APP_MAX_ATOMS)
+    kwargs = dict(contributions=True, embeddings=True, max_atoms=APP_MAX_ATOMS)
+    if entry.kind == "upload":  # untrusted: in the worker process, where a native crash cannot end the server
+        from app.worker import predict_contained
+
+        pred, notes = predict_contained(str(model.info.path), entry.atoms, label=entry.label, **kwargs)
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StructureWarning)
+            pred = model.predict(entry.atoms, **kwargs)
+        notes = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, StructureWarning)]
     pred.atoms.info["etgnn_predict_seconds"] = time.perf_counter() - t0
+    pred.atoms.info["etgnn_warnings"] = notes  # one line each, shown above the tensors
     cache[k] = pred
     while len(cache) > _PREDICTION_CACHE:
         cache.popitem(last=False)

@@ -348,6 +348,8 @@ def page() -> None:
             st.iframe(viewer_html(entry.atoms, view_id="predict-view", height=VIEW_HEIGHT), height=VIEW_HEIGHT + 40)
         return
     pkey = prediction_key(model, entry)
+    for note in pred.atoms.info.get("etgnn_warnings", []):
+        st.warning(note, icon=":material/warning:")
     seconds = pred.atoms.info.get("etgnn_predict_seconds")
     st.caption(f"Model **{model.name}** on **{model.device_description}**"
                + (f" · predicted in {seconds:.2f} s" if seconds is not None else ""))
