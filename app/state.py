@@ -46,6 +46,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 import warnings
 from collections import OrderedDict
@@ -70,6 +71,10 @@ DEMO_DIR = ASSETS / "demo"
 
 #: Largest structure the app predicts and draws (an upload above it gets a message saying so).
 APP_MAX_ATOMS = int(os.environ.get("ETGNN_APP_MAX_ATOMS", "1000"))
+#: Atoms in all of a labelled upload on the Train page ($ETGNN_APP_MAX_TRAIN_ATOMS).
+APP_MAX_TRAIN_ATOMS = int(os.environ.get("ETGNN_APP_MAX_TRAIN_ATOMS", "200000"))
+#: Trainings this server runs at once, all sessions together ($ETGNN_APP_MAX_TRAININGS).
+APP_MAX_TRAININGS = int(os.environ.get("ETGNN_APP_MAX_TRAININGS", "2"))
 #: Samples of a reference data set offered in the picker (the first ones of the file).
 DATASET_LIMIT = 200
 _PREDICTION_CACHE = 8
@@ -233,6 +238,27 @@ def select_model(container=None, key: str = "model"):
     box.caption(f"Predicts {', '.join(f'{k} ({u})' for k, u in model.units.items())}; "
                 f"elements: {elems}; device: **{model.device_description}**")
     return model
+
+
+# ------------------------------------------------------------------------------------- trainings
+_TRAININGS: list = []  # TrainingJobs admitted on this server (all sessions); finished ones are dropped
+_TRAININGS_LOCK = threading.Lock()
+
+
+def admit_training(job, limit: int | None = None) -> None:
+    """Count ``job`` among the server's running trainings, or raise ValueError when the limit is reached."""
+    limit = APP_MAX_TRAININGS if limit is None else limit
+    with _TRAININGS_LOCK:
+        _TRAININGS[:] = [j for j in _TRAININGS if not j.done]
+        if len(_TRAININGS) >= limit:
+            raise ValueError(f"this server already runs {len(_TRAININGS)} training(s), its limit "
+                             f"($ETGNN_APP_MAX_TRAININGS = {limit}): start yours when one has finished")
+        _TRAININGS.append(job)
+
+
+def running_trainings() -> int:
+    with _TRAININGS_LOCK:
+        return sum(1 for j in _TRAININGS if not j.done)
 
 
 # -------------------------------------------------------------------------------------- structures
