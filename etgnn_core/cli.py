@@ -411,10 +411,13 @@ def cmd_train(args) -> int:
     if args.install and dest.exists() and not args.force:  # before hours of training, not after
         raise CLIError(f"{dest} exists; --force replaces that model folder")
     if run_finished(cfg.output) and not args.force:
-        print(f"{args.config}: this run is finished (model folder {Path(cfg.output) / 'model'}); nothing to do "
-              "(--force trains it again and replaces the model; --install --force installs it)")
-        if args.install:
-            return 1
+        model_dir = Path(cfg.output) / "model"
+        if args.install:  # the finished model, as it is
+            print(f"{args.config}: this run is finished; installed {model_dir} into "
+                  f"{install_model(model_dir, cfg.name)}")
+            return 0
+        print(f"{args.config}: this run is finished (model folder {model_dir}); nothing to do "
+              "(--force trains it again and replaces the model)")
         return 0
     res = train(cfg, resume=not args.no_resume, force=args.force)
     print(f"model folder: {res.model_dir}")
