@@ -136,8 +136,10 @@ def load_model_folder(name_or_path, device=None) -> tuple[ETGNN, ModelInfo]:
 def _weights_problem(exc: BaseException) -> str:
     """One line on why torch.load(weights_only=True) refused a file; never torch's advice to load it unsafely."""
     text = str(exc)
-    if "weights only load failed" in text.lower() or "weights_only" in text:
+    if "Unsupported global" in text or "can still be loaded" in text:
         return "not plain weights (it holds objects other than tensors, which could run code): refused"
+    if "weights only load failed" in text.lower() or "weights_only" in text:
+        return "not a readable weights file (corrupt, or not saved by torch.save)"
     first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     first = first if len(first) <= 120 else first[:117] + "..."
     return f"not a readable weights file ({exc.__class__.__name__}{': ' + first if first else ''})"
