@@ -662,18 +662,24 @@ def neighbor_search_problem(positions, cell, pbc, cutoff: float) -> str:
     """Why vesin cannot search this structure safely ("" when it can): its cell grid would collapse or explode.
 
     ``cell`` / ``pbc`` as given to vesin (zeros / all False for a molecule); ``cutoff`` in Angstrom.
+    Called before every neighbour search, so it stays cheap (a few numpy calls on 3x3 matrices).
     """
     import math
 
-    pbc = [bool(p) for p in np.broadcast_to(np.asarray(pbc, dtype=bool), (3,))]
-    pos = np.asarray(positions, dtype=float).reshape(-1, 3)
+    pbc = [bool(p) for p in pbc] if np.ndim(pbc) else [bool(pbc)] * 3
     m = _vesin_box(cell, pbc)
-    if abs(float(np.linalg.det(m))) < 1e-30:
+    det = float(np.linalg.det(m))
+    if not math.isfinite(det) or abs(det) < 1e-30:
         return "the cell matrix is singular"
-    ext = pos.max(axis=0) - pos.min(axis=0) if len(pos) else np.zeros(3)  # [3] extent along x, y, z
-    ext = np.where(ext < 1e-6, 1.0, ext)
-    d = np.array([abs(_unit(np.cross(m[(i + 1) % 3], m[(i + 2) % 3])) @ m[i]) if pbc[i] else 1.01 * ext[i]
-                  for i in range(3)])
+    # distance between faces: 1 / |reciprocal vector| (columns of the inverse) along periodic axes,
+    # the atoms' extent (x 1.01, at least 1 A) along the others, as vesin's BoundingBox computes them
+    d = 1.0 / np.sqrt((np.linalg.inv(m) ** 2).sum(axis=0))  # [3]
+    if not all(pbc):
+        pos = np.asarray(positions, dtype=float).reshape(-1, 3)
+        ext = pos.max(axis=0) - pos.min(axis=0) if len(pos) else np.zeros(3)
+        ext = np.where(ext < 1e-6, 1.0, ext)
+        d = np.where(pbc, d, 1.01 * ext)
+    d = [float(x) for x in d]
     n = [max(1.0, float(math.trunc(x / cutoff))) for x in d]
     if n[0] * n[1] * n[2] > _VESIN_MAX_CELLS:
         rxy, ryz = n[0] / n[1], n[1] / n[2]
@@ -681,12 +687,12 @@ def neighbor_search_problem(positions, cell, pbc, cutoff: float) -> str:
         n[1] = float(math.trunc(ryz * n[2]))
         n[0] = float(math.trunc(rxy * n[1]))
     what = "the cell" if any(pbc) else "the molecule's extent"
+    sizes = ", ".join(f"{x:.3g}" for x in d)
     if min(n) < 1:
-        return (f"{what} is too anisotropic for the neighbour search (sizes {', '.join(f'{x:.3g}' for x in d)} A "
-                f"with a {cutoff:g} A cutoff)")
+        return f"{what} is too anisotropic for the neighbour search (sizes {sizes} A with a {cutoff:g} A cutoff)"
     search = [2 * max(1, math.ceil(cutoff * k / x)) + 1 for k, x in zip(n, d)]
     if n[0] * n[1] * n[2] * search[0] * search[1] * search[2] > _MAX_SEARCH_WORK:
-        return f"{what} is too thin or too large for the neighbour search (sizes {', '.join(f'{x:.3g}' for x in d)} A)"
+        return f"{what} is too thin or too large for the neighbour search (sizes {sizes} A)"
     return ""
 
 
