@@ -337,3 +337,20 @@ def test_free_text_becomes_an_accepted_model_name():
     assert [slugify(t) for t in ("../../x", ".", "a.b c", "ZnO born")] == ["x", "model", "a_b_c", "ZnO_born"]
     for t in ("../../x", ".", "a.b c", "-" * 300, "é"):
         TrainConfig.from_dict({"name": slugify(t), "targets": ["born_charges"], "data": {"dataset": "d"}}, "cfg")
+
+
+def test_poscar_zip_members_are_read_with_the_same_cap(monkeypatch):
+    import io
+    import zipfile
+
+    from etgnn_core.data import load_poscar_zip
+
+    poscar = "MgO\n1.0\n0 2.1 2.1\n2.1 0 2.1\n2.1 2.1 0\nMg O\n1 1\nDirect\n0 0 0\n0.5 0.5 0.5\n"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("s0.vasp", poscar + " " * 10**6)  # 1 MB of blanks in a few kB
+    csv = {"id_prop_dielectric.csv": b"s0," + b",".join([b"1"] * 9) + b"\n"}
+    assert len(load_poscar_zip(buf.getvalue(), csv, name="set.zip")) == 1
+    monkeypatch.setenv("ETGNN_MAX_DECOMPRESSED", "4096")
+    with pytest.raises(DataError, match=r"^set.zip: expands to more than 0 MiB when decompressed"):
+        load_poscar_zip(buf.getvalue(), csv, name="set.zip")
