@@ -20,8 +20,11 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# Localhost only: any visitor of the app can start long trainings.  To expose it deliberately, see
+# docs/hardening.md (e.g. `make app ADDRESS=0.0.0.0` behind an authenticating proxy).
+ADDRESS ?= 127.0.0.1
 app: $(STAMP)
-	$(BIN)/streamlit run app
+	$(BIN)/streamlit run app --server.address $(ADDRESS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

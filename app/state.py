@@ -48,7 +48,9 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +63,7 @@ from ase.data import chemical_symbols
 from etgnn_core.data import DataError, data_root, list_datasets, load_dataset
 from etgnn_core.registry import CONFIG_FILE, WEIGHTS_FILE, ModelInfo, ModelLoadError, list_models, pretrained_dirs
 from etgnn_core.registry import read_info as _read_info
-from etgnn_core.structure import StructureError, read_structures
+from etgnn_core.structure import StructureError, StructureWarning, read_structures, validate_atoms
 
 log = logging.getLogger("etgnn_studio")
 
@@ -71,6 +73,10 @@ DEMO_DIR = ASSETS / "demo"
 
 #: Largest structure the app predicts and draws (an upload above it gets a message saying so).
 APP_MAX_ATOMS = int(os.environ.get("ETGNN_APP_MAX_ATOMS", "1000"))
+#: Atoms in all of a labelled upload on the Train page ($ETGNN_APP_MAX_TRAIN_ATOMS).
+APP_MAX_TRAIN_ATOMS = int(os.environ.get("ETGNN_APP_MAX_TRAIN_ATOMS", "200000"))
+#: Trainings this server runs at once, all sessions together ($ETGNN_APP_MAX_TRAININGS).
+APP_MAX_TRAININGS = int(os.environ.get("ETGNN_APP_MAX_TRAININGS", "2"))
 #: Samples of a reference data set offered in the picker (the first ones of the file).
 DATASET_LIMIT = 200
 _PREDICTION_CACHE = 8
@@ -88,7 +94,7 @@ HOW_TO_GET_A_MODEL = (
 
 
 # ------------------------------------------------------------------------------------------ errors
-_EXPECTED = (StructureError, DataError, ModelLoadError, ValueError)
+_EXPECTED = (StructureError, DataError, ModelLoadError, ValueError)  # WorkerCrashed is a ValueError
 
 
 def show_error(exc: BaseException, context: str = "") -> None:
@@ -249,6 +255,27 @@ def committee_note(model) -> str:
             "(they share one graph); embeddings are member 0's")
 
 
+# ------------------------------------------------------------------------------------- trainings
+_TRAININGS: list = []  # TrainingJobs admitted on this server (all sessions); finished ones are dropped
+_TRAININGS_LOCK = threading.Lock()
+
+
+def admit_training(job, limit: int | None = None) -> None:
+    """Count ``job`` among the server's running trainings, or raise ValueError when the limit is reached."""
+    limit = APP_MAX_TRAININGS if limit is None else limit
+    with _TRAININGS_LOCK:
+        _TRAININGS[:] = [j for j in _TRAININGS if not j.done]
+        if len(_TRAININGS) >= limit:
+            raise ValueError(f"this server already runs {len(_TRAININGS)} training(s), its limit "
+                             f"($ETGNN_APP_MAX_TRAININGS = {limit}): start yours when one has finished")
+        _TRAININGS.append(job)
+
+
+def running_trainings() -> int:
+    with _TRAININGS_LOCK:
+        return sum(1 for j in _TRAININGS if not j.done)
+
+
 # -------------------------------------------------------------------------------------- structures
 @dataclass
 class Entry:
@@ -369,6 +396,9 @@ def select_structure(container=None, model=None, key: str = "structure") -> Entr
 
 
 def _upload_picker(box, model, key):
+    from app.worker import worker
+
+    worker().warm()  # its start-up (torch import) overlaps with choosing a file
     f = box.file_uploader("Structure file (CIF, POSCAR/CONTCAR, extended XYZ, pymatgen JSON, …)",
                           key=f"{key}_upload", help="The format is found from the content; "
                           f"at most {APP_MAX_ATOMS} atoms per structure.")
@@ -376,6 +406,8 @@ def _upload_picker(box, model, key):
         st.session_state["etgnn_upload_id"] = f.file_id
         try:
             frames = read_structures(f.getvalue(), name=f.name, max_atoms=APP_MAX_ATOMS)
+            for frame in frames:  # cell, coordinates, elements: refused here, before any neighbour search
+                validate_atoms(frame, max_atoms=APP_MAX_ATOMS, min_distance=0)
         except Exception as exc:
             st.session_state["etgnn_upload_error"] = exc
         else:
@@ -471,8 +503,18 @@ def predict(model, entry: Entry):
         cache.move_to_end(k)
         return cache[k]
     t0 = time.perf_counter()
-    pred = model.predict(entry.atoms, contributions=True, embeddings=True, max_atoms=APP_MAX_ATOMS)
+    kwargs = dict(contributions=True, embeddings=True, max_atoms=APP_MAX_ATOMS)
+    if entry.kind == "upload":  # untrusted: in the worker process, where a native crash cannot end the server
+        from app.worker import predict_contained
+
+        pred, notes = predict_contained(str(model.info.path), entry.atoms, label=entry.label, **kwargs)
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StructureWarning)
+            pred = model.predict(entry.atoms, **kwargs)
+        notes = [" ".join(str(w.message).split()) for w in caught if issubclass(w.category, StructureWarning)]
     pred.atoms.info["etgnn_predict_seconds"] = time.perf_counter() - t0
+    pred.atoms.info["etgnn_warnings"] = notes  # one line each, shown above the tensors
     cache[k] = pred
     while len(cache) > _PREDICTION_CACHE:
         cache.popitem(last=False)

@@ -43,7 +43,7 @@ def main(paths: list[str]) -> None:
             out.write_text(json.dumps(card, indent=2))
             print(f"=== {cfg.name}: card written to {out}", flush=True)
         elif beats and _improves(cfg.name, res.card):
-            print(f"=== {cfg.name}: installed into {install_model(res.model_dir, cfg.name)}", flush=True)
+            print(f"=== {cfg.name}: installed into {install_model(res.model_dir, cfg.name, replace=True)}", flush=True)
         else:
             print(f"=== {cfg.name}: NOT installed (does not beat the baseline or the shipped model)", flush=True)
 

@@ -13,6 +13,7 @@ memory in the process for reuse, which saves page faults in every forward pass, 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -25,9 +26,20 @@ from etgnn_core.device import describe, resolve_device
 from etgnn_core.graph import Graph, build_graph, collate, neighbor_list
 from etgnn_core.model.etgnn import ETGNN, ModelOutput
 from etgnn_core.registry import ModelInfo, list_models, load_model_folder
-from etgnn_core.structure import MIN_DISTANCE, normalize, to_atoms, validate_atoms
+from etgnn_core.structure import (
+    MIN_DISTANCE,
+    StructureError,
+    StructureWarning,
+    is_periodic,
+    normalize,
+    structure_label,
+    to_atoms,
+    validate_atoms,
+)
 
 DEFAULT_MAX_ATOMS = 20_000
+#: Targets that only crystals have: a model predicting one of them is a crystal model (unless its card says).
+CRYSTAL_TARGETS = {keys.DIELECTRIC, keys.PIEZOELECTRIC, keys.ELASTIC, keys.BORN_CHARGES}
 
 
 @dataclass
@@ -164,7 +176,39 @@ class Model:
         dist = neighbors[3]
         if cutoff < MIN_DISTANCE or (dist.size and float(dist.min()) < MIN_DISTANCE):
             validate_atoms(atoms, allowed_numbers=allowed, max_atoms=max_atoms, name=name)
+        self._check_environment(atoms, neighbors[1], name)
         return atoms, build_graph(atoms, cutoff, self.config.max_neighbors, neighbors=neighbors)
+
+    @property
+    def for_crystals(self) -> bool:
+        """Trained on crystals: the card says so (``data.periodic``), else a crystal tensor is a target."""
+        periodic = self.info.card.get("data", {}).get("periodic")
+        if periodic is not None:
+            return bool(periodic)
+        return bool({t.name for t in self.config.targets} & CRYSTAL_TARGETS)
+
+    def _check_environment(self, atoms: ase.Atoms, dst: np.ndarray, name: str | None) -> None:
+        """Refuse an atom without neighbours for a crystal model; warn about a molecule given to it.
+
+        An atom that sees no neighbour within the cutoff gets only its on-site term: for a crystal
+        model that is a silent wrong answer (a lone atom in a 10,000 A box gives a dielectric
+        constant of 0).
+        """
+        label = name if name is not None else structure_label(atoms)
+        if not self.for_crystals:
+            return
+        alone = np.flatnonzero(np.bincount(dst, minlength=len(atoms)) == 0)
+        if alone.size:
+            i = int(alone[0])
+            more = f" ({alone.size} such atoms)" if alone.size > 1 else ""
+            raise StructureError(
+                f"{label}: atom {i} ({atoms.get_chemical_symbols()[i]}) has no neighbour within the model's "
+                f"{self.config.cutoff:g} A cutoff{more}: model {self.name} was trained on crystals and cannot "
+                "predict isolated atoms (is the cell too large, or the structure in Angstrom?)",
+                source=atoms.info.get("source"), atom_indices=alone[:10], key="positions")
+        if not is_periodic(atoms):
+            warnings.warn(f"{label}: a molecule (no cell) given to model {self.name}, which was trained on "
+                          "crystals: its prediction is an extrapolation", StructureWarning, stacklevel=3)
 
     def predict(self, structures, *, embeddings: bool = False, contributions: bool = False,
                 batch_size: int = 32, progress: bool = False, max_atoms: int | None = DEFAULT_MAX_ATOMS):

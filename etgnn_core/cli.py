@@ -116,7 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing last checkpoint")
     tr.add_argument("--dry-run", action="store_true",
                     help="check the config (every stage of a train.yaml) and its data, print the plan, train nothing")
-    tr.add_argument("--install", action="store_true", help="copy the trained model folder into pretrained/")
+    tr.add_argument("--install", action="store_true", help="copy the trained model folder into pretrained/NAME")
+    tr.add_argument("--force", action="store_true",
+                    help="train a finished run again (replacing its model) and let --install replace pretrained/NAME")
     tr.add_argument("--member", type=int, metavar="K",
                     help="train committee member K (own train/validation draw and seed; output OUTPUT/memberK)")
     co = sub.add_parser(
@@ -149,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             "train": cmd_train,
             "committee": cmd_committee,
         }[args.command](args)
-    except KeyboardInterrupt:
-        print("etgnn: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # TrainingInterrupted says where the last checkpoint is
+        detail = _one_line(exc) if str(exc) else ""
+        print(f"etgnn: interrupted{': ' + detail if detail else ''}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `etgnn predict ... | head`
         return 0
@@ -277,12 +280,16 @@ def _model_info(name_or_path: str):
 
 
 def cmd_predict(args) -> int:
-    from etgnn_core.structure import StructureError, read_structures, validate_atoms
+    import warnings
+
+    from etgnn_core.structure import StructureError, StructureWarning, read_structures, validate_atoms
 
     if args.max_atoms < 1:
         raise CLIError(f"--max-atoms must be at least 1, got {args.max_atoms}")
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be at least 1, got {args.batch_size}")
+    for out in (args.output, args.born):  # a bad output path fails before the (slow) prediction
+        _check_output(out)
     info = _model_info(args.model) if args.model else None  # a wrong --model fails before any reading
 
     structures = []  # (path, frame index, atoms)
@@ -318,9 +325,16 @@ def cmd_predict(args) -> int:
         torch.set_num_threads(args.threads)
     model = load_model(str(info.path), device=args.device)
     show_progress = not args.quiet and len(structures) > args.batch_size and sys.stderr.isatty()
-    preds = model.predict(
-        [a for _, _, a in structures], batch_size=args.batch_size, progress=show_progress, max_atoms=args.max_atoms
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StructureWarning)
+        preds = model.predict(
+            [a for _, _, a in structures], batch_size=args.batch_size, progress=show_progress, max_atoms=args.max_atoms
+        )
+    for w in caught:  # one line each, never silent (a molecule given to a crystal model, ...)
+        if issubclass(w.category, StructureWarning):
+            print(f"etgnn: warning: {' '.join(str(w.message).split())}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if args.output and args.format == "extxyz":
         _write_extxyz(args.output, preds)
     else:
@@ -335,6 +349,22 @@ def cmd_predict(args) -> int:
     if auto and not args.quiet:
         print(f"etgnn: used model {model.name} (choose another with --model; see `etgnn models`)", file=sys.stderr)
     return 0
+
+
+def _check_output(path: str | None) -> None:
+    """Refuse an output path whose folder is missing or not writable, or that is a folder itself."""
+    if not path:
+        return
+    import os
+
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise CLIError(f"{path}: is a folder; give a file name")
+    if not folder.is_dir():
+        raise CLIError(f"{path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise CLIError(f"{path}: folder {folder} is not writable")
 
 
 def _render(fmt: str, structures, preds) -> str:
@@ -412,6 +442,7 @@ def _write_born(target: str, structures, preds, quiet: bool = False) -> None:
 # -------------------------------------------------------------------------------------------- train
 def cmd_train(args) -> int:
     from etgnn_core.train import TrainConfig, recipe, train
+    from etgnn_core.train.trainer import run_finished
 
     if args.dry_run:
         return _dry_run(args.config)
@@ -420,21 +451,33 @@ def cmd_train(args) -> int:
             raise CLIError("--member applies to a training config, not to a model folder's train.yaml")
         stages = recipe.read_recipe(args.config)
         cfg = stages.stages[-1].config
+        if args.install and (pretrained_root() / cfg.name).exists() and not args.force:
+            raise CLIError(f"{pretrained_root() / cfg.name} exists; --force replaces that model folder")
         res = recipe.run_recipe(stages, resume=not args.no_resume)
     else:
-        cfg = TrainConfig.from_file(args.config)
+        cfg = TrainConfig.from_file(args.config)  # the name is a plain slug: it names the install folder
         if args.member is not None:
             if args.install:
                 raise CLIError("--install with --member: a member is installed as part of its committee")
             cfg = cfg.for_member(args.member)
-        res = train(cfg, resume=not args.no_resume)
+        dest = pretrained_root() / cfg.name
+        if args.install and dest.exists() and not args.force:  # before hours of training, not after
+            raise CLIError(f"{dest} exists; --force replaces that model folder")
+        if run_finished(cfg.output) and not args.force:
+            model_dir = Path(cfg.output) / "model"
+            if args.install:  # the finished model, as it is
+                print(f"{args.config}: this run is finished; installed {model_dir} into "
+                      f"{install_model(model_dir, cfg.name)}")
+                return 0
+            print(f"{args.config}: this run is finished (model folder {model_dir}); nothing to do "
+                  "(--force trains it again and replaces the model)")
+            return 0
+        res = train(cfg, resume=not args.no_resume, force=args.force)
     print(f"model folder: {res.model_dir}")
     for t, m in res.metrics.items():
         print(f"{m['split']} MAE {t}: {m['mae']:.4g} {m['unit']} (baseline {m['baseline_mae']:.4g})")
     if args.install:
-        from etgnn_core.registry import install_model
-
-        print(f"installed into {install_model(res.model_dir, cfg.name)}")
+        print(f"installed into {install_model(res.model_dir, cfg.name, replace=args.force)}")
     return 0
 
 
@@ -478,6 +521,24 @@ def _dry_run(path) -> int:
         print(f"etgnn: error: {path}: {p}", file=sys.stderr)
     print("dry run: " + (f"{len(problems)} problem(s)" if problems else "configs and data check out; nothing trained"))
     return 1 if problems else 0
+
+
+def pretrained_root() -> Path:
+    """The repository's pretrained/ folder (where --install puts models)."""
+    from etgnn_core.registry import pretrained_root as root
+
+    return root()
+
+
+def install_model(model_dir, name: str, replace: bool = False, root: Path | None = None) -> Path:
+    """:func:`etgnn_core.registry.install_model`, its refusals as one-line CLI errors."""
+    from etgnn_core.registry import InstallError
+    from etgnn_core.registry import install_model as install
+
+    try:
+        return install(model_dir, name, replace=replace, root=root)
+    except InstallError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _symbols(numbers) -> str:

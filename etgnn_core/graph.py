@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import vesin
 
-from etgnn_core.structure import is_periodic
+from etgnn_core.structure import StructureError, is_periodic, neighbor_search_problem, structure_label
 
 # Distances equal to the cap's last kept one within this tolerance (Angstrom) are kept too:
 # periodic images are exactly equidistant, and which of two tied neighbours survives must not
@@ -90,6 +90,9 @@ def neighbor_list(atoms: ase.Atoms, cutoff: float, with_reverse: bool = False) -
         box, pbc = np.asarray(atoms.cell.array, dtype=np.float64), [bool(p) for p in atoms.pbc]
     else:
         box, pbc = np.zeros((3, 3)), False
+    problem = neighbor_search_problem(positions, box, pbc, float(cutoff))
+    if problem:  # vesin would die of SIGFPE (or search for minutes): refuse in Python instead
+        raise StructureError(f"{structure_label(atoms)}: {problem}", source=atoms.info.get("source"), key="cell")
     calc = vesin.NeighborList(cutoff=float(cutoff), full_list=False)
     # vesin pair (i, j, S): neighbour j's image pos[j] + S @ box lies within cutoff of i.
     i, j, shift, dist = calc.compute(points=positions, box=box, periodic=pbc, quantities="ijSd")

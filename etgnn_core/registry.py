@@ -163,17 +163,54 @@ def save_model(model: ETGNN, path, *, name: str, description: str = "", card: di
     return path
 
 
-def install_model(model_dir, name: str) -> Path:
-    """Copy a trained model folder into the repository's pretrained/NAME (replacing one already there)."""
-    import shutil
+class InstallError(ValueError):
+    """An install that would write outside pretrained/ or replace what it must not (the message says which)."""
 
-    dest = Path(__file__).resolve().parents[1] / "pretrained" / name
-    tmp = dest.with_name(f".{name}.installing")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(model_dir, tmp)
-    if dest.exists():
-        shutil.rmtree(dest)
-    os.replace(tmp, dest)
+
+def pretrained_root() -> Path:
+    """The repository's pretrained/ folder (where --install puts models)."""
+    return Path(__file__).resolve().parents[1] / "pretrained"
+
+
+def install_model(model_dir, name: str, replace: bool = False, root: Path | None = None) -> Path:
+    """Copy a model folder to ``root/name`` (root: pretrained/): written beside, then renamed into place.
+
+    ``name`` must be a plain slug (no path parts).  An existing ``root/name`` is replaced only with
+    ``replace`` and only when it is a model folder (config.json or committee.json inside); nothing
+    else is ever removed.
+    """
+    import shutil
+    import tempfile
+
+    from etgnn_core.train.config import NAME_RE
+
+    if not NAME_RE.fullmatch(name):
+        raise InstallError(f"model name {name!r} is not a plain name of letters, digits, '_' and '-'")
+    root = Path(root) if root is not None else pretrained_root()
+    dest = root / name
+    if dest.resolve().parent != root.resolve():
+        raise InstallError(f"{dest}: not directly inside {root}")
+    if dest.exists() or dest.is_symlink():
+        if not replace:
+            raise InstallError(f"{dest} exists; --force replaces that model folder")
+        is_model = (dest / CONFIG_FILE).exists() or (dest / "committee.json").exists()
+        if dest.is_symlink() or not dest.is_dir() or not is_model:
+            raise InstallError(f"{dest} exists and is not a model folder: not replaced")
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.installing-", dir=root))  # ours: safe to remove
+    try:
+        shutil.copytree(model_dir, staging / name)
+        retired = staging / "previous"
+        if dest.exists():
+            os.replace(dest, retired)  # a model folder, replaced as asked
+        try:
+            os.replace(staging / name, dest)
+        except OSError:
+            if retired.exists():
+                os.replace(retired, dest)  # put the old model back before the staging folder goes
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return dest
 
 
@@ -208,10 +245,22 @@ def load_model_folder(name_or_path, device=None) -> tuple[ETGNN, ModelInfo]:
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, or a pickle with code in it
-        raise ModelLoadError(f"{weights}: cannot be read as plain weights ({exc.__class__.__name__}: {exc})") from exc
+        raise ModelLoadError(f"{weights}: {_weights_problem(exc)}") from exc
     load_state_strict(model, state, str(weights))
     model.eval()
     return (model.to(device) if device is not None else model), info
+
+
+def _weights_problem(exc: BaseException) -> str:
+    """One line on why torch.load(weights_only=True) refused a file; never torch's advice to load it unsafely."""
+    text = str(exc)
+    if "Unsupported global" in text or "can still be loaded" in text:
+        return "not plain weights (it holds objects other than tensors, which could run code): refused"
+    if "weights only load failed" in text.lower() or "weights_only" in text:
+        return "not a readable weights file (corrupt, or not saved by torch.save)"
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    first = first if len(first) <= 120 else first[:117] + "..."
+    return f"not a readable weights file ({exc.__class__.__name__}{': ' + first if first else ''})"
 
 
 def load_state_strict(model, state: dict, where: str) -> None:

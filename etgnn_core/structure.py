@@ -34,6 +34,7 @@ from ase.data import chemical_symbols
 
 __all__ = [
     "StructureError",
+    "StructureWarning",
     "read_structures",
     "to_atoms",
     "is_periodic",
@@ -50,6 +51,10 @@ DEFAULT_NAME = "<input>"
 _PYMATGEN_JSON = "pymatgen-json"
 _MAX_REASON = 200
 _VOLUME_EPS = 1e-6  # A^3 (A^2 / A for 2D / 1D periodicity)
+
+
+class StructureWarning(UserWarning):
+    """A structure a model can take but whose prediction is doubtful (one line naming the file)."""
 
 
 class StructureError(ValueError):
@@ -318,19 +323,35 @@ def _load_source(source, name: str | None) -> tuple[bytes, str, str | None]:
 
 
 _COMPRESSIONS = (
-    (b"\x1f\x8b", gzip.decompress, (".gz",)),
-    (b"BZh", bz2.decompress, (".bz2",)),
-    (b"\xfd7zXZ\x00", lzma.decompress, (".xz", ".lzma")),
+    (b"\x1f\x8b", lambda fh: gzip.GzipFile(fileobj=fh), (".gz",)),
+    (b"BZh", bz2.BZ2File, (".bz2",)),
+    (b"\xfd7zXZ\x00", lzma.LZMAFile, (".xz", ".lzma")),
 )
+#: Largest decompressed size (bytes) of a compressed structure file; $ETGNN_MAX_DECOMPRESSED overrides it.
+#: A 1 MB gzip can expand to 1 GiB: decompression stops at the cap instead of filling the memory.
+MAX_DECOMPRESSED = 128 * 2**20
+
+
+def max_decompressed() -> int:
+    """The decompression cap in bytes ($ETGNN_MAX_DECOMPRESSED, else :data:`MAX_DECOMPRESSED`)."""
+    try:
+        return int(os.environ.get("ETGNN_MAX_DECOMPRESSED", MAX_DECOMPRESSED))
+    except ValueError:
+        return MAX_DECOMPRESSED
 
 
 def _decompress(data: bytes, label: str) -> tuple[bytes, str]:
-    for magic, func, exts in _COMPRESSIONS:
+    for magic, opener, exts in _COMPRESSIONS:
         if data.startswith(magic):
+            cap = max_decompressed()
             try:
-                data = func(data)
+                with opener(io.BytesIO(data)) as fh:
+                    data = fh.read(cap + 1)  # streamed: never more than cap + 1 bytes in memory
             except Exception as exc:
                 raise StructureError(f"{label}: corrupt compressed file: {_reason(exc)}", source=label) from exc
+            if len(data) > cap:
+                raise StructureError(f"{label}: expands to more than {cap / 2**20:.0f} MiB when decompressed "
+                                     "(the limit for a compressed structure file)", source=label)
             inner = label
             for ext in exts:
                 if inner.lower().endswith(ext):
@@ -557,6 +578,122 @@ def _check_frames(frames: list[Atoms], label: str, max_atoms: int | None) -> Non
 # validation
 # ----------------------------------------------------------------------------------------------
 MIN_DISTANCE = 0.1  # Angstrom: atoms closer than this are overlapping or duplicated
+# Sane bounds of a periodic cell (Angstrom).  Any real crystal has a cell within them; beyond them the
+# neighbour search needs millions of images (a direction thinner than MIN_CELL_HEIGHT), or the file
+# is not in Angstrom.  A skewed, unreduced cell of a real crystal can fail MIN_CELL_HEIGHT or
+# MAX_CELL_CONDITION: the message suggests reducing it (ase.build.niggli_reduce).
+MIN_CELL_HEIGHT = 0.5  # distance between neighbouring lattice planes of each periodic direction
+MAX_CELL_LENGTH = 1e5  # length of a periodic lattice vector
+MAX_CELL_CONDITION = 1e4  # ratio of the largest to the smallest singular value of the periodic vectors
+MAX_COORDINATE = 1e5  # |x|, |y|, |z| of any atom
+_AXES = "abc"
+
+
+def cell_heights(cell, pbc) -> dict[int, float]:
+    """Perpendicular height (Angstrom) of each periodic direction: its distance between lattice planes.
+
+    For 3D periodicity ``V / |a_j x a_k|``; with fewer periodic directions the height is taken
+    within the span of the periodic vectors (the length itself for 1D).  Index -> height.
+    """
+    cell = np.asarray(cell, dtype=float)
+    idx = [i for i in range(3) if pbc[i]]
+    vectors = cell[idx]  # [n_periodic, 3]
+    gram_det = float(np.linalg.det(vectors @ vectors.T)) if idx else 0.0
+    out = {}
+    for k, i in enumerate(idx):
+        others = np.delete(vectors, k, axis=0)
+        rest = float(np.linalg.det(others @ others.T)) if len(others) else 1.0
+        out[i] = float(np.sqrt(max(gram_det, 0.0) / rest)) if rest > 0 else 0.0
+    return out
+
+
+def cell_problem(cell, pbc) -> str:
+    """Why a periodic cell is refused ("" when it is fine): too long, too thin, or ill-conditioned."""
+    cell = np.asarray(cell, dtype=float)
+    pbc = [bool(p) for p in pbc]
+    idx = [i for i in range(3) if pbc[i]]
+    lengths = np.linalg.norm(cell, axis=1)
+    for i in idx:
+        if lengths[i] > MAX_CELL_LENGTH:
+            return (f"lattice vector {_AXES[i]} is {lengths[i]:.3g} A long, beyond the limit of {MAX_CELL_LENGTH:g} A "
+                    "(is the cell in Angstrom?)")
+    for i, h in cell_heights(cell, pbc).items():
+        if h < MIN_CELL_HEIGHT:
+            return (f"the cell is only {h:.3g} A thick along {_AXES[i]} (distance between lattice planes; at least "
+                    f"{MIN_CELL_HEIGHT:g} A needed): give a valid or reduced cell (e.g. ase.build.niggli_reduce)")
+    sv = np.linalg.svd(cell[idx], compute_uv=False)
+    if len(sv) > 1 and sv[-1] > 0 and sv[0] / sv[-1] > MAX_CELL_CONDITION:
+        return (f"the cell is too distorted (condition number {sv[0] / sv[-1]:.3g}, at most {MAX_CELL_CONDITION:g}): "
+                "give a reduced cell (e.g. ase.build.niggli_reduce)")
+    return ""
+
+
+# vesin's cell list (vesin/src/cpu_cell_list.cpp) caps its grid at 1e5 cells; for a very anisotropic
+# box the rescaled grid has 0 cells along one axis and the library dies of SIGFPE, taking the whole
+# process (and the app server) with it.  ``neighbor_search_problem`` mirrors that arithmetic so the
+# search is refused before it is run; tests/test_hardening.py checks the mirror against vesin.
+_VESIN_MAX_CELLS = 1e5
+_MAX_SEARCH_WORK = 5e7  # cells x searched neighbour cells: ~0.2 s of vesin's loop
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def _vesin_box(cell: np.ndarray, pbc: list[bool]) -> np.ndarray:
+    """The box vesin searches: non-periodic rows replaced by unit vectors orthogonal to the periodic ones."""
+    m = np.array(cell, dtype=float)
+    per = [i for i in range(3) if pbc[i]]
+    if not per:
+        return np.eye(3)
+    if len(per) == 1:
+        p = per[0]
+        a, b = m[p], np.array([0.0, 1.0, 0.0])
+        if abs(_unit(a) @ b) > 0.9:
+            b = np.array([0.0, 0.0, 1.0])
+        c = _unit(np.cross(a, b))
+        m[(p + 1) % 3], m[(p + 2) % 3] = _unit(np.cross(c, a)), c
+    elif len(per) == 2:
+        m[3 - per[0] - per[1]] = _unit(np.cross(m[per[0]], m[per[1]]))
+    return m
+
+
+def neighbor_search_problem(positions, cell, pbc, cutoff: float) -> str:
+    """Why vesin cannot search this structure safely ("" when it can): its cell grid would collapse or explode.
+
+    ``cell`` / ``pbc`` as given to vesin (zeros / all False for a molecule); ``cutoff`` in Angstrom.
+    Called before every neighbour search, so it stays cheap (a few numpy calls on 3x3 matrices).
+    """
+    import math
+
+    pbc = [bool(p) for p in pbc] if np.ndim(pbc) else [bool(pbc)] * 3
+    m = _vesin_box(cell, pbc)
+    det = float(np.linalg.det(m))
+    if not math.isfinite(det) or abs(det) < 1e-30:
+        return "the cell matrix is singular"
+    # distance between faces: 1 / |reciprocal vector| (columns of the inverse) along periodic axes,
+    # the atoms' extent (x 1.01, at least 1 A) along the others, as vesin's BoundingBox computes them
+    d = 1.0 / np.sqrt((np.linalg.inv(m) ** 2).sum(axis=0))  # [3]
+    if not all(pbc):
+        pos = np.asarray(positions, dtype=float).reshape(-1, 3)
+        ext = pos.max(axis=0) - pos.min(axis=0) if len(pos) else np.zeros(3)
+        ext = np.where(ext < 1e-6, 1.0, ext)
+        d = np.where(pbc, d, 1.01 * ext)
+    d = [float(x) for x in d]
+    n = [max(1.0, float(math.trunc(x / cutoff))) for x in d]
+    if n[0] * n[1] * n[2] > _VESIN_MAX_CELLS:
+        rxy, ryz = n[0] / n[1], n[1] / n[2]
+        n[2] = float(math.trunc((_VESIN_MAX_CELLS / (rxy * ryz * ryz)) ** (1 / 3)))
+        n[1] = float(math.trunc(ryz * n[2]))
+        n[0] = float(math.trunc(rxy * n[1]))
+    what = "the cell" if any(pbc) else "the molecule's extent"
+    sizes = ", ".join(f"{x:.3g}" for x in d)
+    if min(n) < 1:
+        return f"{what} is too anisotropic for the neighbour search (sizes {sizes} A with a {cutoff:g} A cutoff)"
+    search = [2 * max(1, math.ceil(cutoff * k / x)) + 1 for k, x in zip(n, d)]
+    if n[0] * n[1] * n[2] * search[0] * search[1] * search[2] > _MAX_SEARCH_WORK:
+        return f"{what} is too thin or too large for the neighbour search (sizes {sizes} A)"
+    return ""
 
 
 def structure_label(atoms: Atoms, default: str = "structure") -> str:
@@ -646,6 +783,14 @@ def validate_atoms(
                 f"pbc={pbc_txt}; give a valid lattice, or an all-zero cell / pbc=False for a molecule",
                 key="cell",
             )
+        problem = cell_problem(cell, pbc)
+        if problem:
+            fail(f"{problem} (pbc={pbc_txt})", key="cell")
+    far = np.flatnonzero(np.abs(positions).max(axis=1) > MAX_COORDINATE)
+    if far.size:
+        i = int(far[0])
+        fail(f"atom {i} ({_symbol(int(numbers[i]))}) lies {np.abs(positions[i]).max():.3g} A from the origin, "
+             f"beyond the limit of {MAX_COORDINATE:g} A (coordinates in Angstrom?)", far[:10], "positions")
 
     unknown = np.flatnonzero((numbers <= 0) | (numbers > 118))
     if unknown.size:
@@ -673,7 +818,11 @@ def validate_atoms(
             )
 
     if min_distance > 0 and (n > 1 or periodic):
-        pair = _closest_pair(positions, cell if periodic else np.zeros((3, 3)), pbc, float(min_distance))
+        box = cell if periodic else np.zeros((3, 3))
+        problem = neighbor_search_problem(positions, box, pbc, max(float(min_distance), 1.0))
+        if problem:
+            fail(problem, key="cell" if periodic else "positions")
+        pair = _closest_pair(positions, box, pbc, float(min_distance))
         if pair is not None:
             i, j, shift, dist, count = pair
             si, sj = _symbol(int(numbers[i])), _symbol(int(numbers[j]))
@@ -696,6 +845,9 @@ def validate_atoms(
 
 def _closest_pair(positions, cell, pbc, cutoff):
     """(i, j, shift, distance, n_pairs) of the closest pair below ``cutoff``, or None."""
+    problem = neighbor_search_problem(positions, cell, pbc, max(cutoff, 1.0))
+    if problem:
+        raise StructureError(problem)
     try:
         import vesin
 

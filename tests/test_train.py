@@ -93,7 +93,7 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert last.exists()
     cfg.optim.max_epochs = 3
-    res = train(cfg, samples=zno_samples(), progress_bar=False)
+    res = train(cfg, samples=zno_samples(), progress_bar=False, force=True)  # the run had finished
     assert res.epochs == 3  # resumed at epoch 2, ran one more
 
 
@@ -111,7 +111,7 @@ def test_ema_weights_are_validated_checkpointed_and_saved(tmp_path):
     assert torch.equal(saved[name.removeprefix("model.")], best["state_dict"][name])
     assert json.loads((res.model_dir / "card.json").read_text())["training"]["ema_decay"] == 0.5
     cfg.optim.max_epochs = 4  # resuming restores both the raw and the averaged weights
-    assert train(cfg, samples=zno_samples(), progress_bar=False).epochs == 4
+    assert train(cfg, samples=zno_samples(), progress_bar=False, force=True).epochs == 4
 
 
 def test_bad_labels_are_refused_before_training(tmp_path):

@@ -490,6 +490,14 @@ def page() -> None:
     if several:  # the other pages (Inspector, Learn) open on the model shown here
         st.session_state["etgnn_model"] = str(Path(model.info.path).resolve())
     pkey = prediction_key(model, entry)
+<<<<<<< HEAD
+=======
+    for note in pred.atoms.info.get("etgnn_warnings", []):
+        st.warning(note, icon=":material/warning:")
+    seconds = pred.atoms.info.get("etgnn_predict_seconds")
+    st.caption(f"Model **{model.name}** on **{model.device_description}**"
+               + (f" · predicted in {seconds:.2f} s" if seconds is not None else ""))
+>>>>>>> harden
     with page_guard("3D view"):
         draw_3d(pred, entry, pkey)
 

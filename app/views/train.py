@@ -3,9 +3,10 @@ then use the model on the other pages at once or download its model folder."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
-import re
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -16,8 +17,11 @@ import streamlit as st
 from ase.data import chemical_symbols
 
 from app.state import (
+    APP_MAX_ATOMS,
+    APP_MAX_TRAIN_ATOMS,
     ROOT,
     add_user_model,
+    admit_training,
     dataset_samples,
     has_data,
     keep_widget,
@@ -27,9 +31,11 @@ from app.state import (
     user_models,
 )
 from etgnn_core.data import DataError, list_datasets, load_labelled_extxyz, load_poscar_zip, validate_samples
+from etgnn_core.structure import StructureError, validate_atoms
 from etgnn_core.tensors.specs import DEFAULT_SPECS
 from etgnn_core.train import TrainConfig
 from etgnn_core.train.background import CANCELLED, DONE, FAILED, FINISHED, TrainingJob
+from etgnn_core.train.config import slugify
 
 UPLOADS = "etgnn_train_uploads"  # name -> {"samples", "targets", "kind", "description"}
 JOB = "etgnn_train_job"  # the TrainingJob of this session (one at a time)
@@ -103,11 +109,30 @@ def read_upload(files) -> tuple[str, list, str]:
         name, kind = f.name, f"POSCAR zip + {', '.join(c.name for c in csvs)}"
     else:
         raise DataError(f"{', '.join(c.name for c in csvs)}: CSV labels need the zip of POSCAR files next to them")
+    check_upload_size(name, samples)
     targets = present_targets(samples)
     if not targets:
         raise DataError(f"{name}: no target is labelled on every structure")
     validate_samples(samples, targets)  # frame / id and key of the first bad label
     return name, samples, kind
+
+
+def check_upload_size(name: str, samples) -> None:
+    """Atoms per structure (the Predict page's limit) and in all; cells checked before any neighbour search."""
+    total = 0
+    for i, s in enumerate(samples):
+        n = len(s.atoms)
+        if n > APP_MAX_ATOMS:
+            raise DataError(f"{name}, structure {i} (id {s.id}): {n} atoms, more than the limit of "
+                            f"{APP_MAX_ATOMS} atoms per structure")
+        total += n
+        try:
+            validate_atoms(s.atoms, min_distance=0, name=f"{name}, structure {i} (id {s.id})")
+        except StructureError as exc:
+            raise DataError(str(exc)) from exc
+    if total > APP_MAX_TRAIN_ATOMS:
+        raise DataError(f"{name}: {total} atoms in all, more than the limit of {APP_MAX_TRAIN_ATOMS} atoms for "
+                        "training in the app (train larger sets with `etgnn train`)")
 
 
 def upload_section() -> None:
@@ -166,7 +191,8 @@ def choose_source():
 
 # ----------------------------------------------------------------------------------------- settings
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.") or "model"
+    """A plain model name (letters, digits, '_', '-'): TrainConfig refuses anything path-like."""
+    return slugify(text)
 
 
 def settings_section(source):
@@ -222,7 +248,6 @@ def settings_section(source):
     if len(samples) < 3:
         st.warning("Need at least 3 labelled structures (training, validation, test).")
         return None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
     cfg = TrainConfig.from_dict({
         "name": slug(model_name),
         "targets": list(targets),
@@ -232,7 +257,7 @@ def settings_section(source):
                   "patience": max(10, epochs // 5)},
         "split": {"seed": 0, "train": round(1 - val - test, 6), "val": val, "test": test},
         "finetune_from": finetune,
-        "output": str(RUNS / f"{slug(model_name)}-{stamp}"),
+        "output": str(RUNS / slug(model_name)),  # made unique by start_job
         "description": f"trained in ETGNN Studio on {description}",
     })
     return cfg, samples, description
@@ -240,7 +265,12 @@ def settings_section(source):
 
 # ------------------------------------------------------------------------------------------- job
 def start_job(cfg, samples, description) -> None:
+    # a fresh folder per run, created atomically: two sessions starting in the same second never share one
+    RUNS.mkdir(parents=True, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=f"{cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}-", dir=RUNS)
+    cfg = dataclasses.replace(cfg, output=folder)
     job = TrainingJob(cfg, samples, data_description=description)  # DataError here, before the thread
+    admit_training(job)  # ValueError naming the limit when the server runs as many trainings as it may
     job.start()
     st.session_state[JOB] = job
     st.session_state[JOB_META] = {"name": cfg.name, "registered": False}

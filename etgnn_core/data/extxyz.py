@@ -51,12 +51,25 @@ _CALC_PER_ATOM = {"forces", "charges", "magmoms", "energies", "stresses", "dipol
 
 def read_frames(data: bytes | str, source: str, index: str = ":") -> list[ase.Atoms]:
     """Extended-XYZ text -> list of frames (ase), DataError naming ``source`` on a parse failure."""
-    text = data.decode("utf-8", errors="replace") if isinstance(data, (bytes, bytearray)) else data
+    if isinstance(data, (bytes, bytearray)):
+        head = bytes(data[:65536])
+        controls = sum(1 for b in head if b < 32 and b not in (9, 10, 12, 13))
+        if b"\x00" in head or controls > 0.01 * max(len(head), 1):
+            raise DataError(f"{source}: binary content, not an extended XYZ text file")
+        text = data.decode("utf-8", errors="replace")
+    else:
+        text = data
     try:
         frames = ase.io.read(io.StringIO(text), index=index, format="extxyz")
     except Exception as exc:  # noqa: BLE001 - ase raises many types on malformed input
-        raise DataError(f"{source}: cannot parse as extended XYZ ({type(exc).__name__}: {exc})") from None
+        raise DataError(f"{source}: cannot parse as extended XYZ ({type(exc).__name__}: {_printable(exc)})") from None
     return frames if isinstance(frames, list) else [frames]
+
+
+def _printable(exc: BaseException, limit: int = 200) -> str:
+    """The exception's message on one line, without control characters, cut to ``limit`` characters."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in str(exc)).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_frames_file(path, index: str = ":") -> list[ase.Atoms]:

@@ -29,6 +29,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from .. import keys
+from ..structure import max_decompressed
 from .sample import DataError, Sample
 
 POSCAR_SUFFIXES = (".vasp", ".poscar")
@@ -224,13 +225,20 @@ def load_poscar_zip(
         if limit is not None:
             order = order[: max(int(limit), 0)]
         samples = []
+        budget = max_decompressed()  # all members together: a zip bomb stops here, not in the memory
         for sid in order:
             member = members[sid]
             src = f"{label}::{member}"
             try:
-                text = zf.read(member).decode("utf-8", errors="replace")
+                with zf.open(member) as fh:
+                    raw = fh.read(budget + 1)  # streamed
             except (OSError, zipfile.BadZipFile) as exc:
                 raise DataError(f"{src}: cannot read ({exc})") from None
+            budget -= len(raw)
+            if budget < 0:
+                raise DataError(f"{label}: expands to more than {max_decompressed() / 2**20:.0f} MiB when "
+                                "decompressed (the limit for a compressed upload)")
+            text = raw.decode("utf-8", errors="replace")
             atoms = parse_poscar(text, src)
             n = len(atoms)
             targets = {}

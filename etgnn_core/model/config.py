@@ -7,6 +7,37 @@ from dataclasses import asdict, dataclass, field, fields
 
 from etgnn_core.tensors.specs import TensorSpec
 
+# Bounds of every numeric field: a config.json (or a training config's model section) outside them is
+# refused with the key named, instead of hanging (num_blocks: 1e6) or failing deep in torch (hidden: -3).
+INT_BOUNDS = {
+    "hidden": (1, 4096), "int_emb": (1, 4096), "basis_emb": (1, 4096), "out_emb": (1, 4096),
+    "triplet_hidden": (1, 4096), "num_blocks": (1, 32), "num_radial": (1, 16), "num_spherical": (1, 10),
+    "envelope_exponent": (1, 20),
+}
+FLOAT_BOUNDS = {"cutoff": (0.5, 20.0), "avg_degree": (1e-3, 1e4)}  # cutoff in Angstrom
+MAX_NEIGHBORS_BOUNDS = (1, 1000)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_fields(c) -> None:
+    """Raise ValueError naming the first field of ModelConfig ``c`` with a wrong type or out of bounds."""
+    for key, (lo, hi) in INT_BOUNDS.items():
+        v = getattr(c, key)
+        if not _is_int(v) or not lo <= v <= hi:
+            raise ValueError(f"key {key!r} must be an integer from {lo} to {hi}, got {v!r}")
+    for key, (lo, hi) in FLOAT_BOUNDS.items():
+        v = getattr(c, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= float(v) <= hi:
+            raise ValueError(f"key {key!r} must be a number from {lo:g} to {hi:g}, got {v!r}")
+    lo, hi = MAX_NEIGHBORS_BOUNDS
+    if c.max_neighbors is not None and (not _is_int(c.max_neighbors) or not lo <= c.max_neighbors <= hi):
+        raise ValueError(f"key 'max_neighbors' must be null or an integer from {lo} to {hi}, got {c.max_neighbors!r}")
+    if not isinstance(c.elements, list) or not all(_is_int(z) and 1 <= z <= 118 for z in c.elements):
+        raise ValueError(f"key 'elements' must be a list of atomic numbers 1..118, got {c.elements!r}")
+
 
 @dataclass
 class ModelConfig:
@@ -34,8 +65,7 @@ class ModelConfig:
         names = [t.name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate target names in {names}")
-        if self.cutoff <= 0:
-            raise ValueError(f"cutoff must be positive, got {self.cutoff}")
+        check_fields(self)
 
     @property
     def uses_triplet_messages(self) -> bool:
@@ -54,6 +84,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        if not isinstance(d, dict):
+            raise ValueError(f"model config must be a mapping of keys, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

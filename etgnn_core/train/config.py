@@ -18,10 +18,20 @@ Example (see README "Training"):
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import re
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import yaml
+
+#: A model name: it becomes a folder name under pretrained/ (`etgnn train --install`), so no path parts.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+
+
+def slugify(text: str, default: str = "model") -> str:
+    """A model name NAME_RE accepts, made from free text (runs of other characters become '_')."""
+    out = re.sub(r"[^A-Za-z0-9_-]+", "_", str(text)).strip("_-")[:100]
+    return out if NAME_RE.fullmatch(out) else default
 
 
 class ConfigError(ValueError):
@@ -151,6 +161,9 @@ def _build(cls, d: dict, where: str):
 def _check(c: TrainConfig, where: str) -> None:
     from etgnn_core.tensors.specs import DEFAULT_SPECS
 
+    if not isinstance(c.name, str) or not NAME_RE.fullmatch(c.name):
+        raise ConfigError(f"{where}: name {c.name!r} must be a plain name of letters, digits, '_' and '-' "
+                          "(at most 100 characters, starting with a letter or digit): it names the model folder")
     if not c.targets:
         raise ConfigError(f"{where}: 'targets' is empty; name at least one of {list(DEFAULT_SPECS)}")
     for t in list(c.targets) + list(c.weights) + list(c.tensor_options):
@@ -167,6 +180,30 @@ def _check(c: TrainConfig, where: str) -> None:
     for k, v in (("lr", c.optim.lr), ("batch_size", c.optim.batch_size), ("max_epochs", c.optim.max_epochs)):
         if not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(f"{where}: optim.{k} must be a positive number, got {v!r}")
+    _check_model_section(c, where)
     d = c.optim.ema_decay
     if d is not None and not (isinstance(d, (int, float)) and 0 < d < 1):
         raise ConfigError(f"{where}: optim.ema_decay must lie strictly between 0 and 1 (e.g. 0.999), got {d!r}")
+
+
+def _check_model_section(c: TrainConfig, where: str) -> None:
+    """The model section's keys and values, checked as ModelConfig would (file and key named)."""
+    from dataclasses import fields as dc_fields
+
+    from etgnn_core.model.config import ModelConfig, check_fields
+
+    if not isinstance(c.model, dict):
+        raise ConfigError(f"{where}: 'model' must be a mapping")
+    known = {f.name for f in dc_fields(ModelConfig)} - {"targets"}
+    unknown = sorted(set(c.model) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown model key(s) {unknown}; known: {sorted(known)}")
+    probe = ModelConfig.__new__(ModelConfig)  # defaults + the section, without building specs
+    for f in dc_fields(ModelConfig):
+        if f.name != "targets":
+            setattr(probe, f.name, c.model.get(f.name, f.default if f.default_factory is MISSING  # type: ignore
+                                                       else f.default_factory()))
+    try:
+        check_fields(probe)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: model {exc}") from exc

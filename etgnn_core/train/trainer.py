@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
+import os
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -13,6 +19,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
 from etgnn_core.device import tune_cpu_allocator
@@ -162,8 +169,13 @@ def baseline_mae(train: list[LabelledGraph], test: list[LabelledGraph], model: E
 
 
 def train(config: TrainConfig, samples: list | None = None, callbacks: list | None = None,
-          progress_bar: bool = True, resume: bool = True, data_description: str | None = None) -> TrainResult:
-    """Train (or fine-tune) a model as the config says and write its model folder to ``output/model``."""
+          progress_bar: bool = True, resume: bool = True, data_description: str | None = None,
+          force: bool = False) -> TrainResult:
+    """Train (or fine-tune) a model as the config says and write its model folder to ``output/model``.
+
+    ``resume``: continue from ``output/checkpoints/last.ckpt`` when its run.json matches the config;
+    ``force``: a finished run may be trained again (continued, with ``resume``) and its model replaced.
+    """
     from etgnn_core.data import validate_samples
 
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -190,7 +202,7 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
 
     out = Path(config.output)
     ckpt_dir = out / "checkpoints"
-    result = _fit(config, model, parts, ckpt_dir, out, callbacks or [], progress_bar, resume)
+    result = _fit(config, model, parts, ckpt_dir, out, callbacks or [], progress_bar, resume, force)
     epochs, minutes = result
 
     eval_part = "test" if parts["test"] else "val"
@@ -217,10 +229,11 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
     model_dir = save_model(model.cpu(), out / "model", name=config.name, description=config.description,
                            card=card, split=ids)
     card = write_recipe_and_history(model_dir, config, card)  # train.yaml; the card's settings and history
+    mark_finished(out)
     return TrainResult(model, model_dir, metrics, ids, minutes, epochs, card)
 
 
-def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume):
+def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume, force=False):
     o = config.optim
     warmup = o.warmup if o.warmup is not None else (0.05 if config.finetune_from else 0.0)
     module = ETGNNModule(model, config.weights, o.lr, o.max_epochs, o.max_minutes, o.weight_decay, warmup)
@@ -228,8 +241,13 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume):
                                                collate_fn=collate_labelled, num_workers=0)
     has_val = bool(parts["val"])
     monitor = "val_loss" if has_val else "train_loss"
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, save_last=True, save_top_k=1)
-    cbs = [ckpt, *callbacks]
+    last = ckpt_dir / LAST_CKPT
+    resume_from = prepare_run(config, out, resume, force)
+    # best.ckpt only when the monitored loss improves; last.ckpt every epoch and on SIGINT / SIGTERM
+    # (ModelCheckpoint's save_last with save_top_k=1 wrote it only on improvement, and resumed runs lost epochs)
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, save_last=False, save_top_k=1)
+    stopper = _LastCheckpoint(last)
+    cbs = [ckpt, stopper, *callbacks]
     if o.ema_decay:  # validated and checkpointed with the averaged weights (Lightning swaps them in)
         cbs.append(EMAWeightAveraging(decay=o.ema_decay))
     if o.patience:
@@ -248,15 +266,149 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume):
         deterministic=False,
         num_sanity_val_steps=0,
     )
-    last = ckpt_dir / "last.ckpt"
     start = time.monotonic()
-    trainer.fit(module, loader(parts["train"], True), loader(parts["val"], False) if has_val else None,
-                ckpt_path=str(last) if resume and last.exists() else None)
+    with _stop_on_signals(stopper):
+        try:
+            trainer.fit(module, loader(parts["train"], True), loader(parts["val"], False) if has_val else None,
+                        ckpt_path=str(resume_from) if resume_from else None)
+        except (_Stop, SIGTERMException) as exc:
+            raise TrainingInterrupted(
+                f"{stopper.signal_name or 'a signal'} during epoch {trainer.current_epoch + 1}; "
+                f"last checkpoint {last}: rerun the same command to resume") from exc
     best = ckpt.best_model_path or (str(last) if last.exists() else "")
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         load_state_strict(model, {k.removeprefix("model."): v for k, v in state.items()}, best)
     return trainer.current_epoch, (time.monotonic() - start) / 60
+
+
+# ------------------------------------------------------------------------------- resume and run state
+LAST_CKPT = "last.ckpt"
+RUN_FILE = "run.json"  # in the output folder: what was trained (fingerprint) and whether it finished
+#: Config sections a checkpoint belongs to: resuming with any of them changed would mix two runs.
+FINGERPRINT_KEYS = ("data", "split", "model", "targets", "tensor_options", "finetune_from")
+
+
+class RunStateError(ValueError):
+    """A run that cannot go on as asked: finished already, or its checkpoint belongs to another config."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT / SIGTERM stopped training after the last checkpoint was written (the message says where)."""
+
+
+class _Stop(Exception):
+    """Raised inside Lightning to end fit() at once after a signal (Lightning turns KeyboardInterrupt into exit 1)."""
+
+
+def run_fingerprint(config: TrainConfig) -> dict:
+    """The config sections of :data:`FINGERPRINT_KEYS` (JSON-normalised) and their sha256."""
+    d = json.loads(json.dumps(config.to_dict(), sort_keys=True, default=str))
+    sections = {k: d.get(k) for k in FINGERPRINT_KEYS}
+    digest = hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()
+    return {"sha256": digest, "sections": sections}
+
+
+def read_run(out) -> dict:
+    """The run.json of an output folder ({} when there is none or it is unreadable)."""
+    try:
+        return json.loads((Path(out) / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_finished(out) -> bool:
+    """The output folder holds a finished run (run.json says so and the model folder exists)."""
+    return read_run(out).get("status") == "finished" and (Path(out) / "model" / "weights.pt").exists()
+
+
+def _write_run(out: Path, record: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, out / RUN_FILE)
+
+
+def prepare_run(config: TrainConfig, out: Path, resume: bool, force: bool = False) -> Path | None:
+    """Checkpoint to resume from (None: start over), after refusing what would lose or mix work.
+
+    A finished run is refused unless ``force``; a checkpoint whose run.json fingerprint differs from
+    this config is refused, naming the differing sections (``resume=False`` starts over).
+    """
+    out = Path(out)
+    last = out / "checkpoints" / LAST_CKPT
+    record, fp = read_run(out), run_fingerprint(config)
+    if run_finished(out) and not force:
+        raise RunStateError(f"{out}: this run is finished (model folder {out / 'model'}); "
+                            "--force trains it again and replaces the model")
+    start_over = not resume or not last.exists()
+    if not start_over:
+        old = record.get("sections")
+        if old is None:
+            raise RunStateError(f"{last}: no {RUN_FILE} says which config it belongs to; --no-resume starts over")
+        differ = [k for k in FINGERPRINT_KEYS if old.get(k) != fp["sections"].get(k)]
+        if differ:
+            raise RunStateError(f"{last}: the config's {', '.join(differ)} differ from the checkpoint's run "
+                                f"({out / RUN_FILE}); --no-resume starts over")
+    if start_over:
+        for old_ckpt in (out / "checkpoints").glob("*.ckpt"):
+            old_ckpt.unlink()  # this run's own checkpoints: a fresh start must not resume or rank against them
+    _write_run(out, {"name": config.name, "status": "running", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                     **fp})
+    return None if start_over else last
+
+
+def mark_finished(out) -> None:
+    """Record in run.json that the run finished and wrote its model folder."""
+    record = read_run(out)
+    record.update(status="finished", finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+    _write_run(Path(out), record)
+
+
+class _LastCheckpoint(L.Callback):
+    """Writes last.ckpt after every epoch, and at once when a signal asked training to stop."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.signal_name: str | None = None
+
+    def save(self, trainer) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        trainer.save_checkpoint(tmp)
+        os.replace(tmp, self.path)  # a kill during the write leaves the previous last.ckpt whole
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.save(trainer)
+        if self.signal_name:
+            raise _Stop
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.signal_name:
+            self.save(trainer)
+            raise _Stop
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stopper: _LastCheckpoint):
+    """SIGINT / SIGTERM ask ``stopper`` to checkpoint and stop after the current batch (main thread only;
+    a second signal acts at once)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        stopper.signal_name = signal.Signals(signum).name
+        signal.signal(signum, previous[signum])
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
 
 
 def _wants_cuda(device: str) -> bool:

@@ -39,9 +39,14 @@ def _closest_pair_distance(atoms, bound: float) -> float:
     try:
         import vesin
 
+        from etgnn_core.structure import neighbor_search_problem
+
         for cutoff in (min(3.0, bound), bound):
             if not np.isfinite(cutoff):
                 break
+            box = atoms.cell[:] if c.is_periodic(atoms) else np.zeros((3, 3))
+            if neighbor_search_problem(atoms.positions, box, atoms.pbc, float(cutoff)):
+                break  # vesin would die (SIGFPE) on this box: the distance matrix below
             nl = vesin.NeighborList(cutoff=float(cutoff), full_list=False, n_threads=1)
             i, j, d = nl.compute(
                 np.ascontiguousarray(atoms.positions, dtype=np.float64),
