@@ -455,9 +455,10 @@ def run_models(models, entry: Entry, several: bool) -> list[tuple]:
 
 
 def show_warnings(results) -> None:
-    """Every committee warning at the top of the page, in plain words, naming the model."""
+    """Every warning at the top of the page, in plain words, naming the model: the committee's
+    out-of-domain warnings and the structure checks' (e.g. a molecule given to a crystal model)."""
     for model, pred in results:
-        for w in pred.warnings:
+        for w in [*pred.atoms.info.get("etgnn_warnings", []), *pred.warnings]:
             st.warning(f"**{model.name}**: {w[0].upper() + w[1:]}.", icon=":material/warning:")
 
 
@@ -490,14 +491,6 @@ def page() -> None:
     if several:  # the other pages (Inspector, Learn) open on the model shown here
         st.session_state["etgnn_model"] = str(Path(model.info.path).resolve())
     pkey = prediction_key(model, entry)
-<<<<<<< HEAD
-=======
-    for note in pred.atoms.info.get("etgnn_warnings", []):
-        st.warning(note, icon=":material/warning:")
-    seconds = pred.atoms.info.get("etgnn_predict_seconds")
-    st.caption(f"Model **{model.name}** on **{model.device_description}**"
-               + (f" · predicted in {seconds:.2f} s" if seconds is not None else ""))
->>>>>>> harden
     with page_guard("3D view"):
         draw_3d(pred, entry, pkey)
 
