@@ -220,7 +220,14 @@ class Model:
         """
         single = not isinstance(structures, (list, tuple))
         items = [structures] if single else list(structures)
-        prepared = [self.prepare(s, max_atoms) for s in items]
+        prepared, notes = [], []
+        for s in items:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", StructureWarning)
+                prepared.append(self.prepare(s, max_atoms))
+            notes.append([w for w in caught if issubclass(w.category, StructureWarning)])
+            for w in notes[-1]:  # still a Python warning (callers may filter it), and kept on the prediction
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         results = []
         chunks = range(0, len(prepared), batch_size)
         if progress:
@@ -232,6 +239,8 @@ class Model:
                 chunk = prepared[start : start + batch_size]
                 out = self.net(collate([g for _, g in chunk]), embeddings=embeddings)
                 results += self._split(out, [a for a, _ in chunk], embeddings, contributions)
+        for pred, caught in zip(results, notes):
+            pred.warnings = [" ".join(str(w.message).split()) for w in caught] + pred.warnings
         return results[0] if single else results
 
     def _split(self, out: ModelOutput, atoms_list, embeddings, contributions) -> list[Prediction]:
