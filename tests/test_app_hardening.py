@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import test_app_part2 as part2
-from test_app_part2 import env, pretrained  # noqa: F401
+import test_app_map_train_learn as part2
+from test_app_map_train_learn import env, pretrained  # noqa: F401
 from test_app_predict import DEMO, errors, new_app, ok, tab_labels, tiny_models, upload  # noqa: F401
 
 THIN_XYZ = (b'2\nLattice="1000 0 0 0 0.001 0 0 0 1000" Properties=species:S:1:pos:R:3 pbc="T T T"\n'
