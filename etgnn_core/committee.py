@@ -482,7 +482,8 @@ def assemble_committee(config, members: Sequence[int] | None = None, samples: li
     meta = {"format": COMMITTEE_FORMAT, "kind": "committee", "name": config.name,
             "description": config.description, "members": names, "std_scale": scale, "domain": domain}
     ids = {k: [str(getattr(samples[i], "id", i)) for i in v] for k, v in split.items()}
-    return _write_folder(Path(info.path), folders, names, meta, reference, card, ids, nets[0].config)
+    return _write_folder(Path(info.path), folders, names, meta, reference, card, ids, nets[0].config,
+                         committee_recipe(config, folders, names))
 
 
 def _size(folder: Path) -> int:
@@ -546,11 +547,42 @@ def render_committee_card(name: str, description: str, card: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_folder(dest: Path, folders, names, meta, reference, card, ids, config) -> Path:
+def committee_recipe(config, folders, names) -> dict:
+    """The committee's train.yaml: the member config, the commands that rebuild it, each member's weights hash.
+
+    Each member folder keeps its own train.yaml (the exact resolved config of that member).
+    """
+    from etgnn_core.train.recipe import data_hashes, git_commit, sha256_file
+
+    base = config if config.split.member is None else replace(config, split=replace(config.split, member=None))
+    ks = [int(n.removeprefix("member")) for n in names]
+    try:
+        data_files = data_hashes(base)
+    except ValueError as exc:  # samples given in code (tests, notebooks): no data files to hash
+        data_files = {"not hashed": " ".join(str(exc).split())}
+    cfg = f"configs/{config.name}.yaml"
+    return {
+        "format": 1,
+        "kind": "committee",
+        "name": config.name,
+        "git_commit": git_commit(),
+        "commands": [f"etgnn train {cfg} --member {k}" for k in ks]
+        + [f"etgnn committee {cfg} --members {','.join(map(str, ks))} --install"],
+        "member_config": base.to_dict(),
+        "members": {n: {"seed": base.seed + k, "weights_sha256": sha256_file(f / "weights.pt")}
+                    for n, k, f in zip(names, ks, folders)},
+        "data_files": data_files,
+    }
+
+
+def _write_folder(dest: Path, folders, names, meta, reference, card, ids, config, recipe: dict) -> Path:
     """Write beside ``dest`` and rename into place; an earlier committee at ``dest`` is replaced."""
+    import yaml
+
     dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.writing-{os.getpid()}")
     tmp.mkdir(parents=True)
+    (tmp / "train.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     for folder, name in zip(folders, names):
         shutil.copytree(folder, tmp / name)
     (tmp / COMMITTEE_FILE).write_text(json.dumps(meta, indent=1))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from ase import Atoms
 from ase.build import bulk
 
@@ -23,6 +24,7 @@ from etgnn_core import metrics
 from etgnn_core.data import Sample
 from etgnn_core.registry import ModelLoadError, list_models, save_model
 from etgnn_core.train import TrainConfig
+from etgnn_core.train.recipe import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 N_SAMPLES, N_RARE = 40, 2
@@ -113,6 +115,10 @@ def test_folder_is_self_describing_and_listed(committee_dir, monkeypatch):
     assert "committee of 4" in (committee_dir / "card.md").read_text()
     split = json.loads((committee_dir / "split.json").read_text())
     assert len(split["calib"]) == 12 and len(split["test"]) == 12 and len(split["train"]) == 16
+    recipe = yaml.safe_load((committee_dir / "train.yaml").read_text())  # what rebuilds it
+    assert recipe["kind"] == "committee" and recipe["member_config"]["name"] == "universal_tiny"
+    assert recipe["commands"][-1].startswith("etgnn committee configs/universal_tiny.yaml --members 0,1,2,3")
+    assert recipe["members"]["member2"]["weights_sha256"] == sha256_file(committee_dir / "member2" / "weights.pt")
     monkeypatch.setenv("ETGNN_PRETRAINED", str(committee_dir.parent))
     infos = {m.name: m for m in list_models()}
     assert infos["universal_tiny"].is_committee and infos["universal_tiny"].elements == [8, 30, 48]

@@ -15,7 +15,7 @@ from etgnn_core.train import ConfigError, train
 from etgnn_core.train.recipe import RECIPE_FILE, dry_run, is_recipe_file, read_recipe, run_recipe, sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted(p.parent for p in (ROOT / "pretrained").glob(f"*/{RECIPE_FILE}"))
+SHIPPED = sorted(p.parent for p in (ROOT / "pretrained").glob(f"*/{RECIPE_FILE}") if is_recipe_file(p))
 
 
 def test_training_and_fine_tuning_write_the_chain_of_stages(tmp_path):
