@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ase import Atoms, units
+from ase.calculators.calculator import Calculator
 from ase.calculators.emt import EMT
 
 from etgnn_core import cli
@@ -288,3 +289,77 @@ def test_cli_spectra_end_to_end_with_sevenn(tmp_path):
     lo = max(rec["lo_frequencies_cm1"][0]["frequencies_cm1"])
     assert lo > f[-1] + 50  # LO-TO splitting of a strongly polar crystal
     assert 3 < np.trace(rec["eps_static"]) / 3 < 12 and rec["warnings"] == []
+
+
+# ------------------------------------------------------------------------------------------- app
+class Springs(Calculator):  # a cheap, stable stand-in for the universal potential
+    """Central springs (k = 5 eV/Å²) between all pairs closer than 3.6 Å, at rest in the first structure seen."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self):
+        super().__init__()
+        self.pairs = None
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        from ase.neighborlist import neighbor_list
+
+        super().calculate(atoms, properties, system_changes)
+        a = self.atoms
+        if self.pairs is None:
+            i, j, d, S = neighbor_list("ijdS", a, 3.6)
+            self.pairs = (i, j, S, d)
+        i, j, S, r0 = self.pairs
+        vec = a.positions[j] + S @ a.cell[:] - a.positions[i]  # [n_pairs, 3]
+        r = np.linalg.norm(vec, axis=1)
+        f_pair = (5.0 * (r - r0) / r)[:, None] * vec  # force on i from the spring to j
+        forces = np.zeros((len(a), 3))
+        np.add.at(forces, i, f_pair)
+        self.results = {"energy": float(0.25 * 5.0 * ((r - r0) ** 2).sum()), "forces": forces}
+
+
+def test_app_spectra_page_computes_and_shows_the_tables(tmp_path, monkeypatch):
+    """The Spectra page through AppTest: compute (springs instead of SevenNet), spectrum, mode view, tables."""
+    import torch
+    from streamlit.testing.v1 import AppTest
+
+    from etgnn_core.model.etgnn import ETGNN, ModelConfig
+    from etgnn_core.registry import save_model
+    from etgnn_core.spectra import phonons
+    from etgnn_core.tensors.specs import spec_for
+
+    torch.manual_seed(0)
+    net = ETGNN(ModelConfig(targets=[spec_for("born_charges"), spec_for("dielectric")], hidden=16, int_emb=8,
+                            out_emb=16, triplet_hidden=8, num_blocks=1, max_neighbors=12))
+    folder = save_model(net, tmp_path / "tiny_bec", name="tiny_bec", description="test model").resolve()
+    monkeypatch.setenv("ETGNN_PRETRAINED", str(tmp_path))
+    monkeypatch.setitem(phonons._CALCULATORS, ("sevenn", "cpu"), Springs())
+    at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=180)
+    at.session_state["etgnn_model"] = str(folder)
+    at.session_state["etgnn_demo"] = "AlN_wurtzite.json"
+    at.run()
+    at.switch_page("views/spectra.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Spectra"
+    at.button(key="spectra_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    frames = [d.value for d in at.dataframe]
+    eps = [f for f in frames if f.shape == (3, 3)]
+    assert len(eps) == 3  # ε∞, ε_ionic, ε0
+    np.testing.assert_allclose(eps[2].to_numpy(), eps[0].to_numpy() + eps[1].to_numpy(), atol=2e-3)
+    shares = next(f for f in frames if "share of intensity" in f.columns)
+    assert len(shares) == 4 and abs(shares["share of intensity"].sum() - 1) < 1e-3  # the brightest mode is shown
+    assert any("optical modes, q → 0 (cm⁻¹)" in f.columns for f in frames)  # LO-TO table
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert "click a mode" in [t.get("name") for t in spec["data"]]
+    assert "addArrow" in at.get("iframe")[0].proto.srcdoc
+    captions = " ".join(c.value for c in at.caption)
+    assert "phonons: **sevenn 7net-l3i5**" in captions and "tiny_bec" in captions
+    # another mode from the widget: the view follows
+    pick = at.selectbox(key="spectra_mode_pick")
+    assert len(pick.options) == 9  # 4 atoms: 12 modes, 3 acoustic
+    first = pick.value
+    pick.set_value(11).run()
+    assert not at.exception and at.selectbox(key="spectra_mode_pick").value == 11 != first
+    assert "**Mode 11**" in " ".join(m.value for m in at.markdown)
+    assert [b.label for b in at.get("download_button")] == ["Download spectrum CSV", "Download JSON"]
