@@ -13,7 +13,7 @@ the errors of ε∞ alone and of ε_ionic = ε0 - ε∞ alone, and the wall and 
 (model loading excluded: both models are loaded once before the loop).
 
 Writes benchmarks/results/spectra_<phonons>_<relax>.csv (one row per crystal, appended as it goes, so a
-stopped run keeps its rows) and benchmarks/results/spectra_parity.html (plotly, every relax mode run).
+stopped run keeps its rows) and benchmarks/results/spectra_parity.png (matplotlib, every relax mode run).
 """
 
 from __future__ import annotations
@@ -102,29 +102,33 @@ HEADER = ("| phonons / relax | crystals | failed | soft-mode | median rel. err. 
 
 
 def parity(all_rows: dict[str, list[dict]], path: Path) -> None:
-    import plotly.graph_objects as go
+    """A small PNG (matplotlib, Agg): predicted vs DFT ε0, log axes; crosses = crystals with soft modes."""
+    import matplotlib
 
-    fig = go.Figure()
-    top = 1.0
-    for label, rows in all_rows.items():
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=110)
+    top, bottom = 1.0, 1e9
+    for k, (label, rows) in enumerate(all_rows.items()):
         ok = [r for r in rows if not r.get("error")]
-        for soft, sym in ((False, "circle"), (True, "x")):
+        for soft in (False, True):
             rs = [r for r in ok if r["soft"] == soft]
             if not rs:
                 continue
-            x = [r["eps0_dft"] for r in rs]
-            y = [r["eps0_pred"] for r in rs]
-            top = max(top, *x, *y)
-            fig.add_trace(go.Scatter(x=x, y=y, mode="markers", marker_symbol=sym,
-                                     name=f"{label}{' (soft modes)' if soft else ''}",
-                                     text=[f"{r['material_id']} {r['formula']}" for r in rs]))
-    fig.add_trace(go.Scatter(x=[1, top], y=[1, top], mode="lines", line=dict(color="grey", dash="dash"),
-                             name="y = x"))
-    fig.update_layout(title="ε0 (mean eigenvalue): predicted vs DFPT-PBE (MP, Petousis 2017)",
-                      xaxis_title="DFT ε0", yaxis_title="predicted ε0", xaxis_type="log", yaxis_type="log",
-                      width=720, height=620)
+            x, y = [r["eps0_dft"] for r in rs], [r["eps0_pred"] for r in rs]
+            top, bottom = max(top, *x, *y), min(bottom, *x, *y)
+            ax.scatter(x, y, marker="x" if soft else "o", s=28, color=f"C{k}", alpha=0.8,
+                       label=f"{label}{' (soft modes)' if soft else ''}")
+    lim = (0.8 * bottom, 1.25 * top)
+    ax.plot(lim, lim, "--", color="grey", lw=1)
+    ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim, xlabel="DFT ε0 (DFPT-PBE, MP)",
+           ylabel="predicted ε0 (ETGNN ε∞ + ionic)", title="ε0, mean eigenvalue")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.write_html(str(path), include_plotlyjs=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -136,7 +140,11 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="multi_element_bec")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--skip", type=int, default=0, help="skip the first SKIP picked crystals (resume)")
+    p.add_argument("--report", action="store_true",
+                   help="compute nothing: summarise the CSVs of --relax modes already written and redraw the plot")
     args = p.parse_args(argv)
+    if args.report:
+        return report(args)
 
     import ase.io
     import torch
@@ -179,7 +187,28 @@ def main(argv=None) -> int:
     print(HEADER)
     for label, rows in all_rows.items():
         print(summary(rows, label))
-    parity(all_rows, OUT / "spectra_parity.html")
+    parity(all_rows, OUT / "spectra_parity.png")
+    return 0
+
+
+def report(args) -> int:
+    all_rows = {}
+    for relax in args.relax.split(","):
+        path = OUT / f"spectra_{args.phonons}_{relax}.csv"
+        if path.exists():
+            all_rows[f"{args.phonons} / {relax}"] = _read_csv(path)
+    if not all_rows:
+        raise SystemExit(f"benchmarks/spectra.py: no results for --relax {args.relax} in {OUT}")
+    print(HEADER)
+    for label, rows in all_rows.items():
+        print(summary(rows, label))
+    common = set.intersection(*({r["material_id"] for r in rows if not r.get("error")} for rows in all_rows.values()))
+    if len(all_rows) > 1 and common:
+        print(f"\nOn the {len(common)} crystals every mode ran:")
+        print(HEADER)
+        for label, rows in all_rows.items():
+            print(summary([r for r in rows if r["material_id"] in common], label))
+    parity(all_rows, OUT / "spectra_parity.png")
     return 0
 
 
