@@ -444,6 +444,7 @@ def _same_crystal(atoms, cell_atoms) -> bool:
 
 
 def cmd_spectra(args) -> int:
+    import contextlib
     import time
 
     from etgnn_core.api import load_model
@@ -486,8 +487,9 @@ def cmd_spectra(args) -> int:
                 print(f"\retgnn: {label}: {stage} {done}/{total} ({time.perf_counter() - t0:.0f} s)",
                       end="", file=sys.stderr, flush=True)
 
-        try:
-            res = compute_spectrum(atoms, model, config, progress=note, source=label)
+        try:  # a force model's own prints must not mix into the JSON on stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                res = compute_spectrum(atoms, model, config, progress=note, source=label)
         except CLIError:
             raise
         except Exception as exc:

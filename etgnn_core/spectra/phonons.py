@@ -21,7 +21,9 @@ Units: positions Å, forces eV/Å, masses amu, phonopy frequencies THz (converte
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,19 +116,23 @@ def force_calculator(source: str, device: str = "auto"):
     key = (source, dev)
     if key not in _CALCULATORS:
         pkg, name = POTENTIALS[source]
-        try:
-            if pkg == "sevenn":
-                from sevenn.calculator import SevenNetCalculator
-
-                _CALCULATORS[key] = SevenNetCalculator(name, device=dev)
-            else:
-                from chgnet.model import CHGNet
-                from chgnet.model.dynamics import CHGNetCalculator
-
-                _CALCULATORS[key] = CHGNetCalculator(CHGNet.load(model_name=name, verbose=False), use_device=dev)
+        try:  # their loading notes go to stderr: stdout carries `etgnn spectra --format json`
+            with contextlib.redirect_stdout(sys.stderr):
+                _CALCULATORS[key] = _make_calculator(pkg, name, dev)
         except ImportError as exc:
             raise PhononError(f"force model {source} needs the {pkg} package: pip install {pkg}") from exc
     return _CALCULATORS[key]
+
+
+def _make_calculator(pkg: str, name: str, dev: str):
+    if pkg == "sevenn":
+        from sevenn.calculator import SevenNetCalculator
+
+        return SevenNetCalculator(name, device=dev)
+    from chgnet.model import CHGNet
+    from chgnet.model.dynamics import CHGNetCalculator
+
+    return CHGNetCalculator(CHGNet.load(model_name=name, verbose=False), use_device=dev)
 
 
 def relax(atoms: Atoms, calc, mode: str = "positions", fmax: float = 0.01, max_steps: int = 200) -> tuple[Atoms, dict]:
