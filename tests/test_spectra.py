@@ -318,7 +318,7 @@ class Springs(Calculator):  # a cheap, stable stand-in for the universal potenti
         self.results = {"energy": float(0.25 * 5.0 * ((r - r0) ** 2).sum()), "forces": forces}
 
 
-def test_app_spectra_page_computes_and_shows_the_tables(tmp_path, monkeypatch):
+def test_app_spectra_page_computes_and_shows_the_tables(tmp_path, monkeypatch, phonopy_file):
     """The Spectra page through AppTest: compute (springs instead of SevenNet), spectrum, mode view, tables."""
     import torch
     from streamlit.testing.v1 import AppTest
@@ -363,3 +363,13 @@ def test_app_spectra_page_computes_and_shows_the_tables(tmp_path, monkeypatch):
     assert not at.exception and at.selectbox(key="spectra_mode_pick").value == 11 != first
     assert "**Mode 11**" in " ".join(m.value for m in at.markdown)
     assert [b.label for b in at.get("download_button")] == ["Download spectrum CSV", "Download JSON"]
+    # phonons from an uploaded phonopy file (the hand-made rock salt): its TO mode comes back
+    at.selectbox(key="spectra_source").set_value("phonopy file (upload)").run()
+    assert not at.exception and not at.error
+    at.file_uploader(key="spectra_phonopy").set_value(("phonopy_params.yaml", phonopy_file.read_bytes(),
+                                                       "application/octet-stream")).run()
+    at.button(key="spectra_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
+    assert "phonons: **phonopy file phonopy_params.yaml**" in " ".join(c.value for c in at.caption)
+    to, _, _ = closed_form()
+    assert f"{to:.1f}" in " ".join(m.value for m in at.markdown)

@@ -75,7 +75,7 @@ def pick_mode(res, fwhm: float, key: tuple) -> int | None:
     event = st.plotly_chart(fig, key="spectra_chart", on_select="rerun", selection_mode="points",
                             config={"displaylogo": False, "scrollZoom": True})
     points = list(((getattr(event, "selection", None) or {}).get("points", [])) or [])
-    clicked = next((int(p["customdata"]) for p in points if p.get("customdata") is not None), None)
+    clicked = next((int(np.ravel(p["customdata"])[0]) for p in points if p.get("customdata") is not None), None)
     if clicked is not None and clicked != st.session_state.get(state + ":click"):
         st.session_state[state + ":click"] = clicked
         st.session_state[state] = chosen = clicked
