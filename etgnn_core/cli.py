@@ -444,11 +444,28 @@ def _same_crystal(atoms, cell_atoms) -> bool:
 
 
 def cmd_spectra(args) -> int:
-    import contextlib
-    import time
-
     from etgnn_core.api import load_model
-    from etgnn_core.spectra import SpectraConfig, check_model, compute_spectrum
+    from etgnn_core.spectra import check_model
+
+    info, structures, config = _spectra_inputs(args)
+    model = load_model(str(info.path), device=args.device)
+    check_model(model)
+    results = [_spectrum_of(label, atoms, model, config, args.quiet) for label, atoms in structures]
+    if args.output:
+        _write_spectrum_csv(args.output, results, args.fwhm)
+    if args.format == "json":
+        from etgnn_core.io import to_json
+
+        sys.stdout.write(to_json([r.record() for r in results], indent=1) + "\n")
+    else:
+        sys.stdout.write("".join(_spectra_table(r) for r in results))
+    sys.stdout.flush()
+    return 0
+
+
+def _spectra_inputs(args):
+    """(model info, [(label, atoms or None)], SpectraConfig) after every check that needs no model."""
+    from etgnn_core.spectra import SpectraConfig
     from etgnn_core.spectra.phonons import PhononConfig
     from etgnn_core.structure import is_periodic
 
@@ -476,45 +493,37 @@ def cmd_spectra(args) -> int:
                 raise CLIError(f"{label}: not the crystal of phonopy file {args.phonons} "
                                f"({atoms.get_chemical_formula()} vs {cell.get_chemical_formula()}, "
                                "or a different volume per atom)")
-    model = load_model(str(info.path), device=args.device)
-    check_model(model)
-    results = []
-    for label, atoms in structures:
-        t0 = time.perf_counter()
+    return info, structures, config
 
-        def note(stage, done, total, label=label, t0=t0):
-            if not args.quiet and (done == 0 or stage == "displacements"):
-                print(f"\retgnn: {label}: {stage} {done}/{total} ({time.perf_counter() - t0:.0f} s)",
-                      end="", file=sys.stderr, flush=True)
 
-        try:  # a force model's own prints must not mix into the JSON on stdout
-            with contextlib.redirect_stdout(sys.stderr):
-                res = compute_spectrum(atoms, model, config, progress=note, source=label)
-        except CLIError:
-            raise
-        except Exception as exc:
-            raise CLIError(f"{label}: {_one_line(exc)}") from exc
-        if not args.quiet:
-            print(f"\retgnn: {label}: done in {time.perf_counter() - t0:.0f} s" + " " * 20, file=sys.stderr)
-        if atoms is None and not args.quiet:
+def _spectrum_of(label: str, atoms, model, config, quiet: bool):
+    """compute_spectrum with progress notes on stderr; any failure becomes one line naming ``label``."""
+    import contextlib
+    import time
+
+    from etgnn_core.spectra import compute_spectrum
+
+    t0 = time.perf_counter()
+
+    def note(stage, done, total):
+        if not quiet and (done == 0 or stage == "displacements"):
+            print(f"\retgnn: {label}: {stage} {done}/{total} ({time.perf_counter() - t0:.0f} s)",
+                  end="", file=sys.stderr, flush=True)
+
+    try:  # a force model's own prints must not mix into the JSON on stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            res = compute_spectrum(atoms, model, config, progress=note, source=label)
+    except Exception as exc:
+        raise CLIError(f"{label}: {_one_line(exc)}") from exc
+    if not quiet:
+        print(f"\retgnn: {label}: done in {time.perf_counter() - t0:.0f} s" + " " * 20, file=sys.stderr)
+        if atoms is None:
             print(f"etgnn: {label}: the phonopy file's primitive cell ({res.formula}) was used", file=sys.stderr)
-        results.append(res)
-    if args.output:
-        _write_spectrum_csv(args.output, results, args.fwhm)
-    if args.format == "json":
-        from etgnn_core.io import to_json
-
-        sys.stdout.write(to_json([r.record() for r in results], indent=1) + "\n")
-    else:
-        sys.stdout.write("".join(_spectra_table(r) for r in results))
-    sys.stdout.flush()
-    return 0
+    return res
 
 
 def _write_spectrum_csv(path: str, results, fwhm: float) -> None:
     """frequency_cm1 plus one intensity column (e^2/amu, peak-normalised Lorentzians) per structure."""
-    import numpy as np
-
     top = max(float(np.max(r.frequencies_cm1, initial=0.0)) for r in results)
     grid = np.linspace(0.0, max(top + 5 * fwhm, 100.0), 2000)
     cols = [r.spectrum(fwhm, grid)[1] for r in results]
