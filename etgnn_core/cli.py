@@ -404,6 +404,8 @@ def _spectra_parser(sub, common) -> None:
     sp.add_argument("--output", "-o", metavar="FILE",
                     help="write the broadened spectrum as CSV (frequency_cm1, intensity per structure) to FILE")
     sp.add_argument("--device", default="auto", help="auto (CUDA if available, default), cpu or cuda")
+    sp.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads for the force model (default 1: fastest for small cells)")
     sp.add_argument("--quiet", "-q", action="store_true", help="no progress notes on standard error")
 
 
@@ -481,7 +483,8 @@ def _spectra_inputs(args):
         if atoms is not None and not (is_periodic(atoms) and all(atoms.pbc)):
             raise CLIError(f"{label}: IR spectra need a 3D-periodic crystal (a cell and pbc on all three axes)")
     config = SpectraConfig(
-        PhononConfig(source=args.phonons, supercell=tuple(args.supercell), relax=args.relax, device=args.device),
+        PhononConfig(source=args.phonons, supercell=tuple(args.supercell), relax=args.relax, device=args.device,
+                     threads=args.threads),
         fwhm_cm1=args.fwhm, lo_directions=tuple(map(tuple, args.lo_direction or ((1, 0, 0), (0, 1, 0), (0, 0, 1)))),
     )
     if not config.phonons.is_potential:  # a mismatched crystal fails before the model is loaded
