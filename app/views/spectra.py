@@ -14,7 +14,7 @@ from app.state import keep_widget, page_guard, select_model, select_structure, s
 from etgnn_core.io import to_json
 from etgnn_core.spectra import INTENSITY_UNIT, SpectraConfig, compute_spectrum
 from etgnn_core.spectra.phonons import POTENTIALS, PhononConfig
-from etgnn_core.spectra.plots import mode_arrows, mode_shares_table, spectrum_figure
+from etgnn_core.spectra.plots import is_silent, mode_arrows, mode_shares_table, spectrum_figure
 from etgnn_core.structure import is_periodic
 from etgnn_core.viz import tensor_table, viewer_html
 
@@ -100,6 +100,9 @@ def show_mode(res, m: int) -> None:
         st.markdown(f"**Mode {m}**: {res.frequencies_cm1[m]:.1f} cm⁻¹, intensity {res.ir_intensities[m]:.4f} "
                     f"{INTENSITY_UNIT}")
         st.dataframe(mode_shares_table(res, m).round(4), hide_index=True)
+        if is_silent(res, m):
+            st.caption("IR-silent mode (intensity below 0.1 % of the strongest): the atoms' dipole changes "
+                       "cancel, so no shares are given.")
         st.caption("Share of atom a = q_a·p / |p|², with q_a = Z*_a e_a/√M_a and p = Σ_a q_a: the shares sum "
                    "to 1; a negative share opposes the mode's dipole. Compare with the atom's Born charge on the "
                    "Predict and Atom inspector pages.")

@@ -28,7 +28,7 @@ def spectrum_figure(res, fwhm_cm1: float, selected: int | None = None) -> go.Fig
     colors = [PICK_COLOR if m == selected else STICK_COLOR for m in optical]
     fig.add_trace(go.Scatter(
         x=f, y=inten, mode="markers", marker=dict(size=[13 if m == selected else 8 for m in optical], color=colors),
-        customdata=optical, name="click a mode", showlegend=False,
+        customdata=optical, name="click a mode", showlegend=False, unselected=dict(marker=dict(opacity=1.0)),
         hovertemplate="mode %{customdata}<br>%{x:.1f} cm<sup>-1</sup><br>I = %{y:.4f} e<sup>2</sup>/amu<extra></extra>",
     ))
     fig.update_layout(xaxis_title="frequency (cm<sup>-1</sup>)", yaxis_title="IR intensity (e<sup>2</sup>/amu)",
@@ -37,14 +37,25 @@ def spectrum_figure(res, fwhm_cm1: float, selected: int | None = None) -> go.Fig
     return fig
 
 
+#: a mode weaker than this fraction of the strongest is IR-silent: its atoms' dipole changes cancel, and
+#: shares (q_a·p/|p|², with |p| ~ 0) would be large numbers of opposite sign that mean nothing
+SILENT = 1e-3
+
+
+def is_silent(res, m: int) -> bool:
+    return bool(res.ir_intensities[m] <= SILENT * max(float(res.ir_intensities.max()), 1e-300))
+
+
 def mode_shares_table(res, m: int) -> pd.DataFrame:
-    """Per atom of mode ``m``: element, displacement |e/sqrt(M)| (arbitrary norm), share of the intensity."""
+    """Per atom of mode ``m``: element, displacement |e/sqrt(M)| (arbitrary norm), share of the intensity
+    (NaN for an IR-silent mode, see :data:`SILENT`)."""
     u = res.eigenvectors[m].real / np.sqrt(res.masses)[:, None]  # [n, 3]
+    shares = np.full(len(res.atoms), np.nan) if is_silent(res, m) else res.atom_shares[m]
     return pd.DataFrame({
         "atom": np.arange(len(res.atoms)),
         "element": [chemical_symbols[z] for z in res.atoms.numbers],
         "displacement (rel.)": np.linalg.norm(u, axis=1) / max(float(np.linalg.norm(u, axis=1).max()), 1e-300),
-        "share of intensity": res.atom_shares[m],
+        "share of intensity": shares,
         "Z* (tr/3, e)": np.trace(res.born_charges, axis1=1, axis2=2) / 3.0,
     })
 
@@ -60,6 +71,6 @@ def mode_arrows(res, m: int, length: float = 1.2, color: str = "#c0392b") -> lis
         if norms[a] * scale < 0.05:  # an atom that does not move in this mode
             continue
         sym = chemical_symbols[res.atoms.numbers[a]]
-        arrows.append(dict(start=p, end=p + scale * d, radius=0.06, color=color,
-                           label=f"{sym}{a}: share {100 * res.atom_shares[m, a]:.0f} %"))
+        share = "IR-silent mode" if is_silent(res, m) else f"share {100 * res.atom_shares[m, a]:.0f} %"
+        arrows.append(dict(start=p, end=p + scale * d, radius=0.06, color=color, label=f"{sym}{a}: {share}"))
     return arrows
