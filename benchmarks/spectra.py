@@ -128,6 +128,11 @@ def parity(all_rows: dict[str, list[dict]], path: Path) -> None:
     ax.plot(lim, lim, "--", color="grey", lw=1)
     ax.set(xscale="log", yscale="log", xlim=lim, ylim=lim, xlabel="DFT ε0 (DFPT-PBE, MP)",
            ylabel="predicted ε0 (ETGNN ε∞ + ionic)", title="ε0, mean eigenvalue")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers at the decades, no crowded minor labels
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
