@@ -24,6 +24,7 @@ PAGES = (  # file in app/views (not "pages": Streamlit would also auto-register 
     ("predict.py", "Predict", ":material/science:", "predict"),
     ("inspector.py", "Atom inspector", ":material/hub:", "inspector"),
     ("embedding_map.py", "Embedding map", ":material/scatter_plot:", "embedding_map"),
+    ("spectra.py", "Spectra", ":material/ssid_chart:", "spectra"),
     ("train.py", "Train", ":material/model_training:", "train"),
     ("learn.py", "Learn", ":material/school:", "learn"),
 )

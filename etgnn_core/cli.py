@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default: torch's choice); 1 is fastest for many small structures on a busy machine",
     )
     pr.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes on standard error")
+    _spectra_parser(sub, common)
     tr = sub.add_parser("train", parents=[common], help="train or fine-tune a model from a YAML config (see README)")
     tr.add_argument("config")
     tr.add_argument("--no-resume", action="store_true", help="ignore an existing last checkpoint")
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             "predict": cmd_predict,
             "train": cmd_train,
             "committee": cmd_committee,
+            "spectra": cmd_spectra,
         }[args.command](args)
     except KeyboardInterrupt as exc:  # TrainingInterrupted says where the last checkpoint is
         detail = _one_line(exc) if str(exc) else ""
@@ -437,6 +439,188 @@ def _write_born(target: str, structures, preds, quiet: bool = False) -> None:
             raise CLIError(f"{path}, frame {i}: cannot write phonopy BORN: {_one_line(exc)}") from exc
         if not quiet:
             print(f"etgnn: wrote phonopy BORN for {path} [frame {i}] to {out}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------ spectra
+SPECTRA_FORMATS = ("table", "json")
+
+
+def _spectra_parser(sub, common) -> None:
+    sp = sub.add_parser(
+        "spectra",
+        parents=[common],
+        help="IR spectrum, ε∞ / ε_ionic / ε0 and LO-TO splitting of crystals (Γ phonons + predicted Born charges)",
+        description="Γ phonons from a universal potential (SevenNet by default; the structure is relaxed first) "
+        "or a phonopy file, Born charges and ε∞ from an ETGNN model: frequencies (cm^-1), IR intensities "
+        "(e^2/amu), ε_ionic, ε0 = ε∞ + ε_ionic, LO modes (phonopy's non-analytical correction). See docs/spectra.md.",
+    )
+    sp.add_argument("paths", nargs="+", metavar="PATH", help="crystal structure files (any format ASE reads)")
+    sp.add_argument("--model", "-m", default="multi_element_bec",
+                    help="ETGNN model predicting born_charges and dielectric (default multi_element_bec)")
+    sp.add_argument("--phonons", default="sevenn", metavar="sevenn|sevenn-0|chgnet|FILE",
+                    help="force model for the phonons (sevenn = SevenNet 7net-l3i5, default; sevenn-0 = 7net-0; "
+                    "chgnet = CHGNet 0.3.0) or a phonopy.yaml / phonopy_params.yaml (or a folder with phonopy.yaml "
+                    "+ FORCE_SETS / FORCE_CONSTANTS); with a file the PATH must be the same crystal (or that file)")
+    sp.add_argument("--relax", choices=("positions", "cell", "none"), default="positions",
+                    help="relax with the force model before the phonons: positions (fixed cell, default), "
+                    "cell (cell and positions) or none; the space group is kept")
+    sp.add_argument("--supercell", type=int, nargs=3, default=(1, 1, 1), metavar=("N1", "N2", "N3"),
+                    help="supercell for the displacements (default 1 1 1: exact at Γ)")
+    sp.add_argument("--fwhm", type=float, default=10.0, metavar="CM1",
+                    help="Lorentzian line width (full width at half maximum) of the spectrum in cm^-1 (default 10)")
+    sp.add_argument("--lo-direction", action="append", type=float, nargs=3, metavar=("QX", "QY", "QZ"),
+                    help="Cartesian q direction of the LO modes (repeatable; default x, y and z)")
+    sp.add_argument("--format", "-f", choices=SPECTRA_FORMATS, default="table", help="table (default) or json")
+    sp.add_argument("--output", "-o", metavar="FILE",
+                    help="write the broadened spectrum as CSV (frequency_cm1, intensity per structure) to FILE")
+    sp.add_argument("--device", default="auto", help="auto (CUDA if available, default), cpu or cuda")
+    sp.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads for the force model (default 1: fastest for small cells)")
+    sp.add_argument("--quiet", "-q", action="store_true", help="no progress notes on standard error")
+
+
+def _spectra_structures(args) -> list:
+    """(label, atoms or None) per structure; None = the cell of the phonopy file (--phonons FILE)."""
+    from etgnn_core.spectra.phonons import POTENTIALS
+    from etgnn_core.structure import read_structures
+
+    phonon_file = None if args.phonons in POTENTIALS else Path(args.phonons)
+    if phonon_file is not None and not phonon_file.exists():
+        raise CLIError(f"--phonons {args.phonons}: neither a force model ({', '.join(POTENTIALS)}) nor an existing "
+                       "phonopy file")
+    out = []
+    for path in args.paths:
+        if phonon_file is not None and Path(path).resolve() == phonon_file.resolve():
+            out.append((path, None))
+            continue
+        try:
+            frames = read_structures(path, name=path)
+        except Exception as exc:
+            raise CLIError(exc if str(exc).startswith(path) else f"{path}: cannot read: {_one_line(exc)}") from exc
+        out += [(path if len(frames) == 1 else f"{path} [frame {i}]", a) for i, a in enumerate(frames)]
+    if phonon_file is not None and len(out) != 1:
+        raise CLIError(f"--phonons {args.phonons}: a phonopy file gives the phonons of one crystal; "
+                       f"give exactly one PATH (got {len(out)} structures)")
+    return out
+
+
+def _same_crystal(atoms, cell_atoms) -> bool:
+    """Same composition and volume per atom within 2 % (a phonopy file's primitive cell vs the user's file)."""
+    from collections import Counter
+
+    ca, cb = Counter(atoms.numbers.tolist()), Counter(cell_atoms.numbers.tolist())
+    ratio = len(atoms) / len(cell_atoms)
+    if any(abs(ca[z] - cb[z] * ratio) > 1e-9 for z in set(ca) | set(cb)):
+        return False
+    return abs(atoms.get_volume() / len(atoms) / (cell_atoms.get_volume() / len(cell_atoms)) - 1) < 0.02
+
+
+def cmd_spectra(args) -> int:
+    from etgnn_core.api import load_model
+    from etgnn_core.spectra import check_model
+
+    info, structures, config = _spectra_inputs(args)
+    model = load_model(str(info.path), device=args.device)
+    check_model(model)
+    results = [_spectrum_of(label, atoms, model, config, args.quiet) for label, atoms in structures]
+    if args.output:
+        _write_spectrum_csv(args.output, results, args.fwhm)
+    if args.format == "json":
+        from etgnn_core.io import to_json
+
+        sys.stdout.write(to_json([r.record() for r in results], indent=1) + "\n")
+    else:
+        sys.stdout.write("".join(_spectra_table(r) for r in results))
+    sys.stdout.flush()
+    return 0
+
+
+def _spectra_inputs(args):
+    """(model info, [(label, atoms or None)], SpectraConfig) after every check that needs no model."""
+    from etgnn_core.spectra import SpectraConfig
+    from etgnn_core.spectra.phonons import PhononConfig
+    from etgnn_core.structure import is_periodic
+
+    if not args.fwhm > 0:
+        raise CLIError(f"--fwhm must be positive, got {args.fwhm}")
+    info = _model_info(args.model)  # a wrong --model fails before any reading
+    missing = [t for t in ("born_charges", "dielectric") if t not in info.targets]
+    if missing:
+        raise CLIError(f"model {info.name} cannot give IR spectra: it does not predict {' and '.join(missing)} "
+                       f"(it predicts {', '.join(info.targets)})")
+    structures = _spectra_structures(args)
+    for label, atoms in structures:
+        if atoms is not None and not (is_periodic(atoms) and all(atoms.pbc)):
+            raise CLIError(f"{label}: IR spectra need a 3D-periodic crystal (a cell and pbc on all three axes)")
+    config = SpectraConfig(
+        PhononConfig(source=args.phonons, supercell=tuple(args.supercell), relax=args.relax, device=args.device,
+                     threads=args.threads),
+        fwhm_cm1=args.fwhm, lo_directions=tuple(map(tuple, args.lo_direction or ((1, 0, 0), (0, 1, 0), (0, 0, 1)))),
+    )
+    if not config.phonons.is_potential:  # a mismatched crystal fails before the model is loaded
+        from etgnn_core.spectra.phonons import from_phonopy_atoms, load_phonopy_file
+
+        cell = from_phonopy_atoms(load_phonopy_file(args.phonons, config.phonons.symprec).primitive)
+        for label, atoms in structures:
+            if atoms is not None and not _same_crystal(atoms, cell):
+                raise CLIError(f"{label}: not the crystal of phonopy file {args.phonons} "
+                               f"({atoms.get_chemical_formula()} vs {cell.get_chemical_formula()}, "
+                               "or a different volume per atom)")
+    return info, structures, config
+
+
+def _spectrum_of(label: str, atoms, model, config, quiet: bool):
+    """compute_spectrum with progress notes on stderr; any failure becomes one line naming ``label``."""
+    import contextlib
+    import time
+
+    from etgnn_core.spectra import compute_spectrum
+
+    t0 = time.perf_counter()
+
+    def note(stage, done, total):
+        if not quiet and (done == 0 or stage == "displacements"):
+            print(f"\retgnn: {label}: {stage} {done}/{total} ({time.perf_counter() - t0:.0f} s)",
+                  end="", file=sys.stderr, flush=True)
+
+    try:  # a force model's own prints must not mix into the JSON on stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            res = compute_spectrum(atoms, model, config, progress=note, source=label)
+    except Exception as exc:
+        raise CLIError(f"{label}: {_one_line(exc)}") from exc
+    if not quiet:
+        print(f"\retgnn: {label}: done in {time.perf_counter() - t0:.0f} s" + " " * 20, file=sys.stderr)
+        if atoms is None:
+            print(f"etgnn: {label}: the phonopy file's primitive cell ({res.formula}) was used", file=sys.stderr)
+    return res
+
+
+def _write_spectrum_csv(path: str, results, fwhm: float) -> None:
+    """frequency_cm1 plus one intensity column (e^2/amu, peak-normalised Lorentzians) per structure."""
+    top = max(float(np.max(r.frequencies_cm1, initial=0.0)) for r in results)
+    grid = np.linspace(0.0, max(top + 5 * fwhm, 100.0), 2000)
+    cols = [r.spectrum(fwhm, grid)[1] for r in results]
+    names = [f"intensity_e2_per_amu[{r.source or k}]".replace(",", ";") for k, r in enumerate(results)]
+    lines = ["frequency_cm1," + ",".join(names)]
+    lines += [f"{g:.3f}," + ",".join(f"{c[i]:.6g}" for c in cols) for i, g in enumerate(grid)]
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+def _spectra_table(res) -> str:
+    lines = [f"# {res.source} {res.formula}  model {res.model}  phonons {res.phonons}"]
+    lines += [f"warning: {w}" for w in res.warnings]
+    lines.append("mode  frequency [cm^-1]  IR intensity [e^2/amu]  kind")
+    for r in res.modes_table():
+        f = r["frequency_cm1"]
+        freq = f"{abs(f):10.2f}{'i' if f < 0 else ' '}"
+        lines.append(f"{r['mode']:4d}  {freq:>17s}  {r['ir_intensity']:22.5f}  {r['kind']}")
+    for name, t in (("eps_inf", res.eps_inf), ("eps_ionic", res.eps_ionic), ("eps_static", res.eps_static)):
+        lines.append(f"{name:10s} " + _fmt(t))
+    for d, f in zip(res.lo_directions, res.lo_frequencies_cm1):
+        optical = np.sort(f)[3:]  # the three lowest are the acoustic modes
+        lines.append(f"optical modes with q -> 0 along ({d[0]:.3f}, {d[1]:.3f}, {d[2]:.3f}) (LO + TO) [cm^-1]: "
+                     + " ".join(f"{x:.1f}" for x in optical))
+    return "\n".join(lines) + "\n\n"
 
 
 # -------------------------------------------------------------------------------------------- train

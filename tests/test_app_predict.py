@@ -403,5 +403,5 @@ def test_pages_are_registered_in_order():
     tree = ast.parse(Path(ENTRY).read_text())
     pages = next(ast.literal_eval(n.value) for n in tree.body
                  if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "PAGES")
-    assert [p[1] for p in pages] == ["Predict", "Atom inspector", "Embedding map", "Train", "Learn"]
+    assert [p[1] for p in pages] == ["Predict", "Atom inspector", "Embedding map", "Spectra", "Train", "Learn"]
     assert [p[0] for p in pages[:2]] == ["predict.py", "inspector.py"]
