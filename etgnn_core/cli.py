@@ -33,6 +33,7 @@ DEFAULT_MODEL_ORDER = (
     "perturbed_sio2",
     "perturbed_al2o3",
     "perturbed_hfo2",
+    "universal_dielectric_bec",
     "multi_element_bec",
     "ferroelectric_forces_bec",
     "piezo_aln",
