@@ -11,6 +11,7 @@ change in the model code, in PyG or in torch cannot silently change what a shipp
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -31,8 +32,9 @@ def covered(model, atoms) -> bool:
 
 
 def shipped_models() -> list[str]:
-    """Names of the model folders in the repository's pretrained/ (not $ETGNN_PRETRAINED)."""
-    return sorted(p.name for p in (ROOT / "pretrained").iterdir() if (p / "weights.pt").exists())
+    """Names of the model and committee folders in the repository's pretrained/ (not $ETGNN_PRETRAINED)."""
+    return sorted(p.name for p in (ROOT / "pretrained").iterdir()
+                  if (p / "weights.pt").exists() or (p / "committee.json").exists())
 
 
 def predictions(name: str) -> dict:
@@ -50,13 +52,14 @@ def predictions(name: str) -> dict:
     return out
 
 
-def main() -> None:
+def main(names: list[str] | None = None) -> None:
+    """Write the references of ``names`` (default: every shipped model); `python make_reference.py NAME ...`."""
     torch.set_num_threads(1)
-    for name in shipped_models():
+    for name in names or shipped_models():
         record = {"model": name, "tolerance": 1e-5, "structures": predictions(name)}
         (HERE / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
         print(f"{name}: {len(record['structures'])} structures")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
