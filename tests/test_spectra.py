@@ -333,6 +333,7 @@ def test_app_spectra_page_computes_and_shows_the_tables(tmp_path, monkeypatch, p
                             out_emb=16, triplet_hidden=8, num_blocks=1, max_neighbors=12))
     folder = save_model(net, tmp_path / "tiny_bec", name="tiny_bec", description="test model").resolve()
     monkeypatch.setenv("ETGNN_PRETRAINED", str(tmp_path))
+    monkeypatch.setenv("ETGNN_DEFAULT_MODEL", "tiny_bec")  # the page opens on it, not on a shipped model
     monkeypatch.setitem(phonons._CALCULATORS, ("sevenn", "cpu"), Springs())
     at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=180)
     at.session_state["etgnn_model"] = str(folder)
