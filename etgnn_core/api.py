@@ -219,28 +219,15 @@ class Model:
         ``contributions`` adds per-edge decompositions of every tensor.
         """
         single = not isinstance(structures, (list, tuple))
-        items = [structures] if single else list(structures)
-        prepared, notes = [], []
-        for s in items:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", StructureWarning)
-                prepared.append(self.prepare(s, max_atoms))
-            notes.append([w for w in caught if issubclass(w.category, StructureWarning)])
-            for w in notes[-1]:  # still a Python warning (callers may filter it), and kept on the prediction
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        prepared, notes = prepare_all(self, [structures] if single else list(structures), max_atoms)
         results = []
-        chunks = range(0, len(prepared), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-
-            chunks = tqdm(chunks, desc=f"predict ({self.name})", unit="batch")
         with torch.no_grad():
-            for start in chunks:
+            for start in batch_starts(len(prepared), batch_size, progress, f"predict ({self.name})"):
                 chunk = prepared[start : start + batch_size]
                 out = self.net(collate([g for _, g in chunk]), embeddings=embeddings)
                 results += self._split(out, [a for a, _ in chunk], embeddings, contributions)
-        for pred, caught in zip(results, notes):
-            pred.warnings = [" ".join(str(w.message).split()) for w in caught] + pred.warnings
+        for pred, lines in zip(results, notes):
+            pred.warnings = lines + pred.warnings
         return results[0] if single else results
 
     def _split(self, out: ModelOutput, atoms_list, embeddings, contributions) -> list[Prediction]:
@@ -283,6 +270,33 @@ class Model:
             atom=f64(t.atom)[a],
             positions=pos[a],
         )
+
+
+def prepare_all(model, items: list, max_atoms: int | None) -> tuple[list, list[list[str]]]:
+    """``model.prepare`` of every structure, and per structure the one-line StructureWarnings it raised.
+
+    The warnings are emitted again (callers may filter them) and kept for ``Prediction.warnings``.
+    """
+    prepared, notes = [], []
+    for s in items:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", StructureWarning)
+            prepared.append(model.prepare(s, max_atoms))
+        mine = [w for w in caught if issubclass(w.category, StructureWarning)]
+        for w in mine:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        notes.append([" ".join(str(w.message).split()) for w in mine])
+    return prepared, notes
+
+
+def batch_starts(n: int, batch_size: int, progress: bool, desc: str):
+    """Start index of every batch, with a tqdm bar when ``progress``."""
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        return tqdm(starts, desc=desc, unit="batch")
+    return starts
 
 
 def load_model(name_or_path: str, device=None) -> Model:

@@ -40,7 +40,7 @@ import torch
 from ase.data import chemical_symbols
 
 from etgnn_core import metrics
-from etgnn_core.api import DEFAULT_MAX_ATOMS, Model, Prediction
+from etgnn_core.api import DEFAULT_MAX_ATOMS, Model, Prediction, batch_starts, prepare_all
 from etgnn_core.graph import collate
 from etgnn_core.model.etgnn import ModelOutput
 from etgnn_core.registry import (
@@ -51,6 +51,7 @@ from etgnn_core.registry import (
     SPLIT_FILE,
     ModelInfo,
     ModelLoadError,
+    _read_json,
     committee_json,
     load_model_folder,
     read_committee_info,
@@ -141,17 +142,12 @@ class Committee(Model):
                 batch_size: int = 32, progress: bool = False, max_atoms: int | None = DEFAULT_MAX_ATOMS,
                 members: bool = False):
         single = not isinstance(structures, (list, tuple))
-        items = [structures] if single else list(structures)
-        prepared = [self.prepare(s, max_atoms) for s in items]
+        prepared, notes = prepare_all(self, [structures] if single else list(structures), max_atoms)
         want_emb = embeddings or self._ref_t is not None
         results: list[Prediction] = []
-        chunks = range(0, len(prepared), batch_size)
-        if progress:
-            from tqdm.auto import tqdm
-
-            chunks = tqdm(chunks, desc=f"predict ({self.name}, {len(self.nets)} members)", unit="batch")
         with torch.no_grad():
-            for start in chunks:
+            for start in batch_starts(len(prepared), batch_size, progress,
+                                      f"predict ({self.name}, {len(self.nets)} members)"):
                 chunk = prepared[start : start + batch_size]
                 graph = collate([g for _, g in chunk]).to(self.device)
                 outs = [net(graph, embeddings=want_emb and k == 0) for k, net in enumerate(self.nets)]
@@ -159,8 +155,8 @@ class Committee(Model):
                 preds = self._split(mean, [a for a, _ in chunk], want_emb, contributions)
                 self._attach(preds, spread, stacked if members else None, mean.graph)
                 results += preds
-        for p in results:
-            p.warnings = self.warnings_for(p)
+        for p, lines in zip(results, notes):
+            p.warnings = lines + [w for w in self.warnings_for(p) if "molecule" not in w or not lines]
             if not embeddings:
                 p.embeddings = None
         return results[0] if single else results
@@ -326,13 +322,8 @@ def committee_split(folders: Sequence[Path], samples: list) -> dict[str, np.ndar
 
 
 def _read_split(folder: Path) -> dict:
-    path = folder / SPLIT_FILE
-    if not path.exists():
-        raise ModelLoadError(f"{path}: file not found (committee members need their split)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelLoadError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    """A member's split.json (committee members need it: calib and test must agree)."""
+    return _read_json(folder / SPLIT_FILE)
 
 
 def known(samples: list, elements: Sequence[int]) -> list:
