@@ -63,3 +63,14 @@ def make_tiny_model(seed: int = 0, max_neighbors: int | None = 16) -> ETGNN:
 @pytest.fixture(scope="session")
 def tiny_model() -> ETGNN:
     return make_tiny_model()
+
+
+@pytest.fixture(scope="module")
+def root():
+    """The reference data folder (shared/data); tests that need it skip where it is absent."""
+    from etgnn_core.data import data_root
+
+    r = data_root()
+    if r is None:
+        pytest.skip("reference data (shared/data) not available")
+    return r

@@ -73,14 +73,6 @@ SHAPES = {
 }
 
 
-@pytest.fixture(scope="module")
-def root():
-    r = data_root()
-    if r is None:
-        pytest.skip("reference data (shared/data) not available")
-    return r
-
-
 # ----------------------------------------------------------------------------- synthetic ETGNN layout
 
 POSCAR_2 = """NaCl test

@@ -8,7 +8,7 @@ import torch
 from ase.build import bulk
 
 from etgnn_core import keys
-from etgnn_core.data import Sample, data_root, load_dataset, validate_samples
+from etgnn_core.data import Sample, load_dataset, validate_samples
 from etgnn_core.data.datasets import structure_group
 from etgnn_core.data.sample import DataError
 from etgnn_core.data.split import grouped_split
@@ -16,15 +16,6 @@ from etgnn_core.tensors.frames import closest_candidate_error, lattice_rotations
 from etgnn_core.train import TrainConfig
 from etgnn_core.train.batching import collate_labelled, label_graph
 from etgnn_core.train.trainer import split_samples
-
-
-@pytest.fixture(scope="module")
-def root():
-    r = data_root()
-    if r is None:
-        pytest.skip("reference data (shared/data) not available")
-    return r
-
 
 # ----------------------------------------------------------------------------- grouped split
 
