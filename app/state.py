@@ -63,7 +63,7 @@ from ase.data import chemical_symbols
 from etgnn_core.data import DataError, data_root, list_datasets, load_dataset
 from etgnn_core.registry import CONFIG_FILE, WEIGHTS_FILE, ModelInfo, ModelLoadError, list_models, pretrained_dirs
 from etgnn_core.registry import read_info as _read_info
-from etgnn_core.structure import StructureError, StructureWarning, read_structures, validate_atoms
+from etgnn_core.structure import StructureError, StructureWarning, is_periodic, read_structures, validate_atoms
 
 log = logging.getLogger("etgnn_studio")
 
@@ -707,8 +707,7 @@ def structure_frame(atoms: Atoms) -> tuple[np.ndarray, float]:
     crystal, the centroid and extent of the atoms for a molecule (Angstrom; size >= 1)."""
     pts = np.asarray(atoms.positions, dtype=float)
     cell = np.asarray(atoms.cell[:], dtype=float)
-    periodic = bool(np.any(atoms.pbc)) and np.any(cell != 0)
-    if periodic:
+    if is_periodic(atoms):
         corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float) @ cell
         pts = np.concatenate([pts, corners])
         center = 0.5 * cell.sum(axis=0)

@@ -24,24 +24,10 @@ from app.state import (
 )
 from etgnn_core import keys
 from etgnn_core.tensors.algebra import decompose_rank2
-from etgnn_core.viz import contributions_figure, tensor_table, viewer_html
+from etgnn_core.viz import contribution_sign, contributions_figure, tensor_table, viewer_html
 
 VIEW_HEIGHT = 440
 XYZ = "xyz"
-
-
-def contribution_sign(contrib: np.ndarray, bond_dir: np.ndarray) -> int:
-    """The sign the 3D view colours a bond by: rank 2 the trace, rank 1 the projection on e_kj,
-    otherwise the largest component (the largest component also breaks a zero trace / projection)."""
-    a = np.asarray(contrib, dtype=float)
-    largest = int(np.sign(a.ravel()[np.abs(a).argmax()])) if a.size else 0
-    if a.shape == (3, 3):
-        tr = np.trace(a)
-        return int(np.sign(tr)) if abs(tr) > 1e-6 * max(np.abs(a).max(), 1e-300) else largest
-    if a.shape == (3,):
-        proj = float(a @ bond_dir)
-        return int(np.sign(proj)) if abs(proj) > 1e-12 else largest
-    return largest
 
 
 def contributions_table(atoms, j: int, c: dict) -> pd.DataFrame:
