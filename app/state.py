@@ -139,6 +139,12 @@ def keep_widget(widget_key: str, store_key: str, options: list | None = None, de
     return {"key": widget_key, "on_change": _copy_state, "args": (widget_key, store_key)}
 
 
+def kept(key: str, default, options: list | None = None) -> dict:
+    """Widget kwargs that keep its value across pages (stored as ``etgnn_<key>``)."""
+    return keep_widget(key, f"etgnn_{key}", options, default)
+
+
+
 def _copy_state(widget_key: str, store_key: str) -> None:
     st.session_state[store_key] = st.session_state.get(widget_key)
 

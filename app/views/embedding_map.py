@@ -18,7 +18,7 @@ from app.state import (
     dataset_samples,
     demo_entries,
     has_data,
-    keep_widget,
+    kept,
     load_demo,
     page_guard,
     select_model,
@@ -35,11 +35,6 @@ GL_ABOVE = 4000  # points: switch the scatter to WebGL above this (SVG is slow w
 MAX_MAPS = 6  # maps kept in memory per server process
 PICK = "etgnn_emap_pick"  # {"map": key, "row": int}
 TRAIN_UPLOADS = "etgnn_train_uploads"  # labelled uploads of the Train page
-
-
-def kept(key: str, default, options: list | None = None) -> dict:
-    """Widget kwargs that keep its value across pages (stored as ``etgnn_<key>``)."""
-    return keep_widget(key, f"etgnn_{key}", options, default)
 
 
 # ------------------------------------------------------------------------------------------- cache

@@ -15,6 +15,7 @@ from app.meaning import GENERIC, MEANING
 from app.state import (
     committee_note,
     keep_widget,
+    kept,
     memo,
     page_guard,
     prediction_key,
@@ -35,11 +36,6 @@ from etgnn_core.viz import structure_figure
 XYZ = "xyz"
 
 # ------------------------------------------------------------------------------------------ helpers
-def kept(key: str, default, options: list | None = None) -> dict:
-    """Widget kwargs that keep its value across pages (stored as ``etgnn_<key>``)."""
-    return keep_widget(key, f"etgnn_{key}", options, default)
-
-
 def tex_matrix(M, digits: int = 3, sci: bool = False) -> str:
     """A 3x3 matrix as a LaTeX pmatrix (``sci``: residual-style 1.2e-07 entries)."""
     M = np.asarray(M, dtype=float).reshape(3, 3)

@@ -24,7 +24,7 @@ from app.state import (
     admit_training,
     dataset_samples,
     has_data,
-    keep_widget,
+    kept,
     model_choices,
     page_guard,
     show_error,
@@ -60,11 +60,6 @@ atom, row-major, row = field direction), `forces`, `shielding`; per-frame info `
 name says the target: `…born…` (9 × atoms numbers), `…dielectric…` (9), `…piezo…` (27).  Upload the zip and the
 CSV files together.
 """
-
-
-def kept(key: str, default, options: list | None = None) -> dict:
-    """Widget kwargs that keep its value across pages (stored as ``etgnn_<key>``)."""
-    return keep_widget(key, f"etgnn_{key}", options, default)
 
 
 # ----------------------------------------------------------------------------------------- uploads
