@@ -57,8 +57,6 @@ def closest_candidate_error(pred: torch.Tensor, label: torch.Tensor, frames: tor
     pred, label: [n_struct, 3, ...]; frames: [n_struct, n_cand, 3, 3] (padded with identities).
     Returns [n_struct].
     """
-    lead = pred.dim() - 1
-    cand = rotate(label.unsqueeze(1), frames.reshape(*frames.shape[:2], 3, 3))  # [n_struct, n_cand, 3, ...]
+    cand = rotate(label.unsqueeze(1), frames)  # [n_struct, n_cand, 3, ...] (einsum broadcasts the 1)
     err = (pred.unsqueeze(1) - cand).abs().flatten(2).sum(-1)  # [n_struct, n_cand]
-    assert lead >= 1
     return err.min(dim=1).values

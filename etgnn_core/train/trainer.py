@@ -103,20 +103,18 @@ def build_model(config: TrainConfig) -> tuple[ETGNN, bool]:
     return model, False
 
 
-def split_samples(samples: list, config: TrainConfig, member: int | None = None) -> dict[str, np.ndarray]:
+def split_samples(samples: list, config: TrainConfig) -> dict[str, np.ndarray]:
     """Index arrays ``train``, ``val``, ``test`` (plus ``calib`` for grouped / committee splits).
 
     A plain split (no grouping, no calib part, no member) is the seeded shuffle of
-    :func:`~etgnn_core.data.split_indices`, so older configs reproduce their splits.  ``member``
-    overrides ``config.split.member``.
+    :func:`~etgnn_core.data.split_indices`, so older configs reproduce their splits.
     """
     from etgnn_core.data import split_indices
     from etgnn_core.data.datasets import structure_group
     from etgnn_core.data.split import grouped_split
 
     s = config.split
-    member = s.member if member is None else member
-    if not s.group and not s.calib and member is None:
+    if not s.group and not s.calib and s.member is None:
         return split_indices(len(samples), seed=s.seed, fractions=(s.train, s.val, s.test))
     groups = ([smp.info.get("group") or structure_group(smp.atoms) for smp in samples] if s.group
               else [str(i) for i in range(len(samples))])
@@ -124,13 +122,12 @@ def split_samples(samples: list, config: TrainConfig, member: int | None = None)
     if s.exclude_from_test:
         ids = _trained_ids(s.exclude_from_test)
         seen = np.array([str(smp.id) in ids for smp in samples])
-    return grouped_split(groups, seed=s.seed, fractions=(s.train, s.val, s.calib, s.test), member=member, seen=seen)
+    return grouped_split(groups, seed=s.seed, fractions=(s.train, s.val, s.calib, s.test), member=s.member,
+                         seen=seen)
 
 
 def _trained_ids(name_or_path) -> set[str]:
     """Ids of the structures a model folder was trained or validated on (its split.json)."""
-    import json
-
     from etgnn_core.registry import SPLIT_FILE
 
     path = find_model(name_or_path) / SPLIT_FILE
