@@ -53,6 +53,7 @@ from etgnn_core.registry import (
     ModelLoadError,
     _read_json,
     committee_json,
+    install_model,
     load_model_folder,
     read_committee_info,
 )
@@ -595,22 +596,12 @@ def _write_folder(dest: Path, folders, names, meta, reference, card, ids, config
 
 
 def install_committee(folder: Path, pretrained: Path | None = None, keep_dir: Path | None = None) -> Path:
-    """Copy a committee folder into ``pretrained/<name>`` (written beside, then renamed).
-
-    An existing ``pretrained/<name>`` is moved to ``keep_dir`` (default: beside ``folder``), never deleted.
-    """
+    """Copy a committee folder into ``pretrained/<name>`` (:func:`etgnn_core.registry.install_model`:
+    written beside, then renamed).  An existing ``pretrained/<name>`` is moved to ``keep_dir``
+    (default: beside ``folder``), never deleted."""
     folder = Path(folder)
-    name = committee_json(folder)["name"]
-    root = Path(pretrained) if pretrained else Path(__file__).resolve().parents[1] / "pretrained"
-    dest = root / name
-    tmp = root / f".{name}.installing-{os.getpid()}"
-    shutil.copytree(folder, tmp)
-    if dest.exists():
-        keep = Path(keep_dir or folder.parent) / f"replaced-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        shutil.move(str(dest), str(keep))
-        log.info("moved the previous %s to %s", dest, keep)
-    tmp.rename(dest)
-    return dest
+    return install_model(folder, committee_json(folder)["name"], root=pretrained,
+                         keep_dir=Path(keep_dir or folder.parent))
 
 
 def _finite(obj):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -172,12 +173,14 @@ def pretrained_root() -> Path:
     return Path(__file__).resolve().parents[1] / "pretrained"
 
 
-def install_model(model_dir, name: str, replace: bool = False, root: Path | None = None) -> Path:
+def install_model(model_dir, name: str, replace: bool = False, root: Path | None = None,
+                  keep_dir: Path | None = None) -> Path:
     """Copy a model folder to ``root/name`` (root: pretrained/): written beside, then renamed into place.
 
     ``name`` must be a plain slug (no path parts).  An existing ``root/name`` is replaced only with
     ``replace`` and only when it is a model folder (config.json or committee.json inside); nothing
-    else is ever removed.
+    else is ever removed.  With ``keep_dir`` an existing ``root/name`` is instead moved to
+    ``keep_dir/replaced-NAME-<time>`` (never deleted, so no check is needed).
     """
     import shutil
     import tempfile
@@ -190,7 +193,7 @@ def install_model(model_dir, name: str, replace: bool = False, root: Path | None
     dest = root / name
     if dest.resolve().parent != root.resolve():
         raise InstallError(f"{dest}: not directly inside {root}")
-    if dest.exists() or dest.is_symlink():
+    if (dest.exists() or dest.is_symlink()) and keep_dir is None:
         if not replace:
             raise InstallError(f"{dest} exists; --force replaces that model folder")
         is_model = (dest / CONFIG_FILE).exists() or (dest / "committee.json").exists()
@@ -201,13 +204,15 @@ def install_model(model_dir, name: str, replace: bool = False, root: Path | None
     try:
         shutil.copytree(model_dir, staging / name)
         retired = staging / "previous"
-        if dest.exists():
-            os.replace(dest, retired)  # a model folder, replaced as asked
+        if keep_dir is not None:
+            retired = Path(keep_dir) / f"replaced-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if dest.exists() or dest.is_symlink():
+            shutil.move(str(dest), str(retired))  # a model folder replaced as asked, or kept aside
         try:
             os.replace(staging / name, dest)
         except OSError:
             if retired.exists():
-                os.replace(retired, dest)  # put the old model back before the staging folder goes
+                shutil.move(str(retired), str(dest))  # put the old model back before the staging folder goes
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

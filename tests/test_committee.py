@@ -299,6 +299,13 @@ def test_cli_committee_command_assembles(tmp_path, monkeypatch, capsys):
     assert "coverage" in out and "born_charges" in out
     assert (pretrained / "universal_cli" / "committee.json").exists()
     assert (tmp_path / "run" / "committee" / "member1" / "weights.pt").exists()
+    # installing again keeps the previous committee aside (beside the assembled folder), never deletes it
+    assert main(["committee", str(cfg), "--members", "0,1", "--install", "--install-dir", str(pretrained)]) == 0
+    kept = list((tmp_path / "run").glob("replaced-universal_cli-*"))
+    assert len(kept) == 1 and (kept[0] / "committee.json").exists()
+    assert (pretrained / "universal_cli" / "committee.json").exists()
+    assert not [p for p in pretrained.iterdir() if p.name.startswith(".")]  # no staging folder left
+    capsys.readouterr()
     monkeypatch.setenv("ETGNN_PRETRAINED", str(pretrained))
     assert main(["models"]) == 0
     assert "committee of 2 members" in capsys.readouterr().out
