@@ -182,3 +182,36 @@ def test_grouped_split_keeps_a_parents_structures_out_of_test_and_calib():
     for part in ("test", "calib"):
         assert len(p[part]) and not seen[p[part]].any()
     assert seen[p["train"]].any()  # the parent's structures are still trained on
+
+
+def _perturbed_family(n=40, seed=0):
+    """Rock-salt cells, each perturbed by 0.05 A; every 4th is an exact or 1e-4 A copy of the one before."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        if i % 4 == 3:
+            a = out[-1].atoms.copy()
+            a.positions += (i % 8 == 7) * 1e-4  # exact duplicate or a near-duplicate
+        else:
+            a = bulk("NaCl", "rocksalt", a=5.5, cubic=True)
+            a.positions += rng.normal(scale=0.05, size=a.positions.shape)
+        out.append(Sample(atoms=a, targets={keys.DIELECTRIC: np.eye(3)}, id=str(i)))
+    return out
+
+
+def test_near_duplicates_share_a_label_and_never_straddle_parts():
+    from etgnn_core.data.split import merge_groups, near_duplicate_groups
+
+    samples = _perturbed_family()
+    labels = near_duplicate_groups([s.atoms for s in samples], 1e-3)
+    assert all(labels[i] == labels[i - 1] for i in range(3, 40, 4))
+    assert len(set(labels)) == 30  # the 30 independent draws stay apart (0.05 A >> 1e-3 A)
+    assert len(set(near_duplicate_groups([s.atoms for s in samples], 0.0))) == 40
+    assert merge_groups(["a", "a", "b", "c"], ["x", "y", "y", "z"])[:3] == ["g0"] * 3
+    cfg = TrainConfig.from_dict({"name": "x", "targets": ["dielectric"], "data": {"dataset": "unused"},
+                                 "split": {"seed": 0, "train": 0.5, "val": 0.25, "test": 0.25,
+                                           "near_duplicates": 1e-3}})
+    parts = split_samples(samples, cfg)
+    where = {int(i): k for k, v in parts.items() for i in v}
+    assert len(where) == 40
+    assert all(where[i] == where[i - 1] for i in range(3, 40, 4))

@@ -55,6 +55,9 @@ class SplitConfig:
     calib: float = 0.0  # held out from every committee member, to scale the committee's spread
     # keep every structure of one reduced formula + space group in one part, so test measures transfer
     group: bool = False
+    # Angstrom: structures this close (RMS over cell vectors and atoms, same species order) share a part,
+    # so duplicates and near-continua of tiny perturbations never straddle train and test (0: off)
+    near_duplicates: float = 0.0
     # committee member: draws train/validation anew from what test and calib leave (None: one model)
     member: int | None = None
     # a model (name or folder) whose train and validation structures (its split.json ids) stay out of

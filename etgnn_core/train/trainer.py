@@ -111,13 +111,15 @@ def split_samples(samples: list, config: TrainConfig) -> dict[str, np.ndarray]:
     """
     from etgnn_core.data import split_indices
     from etgnn_core.data.datasets import structure_group
-    from etgnn_core.data.split import grouped_split
+    from etgnn_core.data.split import grouped_split, merge_groups, near_duplicate_groups
 
     s = config.split
-    if not s.group and not s.calib and s.member is None:
+    if not s.group and not s.calib and s.member is None and not s.near_duplicates:
         return split_indices(len(samples), seed=s.seed, fractions=(s.train, s.val, s.test))
     groups = ([smp.info.get("group") or structure_group(smp.atoms) for smp in samples] if s.group
               else [str(i) for i in range(len(samples))])
+    if s.near_duplicates:
+        groups = merge_groups(groups, near_duplicate_groups([smp.atoms for smp in samples], s.near_duplicates))
     seen = None
     if s.exclude_from_test:
         ids = _trained_ids(s.exclude_from_test)
