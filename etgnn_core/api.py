@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import ase
@@ -219,13 +220,13 @@ class Model:
         ``contributions`` adds per-edge decompositions of every tensor.
         """
         single = not isinstance(structures, (list, tuple))
-        prepared, notes = prepare_all(self, [structures] if single else list(structures), max_atoms)
-        results = []
-        with torch.no_grad():
-            for start in batch_starts(len(prepared), batch_size, progress, f"predict ({self.name})"):
-                chunk = prepared[start : start + batch_size]
-                out = self.net(collate([g for _, g in chunk]), embeddings=embeddings)
-                results += self._split(out, [a for a, _ in chunk], embeddings, contributions)
+
+        def work(chunk):
+            out = self.net(collate([g for _, g in chunk]), embeddings=embeddings)
+            return self._split(out, [a for a, _ in chunk], embeddings, contributions)
+
+        results, notes = map_batches(self, [structures] if single else list(structures), max_atoms, batch_size,
+                                     work, progress, f"predict ({self.name})")
         for pred, lines in zip(results, notes):
             pred.warnings = lines + pred.warnings
         return results[0] if single else results
@@ -287,6 +288,44 @@ def prepare_all(model, items: list, max_atoms: int | None) -> tuple[list, list[l
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         notes.append([" ".join(str(w.message).split()) for w in mine])
     return prepared, notes
+
+
+def map_batches(model, items: list, max_atoms: int | None, batch_size: int, work, progress: bool,
+                desc: str) -> tuple[list, list[list[str]]]:
+    """``work(chunk)`` (a list of Predictions) for every batch of prepared structures, in order, and the
+    warnings of each structure (:func:`prepare_all`).
+
+    On a CPU with several torch threads the batches run in as many worker threads of one torch
+    thread each, while this thread builds the next graphs: small-crystal batches are too small for
+    the ops to use two cores, but two batches at once do (torch ops release the GIL).  The torch
+    thread count is restored afterwards.  Validation errors are raised from this thread, as before.
+    """
+    n_threads = torch.get_num_threads()
+    parallel = model.device.type == "cpu" and n_threads > 1 and len(items) > batch_size
+    results, notes, pending = [], [], []
+    pool = ThreadPoolExecutor(n_threads) if parallel else None
+
+    def one_thread(chunk):
+        torch.set_num_threads(1)  # this worker's ops on one core: the workers share the cores
+        with torch.no_grad():
+            return work(chunk)
+
+    try:
+        for start in batch_starts(len(items), batch_size, progress, desc):
+            prepared, lines = prepare_all(model, items[start : start + batch_size], max_atoms)
+            notes += lines
+            if pool is None:
+                with torch.no_grad():
+                    results += work(prepared)
+            else:
+                pending.append(pool.submit(one_thread, prepared))
+        for job in pending:
+            results += job.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+            torch.set_num_threads(n_threads)
+    return results, notes
 
 
 def batch_starts(n: int, batch_size: int, progress: bool, desc: str):

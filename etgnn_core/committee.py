@@ -40,7 +40,7 @@ import torch
 from ase.data import chemical_symbols
 
 from etgnn_core import metrics
-from etgnn_core.api import DEFAULT_MAX_ATOMS, Model, Prediction, batch_starts, prepare_all
+from etgnn_core.api import DEFAULT_MAX_ATOMS, Model, Prediction, map_batches
 from etgnn_core.graph import collate
 from etgnn_core.model.etgnn import ModelOutput
 from etgnn_core.registry import (
@@ -143,19 +143,18 @@ class Committee(Model):
                 batch_size: int = 32, progress: bool = False, max_atoms: int | None = DEFAULT_MAX_ATOMS,
                 members: bool = False):
         single = not isinstance(structures, (list, tuple))
-        prepared, notes = prepare_all(self, [structures] if single else list(structures), max_atoms)
         want_emb = embeddings or self._ref_t is not None
-        results: list[Prediction] = []
-        with torch.no_grad():
-            for start in batch_starts(len(prepared), batch_size, progress,
-                                      f"predict ({self.name}, {len(self.nets)} members)"):
-                chunk = prepared[start : start + batch_size]
-                graph = collate([g for _, g in chunk]).to(self.device)
-                outs = [net(graph, embeddings=want_emb and k == 0) for k, net in enumerate(self.nets)]
-                mean, spread, stacked = self._combine(outs, contributions)
-                preds = self._split(mean, [a for a, _ in chunk], want_emb, contributions)
-                self._attach(preds, spread, stacked if members else None, mean.graph)
-                results += preds
+
+        def work(chunk):  # the graph is built once; every member runs on it
+            graph = collate([g for _, g in chunk]).to(self.device)
+            outs = [net(graph, embeddings=want_emb and k == 0) for k, net in enumerate(self.nets)]
+            mean, spread, stacked = self._combine(outs, contributions)
+            preds = self._split(mean, [a for a, _ in chunk], want_emb, contributions)
+            self._attach(preds, spread, stacked if members else None, mean.graph)
+            return preds
+
+        results, notes = map_batches(self, [structures] if single else list(structures), max_atoms, batch_size,
+                                     work, progress, f"predict ({self.name}, {len(self.nets)} members)")
         for p, lines in zip(results, notes):
             p.warnings = lines + [w for w in self.warnings_for(p) if "molecule" not in w or not lines]
             if not embeddings:

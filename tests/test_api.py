@@ -141,6 +141,24 @@ def test_predict_list_returns_list_and_matches_single_predictions(model_all):
     assert model_all.predict((sio_cell(),))[0]["forces"].shape == (2, 3)  # a tuple is a list too
 
 
+def test_batches_in_worker_threads_match_one_thread_and_keep_order_and_warnings(model_all):
+    structures = [sio_cell(), quartz(), molecule("H2O"), quartz(), sio_cell()] * 3
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = model_all.predict(structures, batch_size=2)
+        torch.set_num_threads(2)  # batches now run in two worker threads (etgnn_core.api.map_batches)
+        threaded = model_all.predict(structures, batch_size=2)
+        assert torch.get_num_threads() == 2  # restored after the workers' one-thread setting
+    finally:
+        torch.set_num_threads(before)
+    for a, b, atoms in zip(serial, threaded, structures):
+        assert len(b.atoms) == len(atoms)
+        assert b.warnings == a.warnings
+        for name in keys.TENSOR_NAMES:
+            np.testing.assert_allclose(b[name], a[name], atol=1e-6, err_msg=name)
+
+
 def test_embeddings_and_contributions(model_all):
     atoms = quartz()
     pred = model_all.predict(atoms, embeddings=True, contributions=True)
