@@ -142,7 +142,9 @@ def graph_timing(quick: bool) -> list[dict]:
     for reps in sizes:
         atoms = wurtzite(0, reps)
         n = len(atoms)
-        repeats = 5 if n <= 1000 else (2 if n <= 10_000 else 1)
+        # best of repeats at every size: a cold first run of a large graph is dominated by page faults
+        # on freshly mapped memory (costly in a VM), which a long-running app or script pays once
+        repeats = 5 if n <= 1000 else 2
         best, best_nl = float("inf"), float("inf")
         for _ in range(repeats):
             t = time.perf_counter()
