@@ -9,22 +9,23 @@ import streamlit as st
 from ase.data import chemical_symbols
 from ase.data.colors import jmol_colors
 
+from app.errors import page_guard
 from app.meaning import GENERIC, MEANING
-from app.state import (
-    NEGATIVE_COLOR,
-    POSITIVE_COLOR,
-    clickable_viewer,
-    committee_note,
-    keep_widget,
-    memo,
-    page_guard,
-    prediction_key,
-    selected_prediction,
-    with_overlay,
-)
+from app.models import committee_note
+from app.prediction import memo, prediction_key, selected_prediction
+from app.viewer import clickable_viewer
+from app.widgets import keep_widget
 from etgnn_core import keys
 from etgnn_core.tensors.algebra import decompose_rank2
-from etgnn_core.viz import contribution_sign, contributions_figure, tensor_table, viewer_html
+from etgnn_core.viz import (
+    NEGATIVE_COLOR,
+    POSITIVE_COLOR,
+    contribution_sign,
+    contributions_figure,
+    tensor_table,
+    viewer_html,
+    with_overlay,
+)
 
 VIEW_HEIGHT = 440
 XYZ = "xyz"
