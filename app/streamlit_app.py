@@ -1,8 +1,10 @@
 """ETGNN Studio: ``streamlit run app`` from the repository root opens this entry script.
 
 Pages are registered with ``st.navigation`` in this order -- Predict, Atom inspector, Embedding
-map, Train, Learn -- each only when its file exists in app/views/.  Shared helpers live in
-app/state.py (``from app.state import ...``).
+map, Spectra, Train, Learn -- each only when its file exists in app/views/.  Shared helpers live
+in app/, one module per concern: errors.py (show_error, page_guard), widgets.py (keep_widget, kept),
+models.py (model picker), structures.py (structure picker), prediction.py (predict, memo),
+viewer.py (clickable 3D viewer), trainings.py and settings.py (paths and limits).
 """
 
 from __future__ import annotations
@@ -59,6 +61,6 @@ else:
     try:
         nav.run()
     except Exception as exc:  # a page's own guard missed it: still a one-line message, never a traceback
-        from app.state import show_error
+        from app.errors import show_error
 
         show_error(exc, "this page")

@@ -60,9 +60,9 @@ def test_a_crash_in_the_prediction_worker_leaves_the_server_answering(tiny_model
 
 # ------------------------------------------------------------------------------------ 3. trainings
 def test_training_uploads_have_an_atom_limit(env, monkeypatch):  # noqa: F811
-    import app.state
+    import app.settings
 
-    monkeypatch.setattr(app.state, "APP_MAX_ATOMS", 1)
+    monkeypatch.setattr(app.settings, "APP_MAX_ATOMS", 1)
     at = part2.app("train.py")
     part2.upload(at, ("mgo.xyz", part2.labelled_xyz(), "text/plain"))
     (msg,) = part2.errors(at)
@@ -71,9 +71,9 @@ def test_training_uploads_have_an_atom_limit(env, monkeypatch):  # noqa: F811
 
 
 def test_trainings_get_their_own_folders_and_a_server_wide_limit(env, monkeypatch):  # noqa: F811
-    import app.state
+    import app.settings
 
-    monkeypatch.setattr(app.state, "APP_MAX_TRAININGS", 1)
+    monkeypatch.setattr(app.settings, "APP_MAX_TRAININGS", 1)
     first, second = part2.app("train.py"), part2.app("train.py")  # two sessions of one server
     for at in (first, second):
         part2.upload(at, ("mgo.xyz", part2.labelled_xyz(), "text/plain"))

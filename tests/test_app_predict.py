@@ -22,7 +22,7 @@ from ase.build import bulk
 from conftest import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `from app.state import ...` as the pages do
+if str(ROOT) not in sys.path:  # `from app.models import ...` as the pages do
     sys.path.insert(0, str(ROOT))
 ENTRY = str(ROOT / "app" / "streamlit_app.py")
 DEMO = ROOT / "assets" / "demo"
@@ -246,7 +246,7 @@ def test_bad_input_gives_one_line_messages(tiny_models):
         assert tab_labels(at) == ["born_charges (e)", "dielectric (dimensionless)"]
 
     # too many atoms: the message says the limit
-    from app.state import APP_MAX_ATOMS
+    from app.settings import APP_MAX_ATOMS
 
     big = bulk("Si", "diamond", a=5.43).repeat((8, 8, 8))
     assert len(big) > APP_MAX_ATOMS
@@ -282,10 +282,10 @@ def test_bad_input_gives_one_line_messages(tiny_models):
 
 
 def test_no_model_says_how_to_get_one(tiny_models, monkeypatch):
-    import app.state as state
+    import app.models
 
-    monkeypatch.setattr(state, "list_models", lambda: [])
-    monkeypatch.setattr(state, "pretrained_dirs", lambda: [])
+    monkeypatch.setattr(app.models, "list_models", lambda: [])
+    monkeypatch.setattr(app.models, "pretrained_dirs", lambda: [])
     at = new_app(tiny_models)
     ok(at)
     assert any("No model found" in i.value and "pretrained/" in i.value for i in at.info)
@@ -386,8 +386,8 @@ def test_atom_inspector(tiny_models):
     at.switch_page("views/predict.py").run()
     ok(at)
     assert at.selectbox(key="structure_demo").value == "Al2O3_corundum.cif"
-    # another page (the embedding map) opens a structure and an atom in the inspector: state.open_entry
-    from app.state import OPENED, Entry
+    # another page (the embedding map) opens a structure and an atom in the inspector: open_entry
+    from app.structures import OPENED, Entry
 
     zno = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
     at.session_state["etgnn_opened_entry"] = Entry("emap:zno", "ZnO from the map", zno, "embedding map")

@@ -317,7 +317,7 @@ def test_cli_committee_command_assembles(tmp_path, monkeypatch, capsys):
 def test_app_predict_runs_universal_committees_with_std_and_warnings(committee_dir, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    if str(ROOT) not in sys.path:  # `from app.state import ...` as the pages do
+    if str(ROOT) not in sys.path:  # `from app.models import ...` as the pages do
         sys.path.insert(0, str(ROOT))
     monkeypatch.setenv("ETGNN_PRETRAINED", str(committee_dir.parent))
     monkeypatch.delenv("ETGNN_DEFAULT_MODEL", raising=False)

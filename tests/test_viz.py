@@ -8,17 +8,24 @@ import subprocess
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+from ase import Atoms
 from ase.build import bulk, molecule
 
 from etgnn_core.tensors.algebra import ellipsoid_mesh
 from etgnn_core.viz import (
+    NEGATIVE_COLOR,
+    POSITIVE_COLOR,
     assets_dir,
     contributions_figure,
+    diverging_rgb,
+    mesh_normals,
     pca_figure,
     piezo_surface_figure,
     structure_figure,
+    structure_frame,
     tensor_table,
     viewer_html,
+    with_overlay,
 )
 
 
@@ -287,3 +294,79 @@ def test_viewer_mesh_js_matches_ellipsoid_mesh():
         np.testing.assert_array_equal(np.reshape(m_js["f"], (-1, 3)), m.triangles)
         np.testing.assert_allclose(xyz(m_js["v"]), m.vertices, atol=1e-4)
         np.testing.assert_allclose(xyz(m_js["n"]), m.normals, atol=2e-3)
+
+
+# ------------------------------------------------------------------------------------- 3Dmol overlays
+def _overlay_data(page: str) -> dict:
+    return json.loads(re.search(r"var d = (\{.*?\});\n", page).group(1))
+
+
+def test_with_overlay_adds_one_script_before_body():
+    page = "<html><body><div>atoms</div></body></html>"
+    tri = dict(v=[[0, 0, 0], [1, 0, 0], [0, 1, 0]], n=[[0, 0, 1]] * 3, f=[[0, 1, 2]], c=[[1, 0, 0]] * 3)
+    out = with_overlay(page, meshes=[tri],
+                       arrows=[dict(start=np.zeros(3), end=[1.23456789, 0, 0], radius=np.float32(0.5), color="red",
+                                    label="dipole </script>")],
+                       spheres=[dict(center=[0.1, 0.2, 0.3], radius=0.25, color="#fff", opacity=0.6)])
+    assert out.startswith("<html><body><div>atoms</div><script>") and out.endswith("</script>\n</body></html>")
+    assert out.count("</script>") == 1  # a label cannot end the script early
+    d = _overlay_data(out)
+    assert d["arrows"][0]["end"] == [1.2346, 0.0, 0.0] and d["arrows"][0]["radius"] == 0.5
+    assert d["arrows"][0]["label"] == "dipole </script>" and d["cylinders"] == []
+    assert d["spheres"] == [{"center": [0.1, 0.2, 0.3], "radius": 0.25, "color": "#fff", "opacity": 0.6, "label": ""}]
+    (m,) = d["meshes"]
+    assert m["v"] == [0, 0, 0, 1, 0, 0, 0, 1, 0] and m["f"] == [0, 1, 2] and m["c"] == [1, 0, 0] * 3
+    assert m["color"] == "#888888" and m["opacity"] == 1.0
+    assert "c" not in _overlay_data(with_overlay(page, meshes=[{**tri, "c": None}]))["meshes"][0]
+
+
+def test_with_overlay_on_a_viewer_page(water):
+    html = viewer_html(water)
+    out = with_overlay(html, cylinders=[dict(start=[0, 0, 0], end=[0, 0, 1], radius=0.1, color="#c0392b")])
+    assert out.count("</body>") == 1 and out.index("window.etgnnViewer = viewer") < out.index("v.addCylinder")
+    assert with_overlay(html) != html and "d.meshes.forEach" in with_overlay(html)
+
+
+def test_structure_frame_crystal_and_molecule():
+    crystal = Atoms("H", positions=[[1.0, 1.0, 1.0]], cell=[4.0, 5.0, 6.0], pbc=True)
+    center, size = structure_frame(crystal)
+    np.testing.assert_allclose(center, [2.0, 2.5, 3.0])
+    assert size == 6.0
+    skew = Atoms("H", positions=[[9.0, 0.0, 0.0]], cell=[[2, 0, 0], [1, 2, 0], [0, 0, 2]], pbc=True)
+    assert structure_frame(skew)[1] == 9.0  # an atom outside the cell widens the frame
+    mol = Atoms("H2", positions=[[0.0, 0.0, 0.0], [3.0, 0.0, 0.0]])
+    center, size = structure_frame(mol)
+    np.testing.assert_allclose(center, [1.5, 0.0, 0.0])
+    assert size == 3.0
+    assert structure_frame(Atoms("H", positions=[[1.0, 2.0, 3.0]]))[1] == 1.0  # at least 1 Angstrom
+
+
+def test_mesh_normals():
+    tri = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 3.0, 0.0]])
+    np.testing.assert_allclose(mesh_normals(tri, [[0, 1, 2]]), [[0, 0, 1]] * 3)
+    np.testing.assert_allclose(mesh_normals(tri, [[0, 2, 1]]), [[0, 0, -1]] * 3)  # the winding decides
+    # a closed sphere: the averaged normals are close to the exact ones and point outwards
+    m = ellipsoid_mesh(np.eye(3), np.array([1.0, -2.0, 0.5]), 2.0, n=16)
+    n = mesh_normals(m.vertices, m.triangles)
+    np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0)
+    assert np.einsum("ij,ij->i", n, m.normals).min() > 0.97
+    # a vertex in no triangle: the direction from the centroid
+    lone = np.vstack([tri, [[0.0, 0.0, 5.0]]])
+    assert mesh_normals(lone, [[0, 1, 2]])[3] @ [0, 0, 1] > 0.9
+
+
+def _hex_rgb(color: str) -> np.ndarray:
+    return np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+
+
+def test_diverging_rgb():
+    rgb = diverging_rgb(np.array([-2.0, -1.0, -0.5, 0.0, 0.5, 2.0, 7.0]), vmax=2.0)
+    assert rgb.shape == (7, 3)
+    blue, red = _hex_rgb(NEGATIVE_COLOR), _hex_rgb(POSITIVE_COLOR)
+    np.testing.assert_allclose(rgb[0], blue, atol=1e-3)
+    np.testing.assert_allclose(rgb[3], [1, 1, 1])
+    np.testing.assert_allclose(rgb[5], red, atol=1e-3)
+    np.testing.assert_allclose(rgb[6], rgb[5])  # clipped at vmax
+    np.testing.assert_allclose(rgb[1], (1 + blue) / 2, atol=1e-3)  # half way to blue
+    np.testing.assert_allclose(rgb[4], 0.75 + red / 4, atol=1e-3)
+    np.testing.assert_allclose(diverging_rgb(np.zeros((2, 3)), 0.0), np.ones((2, 3, 3)))  # vmax 0: white

@@ -13,18 +13,10 @@ import plotly.graph_objects as go
 import streamlit as st
 from ase.data import chemical_symbols
 
-from app import state
-from app.state import (
-    dataset_samples,
-    demo_entries,
-    has_data,
-    kept,
-    load_demo,
-    page_guard,
-    select_model,
-    show_error,
-    uploads,
-)
+from app.errors import page_guard, show_error
+from app.models import select_model
+from app.structures import Entry, dataset_samples, demo_entries, has_data, load_demo, open_entry, uploads
+from app.widgets import kept
 from etgnn_core.data import list_datasets
 from etgnn_core.embedding import EmbeddingTable, compute_embeddings, pca
 from etgnn_core.registry import WEIGHTS_FILE
@@ -191,12 +183,10 @@ def show_atom(model, table: EmbeddingTable, structures, row: int) -> None:
     for t in rank2[:1]:
         st.markdown(f"Predicted {t} of atom #{a} ({pred.units.get(t, '')}):")
         st.dataframe(np.round(pred[t][a], 4), hide_index=False)
-    opener = getattr(state, "open_entry", None)
-    if opener is not None and st.button("Open in the Atom inspector", key="emap_open_inspector",
-                                        icon=":material/hub:"):
-        entry = state.Entry(f"emap:{table.structure_label[row]}", str(table.structure_label[row]), atoms.copy(),
-                            "embedding map")
-        opener(entry, atom=a)
+    if st.button("Open in the Atom inspector", key="emap_open_inspector", icon=":material/hub:"):
+        entry = Entry(f"emap:{table.structure_label[row]}", str(table.structure_label[row]), atoms.copy(),
+                      "embedding map")
+        open_entry(entry, atom=a)
         st.switch_page("views/inspector.py")
 
 

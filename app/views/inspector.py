@@ -9,27 +9,29 @@ import streamlit as st
 from ase.data import chemical_symbols
 from ase.data.colors import jmol_colors
 
+from app.errors import page_guard
 from app.meaning import GENERIC, MEANING
-from app.state import (
-    NEGATIVE_COLOR,
-    POSITIVE_COLOR,
-    clickable_viewer,
-    committee_note,
-    keep_widget,
-    memo,
-    page_guard,
-    prediction_key,
-    selected_prediction,
-    with_overlay,
-)
+from app.models import committee_note
+from app.prediction import memo, prediction_key, selected_prediction
+from app.viewer import clickable_viewer
+from app.widgets import keep_widget
 from etgnn_core import keys
 from etgnn_core.tensors.algebra import decompose_rank2
-from etgnn_core.viz import contribution_sign, contributions_figure, tensor_table, viewer_html
+from etgnn_core.viz import (
+    NEGATIVE_COLOR,
+    POSITIVE_COLOR,
+    contribution_sign,
+    contributions_figure,
+    tensor_table,
+    viewer_html,
+    with_overlay,
+)
 
 VIEW_HEIGHT = 440
 XYZ = "xyz"
 
 
+# ------------------------------------------------------------------------------------------ helpers
 def contributions_table(atoms, j: int, c: dict) -> pd.DataFrame:
     """One row per edge k -> j, sorted by decreasing Frobenius norm."""
     contrib = np.asarray(c["contributions"], dtype=float)
@@ -100,6 +102,124 @@ def show_decomposition(T: np.ndarray, unit: str, name: str = keys.BORN_CHARGES) 
     st.caption(f"The three parts add up to the tensor (max |difference| {err:.1e}).")
 
 
+# ---------------------------------------------------------------------------------------- sections
+def atom_label(pred, name: str, j: int) -> str:
+    """An atom in the picker: index, element and, for a rank-2 tensor, its tr/3."""
+    T = pred.contributions[name].atom[j]
+    unit = pred.units.get(name, "")
+    extra = f", tr/3 = {np.trace(T) / 3:.3f} {unit}" if T.shape == (3, 3) else ""
+    return f"#{j} {chemical_symbols[int(pred.atoms.numbers[j])]}{extra}"
+
+
+def pick_tensor(pred, names: list[str], box) -> str:
+    """The tensor picker: Born charges first, else a per-atom tensor."""
+    preferred = [keys.BORN_CHARGES] + [t for t in names if pred.per_atom[t]] + names
+    default = next(t for t in preferred if t in names)
+    return box.selectbox("Tensor", names, format_func=lambda t: f"{t} ({pred.units.get(t) or '–'})",
+                         **keep_widget("inspector_tensor", "etgnn_inspector_tensor", names, default=default))
+
+
+def pick_atom(pred, name: str, box) -> tuple[int, list[int]] | None:
+    """The atom picker: (atom, the atoms offered), or None (with a message) when the tensor has none."""
+    mask = pred.masks.get(name)  # a tensor given for some species only: those atoms are offered
+    atom_opts = list(range(len(pred.atoms))) if mask is None else [int(i) for i in np.flatnonzero(mask)]
+    if not atom_opts:
+        st.info(f"This model gives {name} for none of the atoms of this structure.")
+        return None
+    j = box.selectbox("Atom (or click one in the 3D view)", atom_opts, format_func=lambda i: atom_label(pred, name, i),
+                      **keep_widget("inspector_atom", "etgnn_atom", atom_opts, default=atom_opts[0]))
+    if mask is not None:
+        box.caption(f"This model gives {name} for {pred.carriers(name)} atoms only.")
+    return j, atom_opts
+
+
+def section_viewer(pred, name: str, j: int, c: dict, pkey: tuple, atom_opts: list[int]) -> None:
+    """3Dmol view with the edge contributions on the bonds; clicking an atom picks it."""
+    atoms, unit = pred.atoms, pred.units.get(name, "")
+    st.markdown("**Structure** — click an atom to inspect it; its edge contributions are drawn on the bonds "
+                "(red positive, blue negative, thickness ∝ size; hover a bond for its value)")
+    html = memo("inspector_viewer", (*pkey, name, j), lambda: with_overlay(
+        viewer_html(atoms, view_id="inspector-view", highlight=j, height=VIEW_HEIGHT, style="stick"),
+        **bond_shapes(atoms, j, c, name, unit)))
+
+    def picked(index: int) -> None:
+        if index in atom_opts:
+            st.session_state["inspector_atom"] = index
+            st.session_state["etgnn_atom"] = index
+
+    clickable_viewer(html, view_id="inspector-view", height=VIEW_HEIGHT + 40, key="inspector_picker",
+                     on_pick=picked)
+
+
+def section_bonds(pred, name: str, j: int, c: dict, pkey: tuple) -> None:
+    """Plotly view centred on the atom, hover shows each edge's tensor."""
+    st.markdown(f"**Edge contributions to {name} of atom #{j}** (hover for the tensors; this view is centred "
+                "on the atom)")
+    fig = memo("inspector_bonds", (*pkey, name, j),
+               lambda: contributions_figure(pred.atoms, j, c["neighbor_positions"], c["contributions"],
+                                            label=name, neighbor_indices=c["neighbors"]))
+    fig.update_layout(height=VIEW_HEIGHT + 40)
+    st.plotly_chart(fig, key="inspector_plotly", config={"displaylogo": False, "scrollZoom": True})
+
+
+def section_tensor(model, entry, pred, name: str, j: int, c: dict) -> None:
+    """The atom's tensor (or its term of a crystal tensor), the DFT label when known, and its parts."""
+    T = np.asarray(c["tensor"], dtype=float)
+    unit = pred.units.get(name, "")
+    per_atom = pred.per_atom[name]
+    what = f"{name} of atom #{j} ({unit})" if per_atom else (
+        f"atom #{j}'s term of the crystal {name} ({unit}; the crystal tensor is the "
+        f"{_reduce(model, name)} of these atom terms)")
+    st.subheader(f"Tensor: {what}")
+    with page_guard("tensor"):
+        if T.shape != (3, 3):
+            df = tensor_table(T, unit)
+            st.dataframe(df.round(4))
+            st.caption((df.attrs.get("note") or "") + " The isotropic / antisymmetric / symmetric-traceless "
+                       "decomposition applies to rank-2 tensors.")
+            return
+        cols = st.columns([1, 3])
+        with cols[0]:
+            show_matrix_and_label(pred, entry, T, name, j)
+        with cols[1]:
+            show_decomposition(T, unit, name)
+
+
+def show_matrix_and_label(pred, entry, T: np.ndarray, name: str, j: int) -> None:
+    """The rank-2 tensor, and beside it the DFT label of a reference-data structure."""
+    unit = pred.units.get(name, "")
+    st.dataframe(matrix_frame(T))
+    if name == keys.BORN_CHARGES:
+        st.caption("row = field direction, column = displacement")
+    ref = entry.reference.get(name) if pred.per_atom[name] else None
+    mask = entry.masks.get(name)
+    if ref is not None and np.shape(ref) == (len(pred.atoms), 3, 3) and (mask is None or bool(mask[j])):
+        st.markdown(f"DFT label ({entry.reference_units.get(name, unit)})")
+        st.dataframe(matrix_frame(ref[j]))
+        st.caption(f"max |prediction − DFT| = {np.abs(T - ref[j]).max():.3g}")
+
+
+def section_contributions(pred, name: str, j: int, c: dict) -> None:
+    """Every edge's contribution, largest first, and the terms that add up to the tensor."""
+    unit = pred.units.get(name, "")
+    T = np.asarray(c["tensor"], dtype=float)
+    table = contributions_table(pred.atoms, j, c)
+    st.dataframe(table.round(4), hide_index=True, height=min(38 + 35 * len(table), 460))
+    onsite, asr = np.asarray(c["onsite"]), np.asarray(c["asr"])
+    total = np.asarray(c["contributions"]).sum(0) + onsite + asr if len(table) else onsite + asr
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("edges", f"{len(table)}")
+    m2.metric("|on-site| (isotropic)", f"{np.linalg.norm(onsite):.4g}")
+    m3.metric("|sum-rule correction|", f"{np.linalg.norm(asr):.4g}")
+    m4.metric("residual max|Σ − T|", f"{c['residual']:.2e}",
+              help="Largest component of (sum of edges + on-site + correction − the atom's tensor), "
+                   f"in {unit or 'the tensor unit'}: the contributions add up to the tensor.")
+    st.caption(f"|sum of all terms| = {np.linalg.norm(total):.4g}, |T| = {np.linalg.norm(T):.4g} {unit}. "
+               "Sign: of the trace (rank 2), of the projection on the bond direction e_kj (rank 1), "
+               "else of the largest component. Neighbours are periodic images when the shift is non-zero.")
+
+
+# -------------------------------------------------------------------------------------------- page
 def page() -> None:
     st.title("Atom inspector")
     st.caption("How each neighbour (edge k → j, its triplets included) contributes to the tensor of atom j: "
@@ -110,104 +230,27 @@ def page() -> None:
     model, entry, pred = selected
     if committee_note(model):
         st.info(f"{model.name} is {committee_note(model)}.", icon=":material/groups:")
-    atoms = pred.atoms
-    n = len(atoms)
     names = [t for t in pred if t in pred.contributions]
     if not names:
         st.warning("This model's predictions carry no per-edge contributions.")
         return
-    preferred = [keys.BORN_CHARGES] + [t for t in names if pred.per_atom[t]] + names
-    default = next(t for t in preferred if t in names)
     c1, c2 = st.columns(2)
-    name = c1.selectbox("Tensor", names, format_func=lambda t: f"{t} ({pred.units.get(t) or '–'})",
-                        **keep_widget("inspector_tensor", "etgnn_inspector_tensor", names, default=default))
-    unit = pred.units.get(name, "")
-    contrib = pred.contributions[name]
-
-    def label(j: int) -> str:
-        T = contrib.atom[j]
-        extra = f", tr/3 = {np.trace(T) / 3:.3f} {unit}" if T.shape == (3, 3) else ""
-        return f"#{j} {chemical_symbols[int(atoms.numbers[j])]}{extra}"
-
-    mask = pred.masks.get(name)  # a tensor given for some species only: those atoms are offered
-    atom_opts = list(range(n)) if mask is None else [int(i) for i in np.flatnonzero(mask)]
-    if not atom_opts:
-        st.info(f"This model gives {name} for none of the atoms of this structure.")
+    name = pick_tensor(pred, names, c1)
+    picked = pick_atom(pred, name, c2)
+    if picked is None:
         return
-    j = c2.selectbox("Atom (or click one in the 3D view)", atom_opts, format_func=label,
-                     **keep_widget("inspector_atom", "etgnn_atom", atom_opts, default=atom_opts[0]))
-    if mask is not None:
-        c2.caption(f"This model gives {name} for {pred.carriers(name)} atoms only.")
+    j, atom_opts = picked
     pkey = prediction_key(model, entry)
-    c = memo("for_atom", (*pkey, name, j), lambda: contrib.for_atom(j))
-
+    c = memo("for_atom", (*pkey, name, j), lambda: pred.contributions[name].for_atom(j))
     left, right = st.columns(2)
     with left, page_guard("3D structure"):
-        st.markdown("**Structure** — click an atom to inspect it; its edge contributions are drawn on the bonds "
-                    "(red positive, blue negative, thickness ∝ size; hover a bond for its value)")
-        html = memo("inspector_viewer", (*pkey, name, j), lambda: with_overlay(
-            viewer_html(atoms, view_id="inspector-view", highlight=j, height=VIEW_HEIGHT, style="stick"),
-            **bond_shapes(atoms, j, c, name, unit)))
-
-        def picked(index: int) -> None:
-            if index in atom_opts:
-                st.session_state["inspector_atom"] = index
-                st.session_state["etgnn_atom"] = index
-
-        clickable_viewer(html, view_id="inspector-view", height=VIEW_HEIGHT + 40, key="inspector_picker",
-                         on_pick=picked)
+        section_viewer(pred, name, j, c, pkey, atom_opts)
     with right, page_guard("bond contributions"):
-        st.markdown(f"**Edge contributions to {name} of atom #{j}** (hover for the tensors; this view is centred "
-                    "on the atom)")
-        fig = memo("inspector_bonds", (*pkey, name, j),
-                   lambda: contributions_figure(atoms, j, c["neighbor_positions"], c["contributions"],
-                                                label=name, neighbor_indices=c["neighbors"]))
-        fig.update_layout(height=VIEW_HEIGHT + 40)
-        st.plotly_chart(fig, key="inspector_plotly", config={"displaylogo": False, "scrollZoom": True})
-
-    T = np.asarray(c["tensor"], dtype=float)
-    per_atom = pred.per_atom[name]
-    what = f"{name} of atom #{j} ({unit})" if per_atom else (
-        f"atom #{j}'s term of the crystal {name} ({unit}; the crystal tensor is the "
-        f"{_reduce(model, name)} of these atom terms)")
-    st.subheader(f"Tensor: {what}")
-    with page_guard("tensor"):
-        if T.shape == (3, 3):
-            cols = st.columns([1, 3])
-            with cols[0]:
-                st.dataframe(matrix_frame(T))
-                if name == keys.BORN_CHARGES:
-                    st.caption("row = field direction, column = displacement")
-                ref = entry.reference.get(name) if per_atom else None
-                mask = entry.masks.get(name)
-                if ref is not None and np.shape(ref) == (n, 3, 3) and (mask is None or bool(mask[j])):
-                    st.markdown(f"DFT label ({entry.reference_units.get(name, unit)})")
-                    st.dataframe(matrix_frame(ref[j]))
-                    st.caption(f"max |prediction − DFT| = {np.abs(T - ref[j]).max():.3g}")
-            with cols[1]:
-                show_decomposition(T, unit, name)
-        else:
-            df = tensor_table(T, unit)
-            st.dataframe(df.round(4))
-            st.caption((df.attrs.get("note") or "") + " The isotropic / antisymmetric / symmetric-traceless "
-                       "decomposition applies to rank-2 tensors.")
-
+        section_bonds(pred, name, j, c, pkey)
+    section_tensor(model, entry, pred, name, j, c)
     st.subheader("Contributions, largest first")
     with page_guard("contributions table"):
-        table = contributions_table(atoms, j, c)
-        st.dataframe(table.round(4), hide_index=True, height=min(38 + 35 * len(table), 460))
-        onsite, asr = np.asarray(c["onsite"]), np.asarray(c["asr"])
-        total = np.asarray(c["contributions"]).sum(0) + onsite + asr if len(table) else onsite + asr
-        m1, m2, m3, m4 = st.columns(4)
-        m1.metric("edges", f"{len(table)}")
-        m2.metric("|on-site| (isotropic)", f"{np.linalg.norm(onsite):.4g}")
-        m3.metric("|sum-rule correction|", f"{np.linalg.norm(asr):.4g}")
-        m4.metric("residual max|Σ − T|", f"{c['residual']:.2e}",
-                  help="Largest component of (sum of edges + on-site + correction − the atom's tensor), "
-                       f"in {unit or 'the tensor unit'}: the contributions add up to the tensor.")
-        st.caption(f"|sum of all terms| = {np.linalg.norm(total):.4g}, |T| = {np.linalg.norm(T):.4g} {unit}. "
-                   "Sign: of the trace (rank 2), of the projection on the bond direction e_kj (rank 1), "
-                   "else of the largest component. Neighbours are periodic images when the shift is non-zero.")
+        section_contributions(pred, name, j, c)
 
 
 def _reduce(model, name: str) -> str:

@@ -11,16 +11,11 @@ import streamlit as st
 from ase.data import chemical_symbols
 from scipy.spatial.transform import Rotation
 
+from app.errors import page_guard
 from app.meaning import GENERIC, MEANING
-from app.state import (
-    committee_note,
-    keep_widget,
-    kept,
-    memo,
-    page_guard,
-    prediction_key,
-    selected_prediction,
-)
+from app.models import committee_note
+from app.prediction import memo, prediction_key, selected_prediction
+from app.widgets import keep_widget, kept
 from etgnn_core import keys
 from etgnn_core.tensors.algebra import (
     VOIGT_LABELS,

@@ -18,27 +18,11 @@ import pandas as pd
 import streamlit as st
 from ase.data import chemical_symbols
 
-from app.state import (
-    CRYSTAL_COLOR,
-    HOW_TO_GET_A_MODEL,
-    NON_PD_COLOR,
-    Entry,
-    committee_note,
-    diverging_rgb,
-    get_model,
-    keep_widget,
-    memo,
-    mesh_normals,
-    model_choices,
-    page_guard,
-    predict,
-    prediction_key,
-    select_model,
-    select_structure,
-    show_error,
-    structure_frame,
-    with_overlay,
-)
+from app.errors import page_guard, show_error
+from app.models import HOW_TO_GET_A_MODEL, committee_note, get_model, model_choices, select_model
+from app.prediction import memo, predict, prediction_key
+from app.structures import Entry, select_structure
+from app.widgets import keep_widget
 from etgnn_core import keys
 from etgnn_core.io import phonopy_born_text, to_json, write_extxyz
 from etgnn_core.structure import is_periodic
@@ -50,13 +34,19 @@ from etgnn_core.tensors.algebra import (
     principal_axes,
 )
 from etgnn_core.viz import (
+    CRYSTAL_COLOR,
+    NON_PD_COLOR,
+    diverging_rgb,
     error_bar_figure,
+    mesh_normals,
     outer_tensor,
     piezo_surface_figure,
     pm_table,
     structure_figure,
+    structure_frame,
     tensor_table,
     viewer_html,
+    with_overlay,
 )
 from etgnn_core.viz.uncertainty import atom_error_bar_figure, iso_std
 

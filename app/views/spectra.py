@@ -10,13 +10,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.state import keep_widget, page_guard, select_model, select_structure, show_error, with_overlay
+from app.errors import page_guard, show_error
+from app.models import select_model
+from app.structures import select_structure
+from app.widgets import keep_widget
 from etgnn_core.io import to_json
 from etgnn_core.spectra import INTENSITY_UNIT, SpectraConfig, compute_spectrum
 from etgnn_core.spectra.phonons import POTENTIALS, PhononConfig
 from etgnn_core.spectra.plots import is_silent, mode_arrows, mode_shares_table, spectrum_figure
 from etgnn_core.structure import is_periodic
-from etgnn_core.viz import tensor_table, viewer_html
+from etgnn_core.viz import tensor_table, viewer_html, with_overlay
 
 VIEW_HEIGHT = 440
 PHONOPY_FILE = "phonopy file (upload)"

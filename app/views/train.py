@@ -16,20 +16,12 @@ import plotly.graph_objects as go
 import streamlit as st
 from ase.data import chemical_symbols
 
-from app.state import (
-    APP_MAX_ATOMS,
-    APP_MAX_TRAIN_ATOMS,
-    ROOT,
-    add_user_model,
-    admit_training,
-    dataset_samples,
-    has_data,
-    kept,
-    model_choices,
-    page_guard,
-    show_error,
-    user_models,
-)
+from app.errors import page_guard, show_error
+from app.models import add_user_model, model_choices, user_models
+from app.settings import APP_MAX_ATOMS, APP_MAX_TRAIN_ATOMS, ROOT
+from app.structures import dataset_samples, has_data
+from app.trainings import admit_training
+from app.widgets import kept
 from etgnn_core.data import DataError, list_datasets, load_labelled_extxyz, load_poscar_zip, validate_samples
 from etgnn_core.structure import StructureError, validate_atoms
 from etgnn_core.tensors.specs import DEFAULT_SPECS
