@@ -61,7 +61,7 @@ def mode_shares_table(res, m: int) -> pd.DataFrame:
 
 
 def mode_arrows(res, m: int, length: float = 1.2, color: str = "#c0392b") -> list[dict]:
-    """Arrows (for app.state.with_overlay) along mode ``m``'s displacements e/sqrt(M); the largest is
+    """Arrows (for etgnn_core.viz.with_overlay) along mode ``m``'s displacements e/sqrt(M); the largest is
     ``length`` Å; each label gives the atom, its displacement and its share of the intensity."""
     u = res.eigenvectors[m].real / np.sqrt(res.masses)[:, None]  # [n, 3]
     norms = np.linalg.norm(u, axis=1)
