@@ -15,8 +15,10 @@ For every batch size it reports
 * ``total``: ``Model.predict(structures, batch_size=b)`` end to end (what users call), as wall-clock
   structures/s and as structures per CPU-second of this process (equal to wall-clock on an idle
   machine with one thread; the 2-core development machine is shared with trainings).
-Prints a markdown table; the target is >= 200 structures/s on the CI machine's CPU, judged on the
-per-CPU-second rate with one thread (else on wall-clock).
+Prints a markdown table.  Targets, wall clock on an idle 2-core machine with ``--threads 2`` (cells
+of <= 10 atoms): >= 500 structures/s for one model, >= 150/s for a 4-member committee; with one
+thread the per-CPU-second rate is judged against 200/s.  Several threads run whole batches in
+worker threads (etgnn_core.api.map_batches), so the wall-clock rate is the one to read.
 
 ``--committee M`` times a committee of M default-size members with random weights (each its own
 seed) and a 2,000-atom random embedding reference, so the domain check is timed too: the graph is
@@ -39,7 +41,7 @@ from ase.build import bulk
 
 from etgnn_core.prototypes import alpha_quartz
 
-TARGET = 200.0  # structures / s
+TARGET = {1: 200.0, 2: 500.0}  # structures / s by torch threads: per CPU-second (1), wall (2+)
 COMMITTEE_TARGET = 150.0  # crystals / s for a 4-member committee
 
 
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
         structures = [a for a in structures if set(a.numbers) <= allowed] or structures
     n = len(structures)
     members = len(getattr(model, "nets", [model.net]))
-    target = COMMITTEE_TARGET if members > 1 else TARGET
+    target = COMMITTEE_TARGET if members > 1 else TARGET[min(torch.get_num_threads(), 2)]
     n_atoms = np.mean([len(a) for a in structures])
     model.predict(structures[:16], batch_size=16)  # warm-up (allocator, lazy init)
 
