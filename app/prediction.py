@@ -15,7 +15,7 @@ import streamlit as st
 
 from app import settings
 from app.errors import show_error
-from app.models import select_model
+from app.models import committee_note, select_model
 from app.structures import Entry, select_structure
 from etgnn_core.structure import StructureWarning
 
@@ -57,10 +57,11 @@ def predict(model, entry: Entry):
     return pred
 
 
-def selected_prediction():
+def selected_prediction(committee_detail: str = ""):
     """(model, entry, prediction) for the sidebar's model and structure, or None after telling the user why.
 
-    Shared by the pages that need a prediction before they can show anything.
+    Shared by the pages that need a prediction before they can show anything.  For a committee the
+    page says so first (``committee_detail`` adds what that means on the page).
     """
     model = select_model()
     entry = select_structure(model=model)
@@ -69,10 +70,13 @@ def selected_prediction():
         return None
     try:
         with st.spinner(f"Predicting with {model.name}…"):
-            return model, entry, predict(model, entry)
+            pred = predict(model, entry)
     except Exception as exc:
         show_error(exc, f"{model.name} cannot predict this structure")
         return None
+    if committee_note(model):
+        st.info(f"{model.name} is {committee_note(model)}{committee_detail}.", icon=":material/groups:")
+    return model, entry, pred
 
 
 def memo(name: str, key: tuple, make):

@@ -11,7 +11,6 @@ from ase.data.colors import jmol_colors
 
 from app.errors import page_guard
 from app.meaning import GENERIC, MEANING
-from app.models import committee_note
 from app.prediction import memo, prediction_key, selected_prediction
 from app.viewer import clickable_viewer
 from app.widgets import keep_widget
@@ -228,8 +227,6 @@ def page() -> None:
     if selected is None:
         return
     model, entry, pred = selected
-    if committee_note(model):
-        st.info(f"{model.name} is {committee_note(model)}.", icon=":material/groups:")
     names = [t for t in pred if t in pred.contributions]
     if not names:
         st.warning("This model's predictions carry no per-edge contributions.")

@@ -13,7 +13,6 @@ from scipy.spatial.transform import Rotation
 
 from app.errors import page_guard
 from app.meaning import GENERIC, MEANING
-from app.models import committee_note
 from app.prediction import memo, prediction_key, selected_prediction
 from app.widgets import keep_widget, kept
 from etgnn_core import keys
@@ -300,13 +299,10 @@ def page() -> None:
     st.title("Learn: equivariant tensors from edges")
     st.caption("For a structure and a model of your choice: how the tensor is assembled from bond directions, "
                "what its parts mean, and a live check of rotation equivariance.")
-    selected = selected_prediction()
+    selected = selected_prediction("; the edge coefficients t_kj below are the members' mean too")
     if selected is None:
         return
     model, entry, pred = selected
-    if committee_note(model):
-        st.info(f"{model.name} is {committee_note(model)}; the edge coefficients t_kj below are the members' "
-                "mean too.", icon=":material/groups:")
     names = list(pred)
     rank2 = [t for t in names if model.config.spec(t).rank == 2]
     preferred = [t for t in (keys.BORN_CHARGES, *rank2, *names) if t in names]
