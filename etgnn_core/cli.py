@@ -121,6 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--install", action="store_true", help="copy the trained model folder into pretrained/NAME")
     tr.add_argument("--force", action="store_true",
                     help="train a finished run again (replacing its model) and let --install replace pretrained/NAME")
+    tr.add_argument("--replace", action="store_true",
+                    help="with --install: replace an existing pretrained/NAME by this run's model (no retraining)")
     tr.add_argument("--member", type=int, metavar="K",
                     help="train committee member K (own train/validation draw and seed; output OUTPUT/memberK)")
     co = sub.add_parser(
@@ -636,8 +638,8 @@ def cmd_train(args) -> int:
             raise CLIError("--member applies to a training config, not to a model folder's train.yaml")
         stages = recipe.read_recipe(args.config)
         cfg = stages.stages[-1].config
-        if args.install and (pretrained_root() / cfg.name).exists() and not args.force:
-            raise CLIError(f"{pretrained_root() / cfg.name} exists; --force replaces that model folder")
+        if args.install and (pretrained_root() / cfg.name).exists() and not (args.force or args.replace):
+            raise CLIError(f"{pretrained_root() / cfg.name} exists; --replace installs over it")
         res = recipe.run_recipe(stages, resume=not args.no_resume)
     else:
         cfg = TrainConfig.from_file(args.config)  # the name is a plain slug: it names the install folder
@@ -646,13 +648,13 @@ def cmd_train(args) -> int:
                 raise CLIError("--install with --member: a member is installed as part of its committee")
             cfg = cfg.for_member(args.member)
         dest = pretrained_root() / cfg.name
-        if args.install and dest.exists() and not args.force:  # before hours of training, not after
-            raise CLIError(f"{dest} exists; --force replaces that model folder")
+        if args.install and dest.exists() and not (args.force or args.replace):  # before hours of training
+            raise CLIError(f"{dest} exists; --replace installs over it (--force also trains the run again)")
         if run_finished(cfg.output) and not args.force:
             model_dir = Path(cfg.output) / "model"
             if args.install:  # the finished model, as it is
                 print(f"{args.config}: this run is finished; installed {model_dir} into "
-                      f"{install_model(model_dir, cfg.name)}")
+                      f"{install_model(model_dir, cfg.name, replace=args.replace)}")
                 return 0
             print(f"{args.config}: this run is finished (model folder {model_dir}); nothing to do "
                   "(--force trains it again and replaces the model)")
@@ -662,7 +664,7 @@ def cmd_train(args) -> int:
     for t, m in res.metrics.items():
         print(f"{m['split']} MAE {t}: {m['mae']:.4g} {m['unit']} (baseline {m['baseline_mae']:.4g})")
     if args.install:
-        print(f"installed into {install_model(res.model_dir, cfg.name, replace=args.force)}")
+        print(f"installed into {install_model(res.model_dir, cfg.name, replace=args.force or args.replace)}")
     return 0
 
 

@@ -195,7 +195,7 @@ def install_model(model_dir, name: str, replace: bool = False, root: Path | None
         raise InstallError(f"{dest}: not directly inside {root}")
     if (dest.exists() or dest.is_symlink()) and keep_dir is None:
         if not replace:
-            raise InstallError(f"{dest} exists; --force replaces that model folder")
+            raise InstallError(f"{dest} exists; --replace installs over it")
         is_model = (dest / CONFIG_FILE).exists() or (dest / "committee.json").exists()
         if dest.is_symlink() or not dest.is_dir() or not is_model:
             raise InstallError(f"{dest} exists and is not a model folder: not replaced")

@@ -200,11 +200,11 @@ def test_install_replaces_only_the_model_folder_it_writes(models, tmp_path):
             cli.install_model(src, bad, replace=True, root=root)
     with pytest.raises(cli.CLIError, match="is not a model folder: not replaced"):
         cli.install_model(src, "plain", replace=True, root=root)
-    with pytest.raises(cli.CLIError, match="keep exists; --force"):
+    with pytest.raises(cli.CLIError, match="keep exists; --replace"):
         cli.install_model(src, "keep", root=root)
     dest = cli.install_model(src, "mine", root=root)
     assert (dest / "weights.pt").read_bytes() == (src / "weights.pt").read_bytes()
-    with pytest.raises(cli.CLIError, match="mine exists; --force replaces"):
+    with pytest.raises(cli.CLIError, match="mine exists; --replace installs"):
         cli.install_model(models / "tiny_dipole", "mine", root=root)
     cli.install_model(models / "tiny_dipole", "mine", replace=True, root=root)
     assert "dipole" in (dest / "config.json").read_text()
@@ -293,7 +293,7 @@ def _epoch(ckpt: Path) -> int:
     return int(torch.load(ckpt, map_location="cpu", weights_only=True)["epoch"])
 
 
-def test_sigint_checkpoints_exits_130_and_a_rerun_resumes_then_reports_finished(tmp_path, capsys):
+def test_sigint_checkpoints_exits_130_and_a_rerun_resumes_then_reports_finished(tmp_path, capsys, monkeypatch):
     cfg = _write_training_files(tmp_path, max_epochs=10_000)
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen([sys.executable, "-m", "etgnn_core.cli", "train", str(cfg)], cwd=ROOT,
@@ -328,6 +328,21 @@ def test_sigint_checkpoints_exits_130_and_a_rerun_resumes_then_reports_finished(
     capsys.readouterr()
     assert cli.main(["train", str(cfg)]) == 0
     assert "this run is finished" in capsys.readouterr().out
+    assert (tmp_path / "run" / "model" / "weights.pt").read_bytes() == weights
+
+    # installing the finished run over an existing model: refused without --replace, never retrained
+    import etgnn_core.registry as registry
+
+    root = tmp_path / "pretrained"
+    (root / "sig").mkdir(parents=True)
+    (root / "sig" / "config.json").write_text("{}")
+    monkeypatch.setattr(registry, "pretrained_root", lambda: root)
+    monkeypatch.setattr(cli, "pretrained_root", lambda: root)
+    capsys.readouterr()
+    assert cli.main(["train", str(cfg), "--install"]) == 1
+    assert "sig exists; --replace installs over it" in capsys.readouterr().err
+    assert cli.main(["train", str(cfg), "--install", "--replace"]) == 0
+    assert (root / "sig" / "weights.pt").read_bytes() == weights
     assert (tmp_path / "run" / "model" / "weights.pt").read_bytes() == weights
 
 
