@@ -1,4 +1,5 @@
-"""Shared test helpers: the one tiny model size, tiny model folders, and a tiny float64 ETGNN fixture."""
+"""Shared test helpers: the one tiny model size, tiny model folders, a tiny float64 ETGNN fixture, and the
+rattled test structures several files use."""
 
 from __future__ import annotations
 
@@ -12,6 +13,24 @@ from etgnn_core.tensors.specs import DEFAULT_SPECS, spec_for
 
 CUTOFF = 5.0
 PERTURB = 0.1
+
+
+def rattled_ethanol(rattle: float, seed: int = 1):
+    """Ethanol with every atom displaced (Gaussian, std ``rattle`` A): no accidental symmetry."""
+    import ase.build
+
+    atoms = ase.build.molecule("CH3CH2OH")
+    atoms.rattle(rattle, seed=seed)
+    return atoms
+
+
+def rattled_wurtzite(rattle: float, seed: int = 2):
+    """Wurtzite ZnO (4 atoms, a = 3.25 A, c = 5.2 A), rattled."""
+    import ase.build
+
+    atoms = ase.build.bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    atoms.rattle(rattle, seed=seed)
+    return atoms
 # The one tiny model size of the tests.  A 4x4 spherical basis is stored in sbf_forms.json, so no
 # sympy derivation is needed to build it.
 TINY = {"hidden": 16, "int_emb": 8, "basis_emb": 4, "out_emb": 16, "triplet_hidden": 8, "num_blocks": 1,

@@ -7,6 +7,7 @@ import ase.build
 import numpy as np
 import pytest
 import torch
+from conftest import rattled_ethanol, rattled_wurtzite
 
 import etgnn_core.graph as graph_module
 from etgnn_core.graph import build_graph, collate, neighbor_list
@@ -23,15 +24,11 @@ TOL = 1e-9  # relative to the size of the tensor (float64 model)
 
 
 def ethanol() -> ase.Atoms:
-    atoms = ase.build.molecule("CH3CH2OH")
-    atoms.rattle(0.1, seed=1)
-    return atoms
+    return rattled_ethanol(0.1)
 
 
 def wurtzite() -> ase.Atoms:
-    atoms = ase.build.bulk("ZnO", "wurtzite", a=3.25, c=5.2)
-    atoms.rattle(0.1, seed=2)
-    return atoms
+    return rattled_wurtzite(0.1)
 
 
 def quartz() -> ase.Atoms:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from ase.neighborlist import primitive_neighbor_list
+from conftest import rattled_ethanol, rattled_wurtzite
 
 from etgnn_core.graph import build_graph, cap_neighbors, collate, neighbor_list
 from etgnn_core.structure import is_periodic
@@ -22,9 +23,7 @@ CUTOFF = 5.0
 
 
 def ethanol() -> ase.Atoms:
-    atoms = ase.build.molecule("CH3CH2OH")
-    atoms.rattle(0.05, seed=1)
-    return atoms
+    return rattled_ethanol(0.05)
 
 
 def xyz_molecule() -> ase.Atoms:
@@ -35,9 +34,7 @@ def xyz_molecule() -> ase.Atoms:
 
 
 def wurtzite() -> ase.Atoms:
-    atoms = ase.build.bulk("ZnO", "wurtzite", a=3.25, c=5.2)
-    atoms.rattle(0.08, seed=2)
-    return atoms
+    return rattled_wurtzite(0.08)
 
 
 def tiny_cell() -> ase.Atoms:
