@@ -597,6 +597,14 @@ def cell_heights(cell, pbc) -> dict[int, float]:
     """
     cell = np.asarray(cell, dtype=float)
     idx = [i for i in range(3) if pbc[i]]
+    if len(idx) == 3:  # 1 / |reciprocal vector|: one 3x3 inverse instead of four Gram determinants
+        with np.errstate(all="ignore"):
+            try:
+                recip = np.linalg.inv(cell)  # columns: reciprocal vectors / (2 pi)
+            except np.linalg.LinAlgError:
+                return {i: 0.0 for i in idx}
+            norms = np.sqrt((recip**2).sum(axis=0))
+        return {i: float(1.0 / norms[i]) if np.isfinite(norms[i]) and norms[i] > 0 else 0.0 for i in idx}
     vectors = cell[idx]  # [n_periodic, 3]
     gram_det = float(np.linalg.det(vectors @ vectors.T)) if idx else 0.0
     out = {}
