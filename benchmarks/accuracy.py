@@ -12,7 +12,9 @@ ratio, and for committees the coverage (fraction of test structures with MAE <= 
 the Spearman rank correlation of the std with the error.  Baselines are fitted on the split's
 ``train`` part.  A model whose data are absent (no ../shared/data, no $ETGNN_DATA) or that has no
 config or split is listed as skipped with the reason.  ``--limit`` evaluates the first N test
-structures only (quick checks; the table then says so).
+structures only (quick checks; the table then says so).  A test split of 2-4 cell sizes (e.g.
+perturbed HfO2: 3- and 6-atom cells) is also reported per size, since one size can be far easier;
+``--write-card`` stores those per-size metrics in the model's card (``metrics_by_group``).
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ def goal(name: str, tensor: str, metric: str):
     return None
 
 
-def evaluate(info, limit: int | None = None, batch_size: int = 32) -> tuple[dict, str]:
-    """(metrics per tensor, note); raises LookupError with the reason when the model cannot be evaluated."""
+def evaluate(info, limit: int | None = None, batch_size: int = 32) -> tuple[dict, str, dict]:
+    """(metrics per tensor, note, metrics per cell size when the test split has 2-4 sizes).
+
+    Raises LookupError with the reason when the model cannot be evaluated.
+    """
     from etgnn_core.api import load_model
     from etgnn_core.committee import evaluate_model
     from etgnn_core.data import DataError
@@ -97,7 +102,23 @@ def evaluate(info, limit: int | None = None, batch_size: int = 32) -> tuple[dict
     if limit and len(test) > limit:
         test, note = test[:limit], f"first {limit} of {len(test)} test structures"
     model = load_model(str(info.path), device="cpu")
-    return evaluate_model(model, test, train, batch_size), note or f"{len(test)} test structures"
+    sizes = sorted({len(s.atoms) for s in test})
+    groups = {}
+    if 2 <= len(sizes) <= 4:
+        for n in sizes:
+            part = [s for s in test if len(s.atoms) == n]
+            groups[f"{n}-atom cells"] = {"count": len(part), **evaluate_model(model, part, train, batch_size)}
+    return evaluate_model(model, test, train, batch_size), note or f"{len(test)} test structures", groups
+
+
+def write_groups(info, groups: dict) -> None:
+    """Store the per-size test MAE in the model's card.json / card.md (metrics_by_group)."""
+    from etgnn_core.registry import write_card
+
+    card = dict(info.card)
+    card["metrics_by_group"] = {g: {"count": m["count"], "mae": {t: r["mae"] for t, r in m.items() if t != "count"}}
+                                for g, m in groups.items()}
+    write_card(Path(info.path), card)
 
 
 def _f(x, fmt=".3g") -> str:
@@ -108,23 +129,25 @@ def _met(value, limit: float) -> str:
     return "n/a" if value is None or value != value else ("met" if value <= limit else "not met")
 
 
-def table_rows(name: str, results: dict) -> list[list[str]]:
+def table_rows(name: str, results: dict, label: str = "") -> list[list[str]]:
     rows = []
     for tensor, m in results.items():
+        if not isinstance(m, dict):
+            continue
         paper = PAPER.get((name, tensor))
         g = goal(name, tensor, "mae") or goal(name, tensor, "ratio")
         target = f"paper {paper:.3g} ({m['mae'] / paper:.2f}x)" if paper and m.get("mae") is not None else ""
         if g:
             value = m["mae"] if goal(name, tensor, "mae") else m["ratio"]
             target = f"{g[1]}: {_met(value, g[0])}"
-        rows.append([name, tensor, _f(m["mae"]), _f(m["baseline_mae"]), _f(m["ratio"]), m.get("unit", ""),
+        rows.append([name + label, tensor, _f(m["mae"]), _f(m["baseline_mae"]), _f(m["ratio"]), m.get("unit", ""),
                      _f(m.get("coverage"), ".2f"), _f(m.get("spearman"), ".2f"), target])
         for extra, unit in (("norm", m.get("unit", "")), ("bulk", "GPa"), ("shear", "GPa")):
             if f"{extra}_mae" in m:
                 g = goal(name, tensor, f"{extra}_ratio")
                 target = f"{g[1]}: {_met(m[f'{extra}_ratio'], g[0])}" if g else ""
-                label = {"norm": "||e||", "bulk": "K_V", "shear": "G_V"}[extra]
-                rows.append([name, f"{tensor} {label}", _f(m[f"{extra}_mae"]), _f(m[f"{extra}_baseline_mae"]),
+                what = {"norm": "||e||", "bulk": "K_V", "shear": "G_V"}[extra]
+                rows.append([name + label, f"{tensor} {what}", _f(m[f"{extra}_mae"]), _f(m[f"{extra}_baseline_mae"]),
                              _f(m[f"{extra}_ratio"]), unit, "", "", target])
     return rows
 
@@ -166,6 +189,8 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="evaluate at most N test structures per model (quick check)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--cards", action="store_true", help="print the metrics stored in the cards instead")
+    p.add_argument("--write-card", action="store_true",
+                   help="store the per-cell-size test metrics in each evaluated model's card")
     args = p.parse_args(argv)
     from etgnn_core.registry import list_models
 
@@ -185,11 +210,15 @@ def main(argv=None) -> int:
     for info in infos:
         t0 = time.perf_counter()
         try:
-            results, note = evaluate(info, args.limit)
+            results, note, groups = evaluate(info, args.limit)
         except LookupError as exc:
             notes.append(f"{info.name}: skipped, {exc}")
             continue
         rows += table_rows(info.name, results)
+        for g, m in groups.items():
+            rows += table_rows(info.name, m, f" ({g}: {m['count']})")
+        if args.write_card and groups and not args.limit:
+            write_groups(info, groups)
         notes.append(f"{info.name}: {note}, {time.perf_counter() - t0:.0f} s")
     print_table(rows, args.markdown)
     print()
