@@ -60,7 +60,7 @@ def goal(name: str, tensor: str, metric: str):
     return None
 
 
-def evaluate(info, limit: int | None = None, batch_size: int = 32) -> tuple[dict, str, dict]:
+def evaluate(info, limit: int | None = None, batch_size: int = 32, part: str = "test") -> tuple[dict, str, dict]:
     """(metrics per tensor, note, metrics per cell size when the test split has 2-4 sizes).
 
     Raises LookupError with the reason when the model cannot be evaluated.
@@ -78,8 +78,8 @@ def evaluate(info, limit: int | None = None, batch_size: int = 32) -> tuple[dict
     if not split_path.exists():
         raise LookupError("no split.json")
     split = json.loads(split_path.read_text())
-    if "test" not in split or not split["test"]:
-        raise LookupError("split.json has no test part")
+    if part not in split or not split[part]:
+        raise LookupError(f"split.json has no {part} part")
     from etgnn_core.train import recipe
 
     # a shipped model's recipe (train.yaml stages): the last stage names the data it was tested on
@@ -92,15 +92,15 @@ def evaluate(info, limit: int | None = None, batch_size: int = 32) -> tuple[dict
     by_id: dict[str, list] = {}
     for i, s in enumerate(samples):
         by_id.setdefault(str(getattr(s, "id", i)), []).append(s)
-    test = [s for i in split["test"] for s in by_id.get(str(i), [])]
-    held = set(map(str, split["test"])) | set(map(str, split.get("calib", [])))
+    test = [s for i in split[part] for s in by_id.get(str(i), [])]
+    held = set(map(str, split.get("test", []))) | set(map(str, split.get("calib", []))) | set(map(str, split[part]))
     train = [s for k, v in by_id.items() if k not in held for s in v] if "train" not in split else \
         [s for i in split["train"] for s in by_id.get(str(i), [])]
     if not test:
-        raise LookupError("none of the split's test ids is in the data (data set changed?)")
+        raise LookupError(f"none of the split's {part} ids is in the data (data set changed?)")
     note = ""
     if limit and len(test) > limit:
-        test, note = test[:limit], f"first {limit} of {len(test)} test structures"
+        test, note = test[:limit], f"first {limit} of {len(test)} {part} structures"
     model = load_model(str(info.path), device="cpu")
     sizes = sorted({len(s.atoms) for s in test})
     groups = {}
@@ -108,7 +108,7 @@ def evaluate(info, limit: int | None = None, batch_size: int = 32) -> tuple[dict
         for n in sizes:
             part = [s for s in test if len(s.atoms) == n]
             groups[f"{n}-atom cells"] = {"count": len(part), **evaluate_model(model, part, train, batch_size)}
-    return evaluate_model(model, test, train, batch_size), note or f"{len(test)} test structures", groups
+    return evaluate_model(model, test, train, batch_size), note or f"{len(test)} {part} structures", groups
 
 
 def write_groups(info, groups: dict) -> None:
@@ -189,6 +189,8 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="evaluate at most N test structures per model (quick check)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--cards", action="store_true", help="print the metrics stored in the cards instead")
+    p.add_argument("--part", default="test", choices=["test", "val"],
+                   help="the split part to evaluate (val: to choose between models without looking at test)")
     p.add_argument("--write-card", action="store_true",
                    help="store the per-cell-size test metrics in each evaluated model's card")
     args = p.parse_args(argv)
@@ -206,18 +208,19 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+    HEAD[2] = f"{args.part} MAE"
     rows, notes = [], []
     for info in infos:
         t0 = time.perf_counter()
         try:
-            results, note, groups = evaluate(info, args.limit)
+            results, note, groups = evaluate(info, args.limit, part=args.part)
         except LookupError as exc:
             notes.append(f"{info.name}: skipped, {exc}")
             continue
         rows += table_rows(info.name, results)
         for g, m in groups.items():
             rows += table_rows(info.name, m, f" ({g}: {m['count']})")
-        if args.write_card and groups and not args.limit:
+        if args.write_card and groups and not args.limit and args.part == "test":
             write_groups(info, groups)
         notes.append(f"{info.name}: {note}, {time.perf_counter() - t0:.0f} s")
     print_table(rows, args.markdown)
