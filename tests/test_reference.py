@@ -1,4 +1,6 @@
-"""Every shipped model still predicts the demo structures as stored in tests/reference/ (to 1e-5).
+"""Every shipped model still predicts the demo structures as stored in tests/reference/ (to 1e-5 of each
+tensor's largest entry, or 1e-5 absolute below 1: float32 rounding alone moves an elastic constant of
+178 GPa or a shielding of 396 ppm by more than 1e-5 when the order of a sum changes).
 
 The references were written by tests/reference/make_reference.py from the shipped weights; a
 change in the model code, in the PyG-derived bases or in torch that moves a prediction fails here.
@@ -34,5 +36,7 @@ def test_shipped_model_matches_reference(name):
     for file, tensors in stored["structures"].items():
         assert sorted(now[file]) == sorted(tensors), file
         for key, value in tensors.items():
-            np.testing.assert_allclose(np.array(now[file][key]), np.array(value), rtol=0,
-                                       atol=stored["tolerance"], err_msg=f"{name} on {file}: {key}")
+            want = np.array(value)
+            scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
+            np.testing.assert_allclose(np.array(now[file][key]), want, rtol=0,
+                                       atol=stored["tolerance"] * scale, err_msg=f"{name} on {file}: {key}")
