@@ -114,6 +114,18 @@ def test_ema_weights_are_validated_checkpointed_and_saved(tmp_path):
     assert train(cfg, samples=zno_samples(), progress_bar=False, force=True).epochs == 4
 
 
+def test_moving_average_warms_up_and_then_decays_as_asked():
+    from etgnn_core.train.trainer import warm_ema_avg_fn
+
+    ema = warm_ema_avg_fn(0.999)
+    avg = torch.zeros(3)
+    for n in range(1, 301):  # the weights jumped from 0 to 1: a plain 0.999 average would hold 0.26
+        avg = ema(avg, torch.ones(3), torch.tensor(n))
+    assert float(avg[0]) > 0.9
+    late = ema(torch.zeros(1), torch.ones(1), torch.tensor(10**6))  # long runs: the configured decay
+    assert float(late) == pytest.approx(0.001, rel=1e-3)
+
+
 def test_bad_labels_are_refused_before_training(tmp_path):
     samples = zno_samples(6)
     samples[3].targets["born_charges"] = samples[3].targets["born_charges"].copy()

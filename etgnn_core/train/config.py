@@ -78,8 +78,9 @@ class OptimConfig:
     # linear learning-rate warm-up over this fraction of the budget; None: 0.05 when fine-tuning (a fresh
     # Adam state takes full-size steps at once and throws a converged model off), else 0
     warmup: float | None = None
-    # exponential moving average of the weights (e.g. 0.999 per step); validation, checkpoints and the
-    # saved model then use the average, which generalises better on small sets.  None: no averaging
+    # exponential moving average of the weights (e.g. 0.999 per step, warmed up as min(decay, (1+n)/(10+n))
+    # so that a short run still moves); validation, checkpoints and the saved model then use the average,
+    # which generalises better on small sets.  None: no averaging
     ema_decay: float | None = None
 
 

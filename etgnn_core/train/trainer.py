@@ -103,6 +103,29 @@ def build_model(config: TrainConfig) -> tuple[ETGNN, bool]:
     return model, False
 
 
+def warm_ema_avg_fn(decay: float):
+    """Exponential moving average whose decay warms up: min(decay, (1 + n) / (10 + n)) after n updates.
+
+    A plain 0.999 average of a run of a few hundred steps stays at the starting weights (0.999^500 =
+    0.61): short fine-tunes and small data sets then validate and ship the initial model.  The
+    warm-up (as TensorFlow's ExponentialMovingAverage with num_updates) follows the weights early on.
+    """
+
+    def ema(avg: torch.Tensor, current: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = ((1.0 + n) / (10.0 + n)).clamp(max=decay).to(avg.dtype)  # a tensor: no device sync per step
+        return avg * d + current * (1.0 - d)
+
+    return ema
+
+
+class WarmEMA(EMAWeightAveraging):
+    """Lightning's EMA callback with :func:`warm_ema_avg_fn`."""
+
+    def __init__(self, decay: float):
+        super().__init__(decay=decay)
+        self._kwargs["avg_fn"] = warm_ema_avg_fn(decay)
+
+
 def split_samples(samples: list, config: TrainConfig) -> dict[str, np.ndarray]:
     """Index arrays ``train``, ``val``, ``test`` (plus ``calib`` for grouped / committee splits).
 
@@ -248,7 +271,7 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume, f
     stopper = _LastCheckpoint(last)
     cbs = [ckpt, stopper, *callbacks]
     if o.ema_decay:  # validated and checkpointed with the averaged weights (Lightning swaps them in)
-        cbs.append(EMAWeightAveraging(decay=o.ema_decay))
+        cbs.append(WarmEMA(o.ema_decay))
     if o.patience:
         cbs.append(EarlyStopping(monitor=monitor, patience=o.patience))
     trainer = L.Trainer(
