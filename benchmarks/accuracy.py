@@ -106,8 +106,8 @@ def evaluate(info, limit: int | None = None, batch_size: int = 32, part: str = "
     groups = {}
     if 2 <= len(sizes) <= 4:
         for n in sizes:
-            part = [s for s in test if len(s.atoms) == n]
-            groups[f"{n}-atom cells"] = {"count": len(part), **evaluate_model(model, part, train, batch_size)}
+            subset = [s for s in test if len(s.atoms) == n]
+            groups[f"{n}-atom cells"] = {"count": len(subset), **evaluate_model(model, subset, train, batch_size)}
     return evaluate_model(model, test, train, batch_size), note or f"{len(test)} {part} structures", groups
 
 
