@@ -102,13 +102,23 @@ def evaluate(info, limit: int | None = None, batch_size: int = 32, part: str = "
     if limit and len(test) > limit:
         test, note = test[:limit], f"first {limit} of {len(test)} {part} structures"
     model = load_model(str(info.path), device="cpu")
+    if model.elements:  # the API refuses unknown elements: report what it predicts, with the count
+        known = set(model.elements)
+        kept = [s for s in test if set(s.atoms.numbers.tolist()) <= known]
+        if len(kept) < len(test):
+            note = (note + "; " if note else "") + f"{len(test) - len(kept)} {part} structures with elements " \
+                "the model does not know left out"
+        test = kept
+        if not test:
+            raise LookupError(f"the model knows none of the {part} structures' elements")
     sizes = sorted({len(s.atoms) for s in test})
     groups = {}
     if 2 <= len(sizes) <= 4:
         for n in sizes:
             subset = [s for s in test if len(s.atoms) == n]
             groups[f"{n}-atom cells"] = {"count": len(subset), **evaluate_model(model, subset, train, batch_size)}
-    return evaluate_model(model, test, train, batch_size), note or f"{len(test)} {part} structures", groups
+    return evaluate_model(model, test, train, batch_size), f"{len(test)} {part} structures" + (
+        f" ({note})" if note else ""), groups
 
 
 def write_groups(info, groups: dict) -> None:
