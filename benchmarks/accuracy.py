@@ -61,12 +61,12 @@ def goal(name: str, tensor: str, metric: str):
 
 
 def evaluate(info, limit: int | None = None, batch_size: int = 32, part: str = "test") -> tuple[dict, str, dict]:
-    """(metrics per tensor, note, metrics per cell size when the test split has 2-4 sizes).
+    """(metrics per tensor, note, {cell size: (count, metrics)} when the split part has 2-4 sizes).
 
     Raises LookupError with the reason when the model cannot be evaluated.
     """
     from etgnn_core.api import load_model
-    from etgnn_core.committee import evaluate_model
+    from etgnn_core.committee import evaluate_model, predict_for_metrics
     from etgnn_core.data import DataError
     from etgnn_core.train import TrainConfig
     from etgnn_core.train.trainer import load_samples
@@ -111,13 +111,15 @@ def evaluate(info, limit: int | None = None, batch_size: int = 32, part: str = "
         test = kept
         if not test:
             raise LookupError(f"the model knows none of the {part} structures' elements")
+    preds = predict_for_metrics(model, test, batch_size)  # once: the size groups are scored from these
     sizes = sorted({len(s.atoms) for s in test})
     groups = {}
     if 2 <= len(sizes) <= 4:
         for n in sizes:
-            subset = [s for s in test if len(s.atoms) == n]
-            groups[f"{n}-atom cells"] = {"count": len(subset), **evaluate_model(model, subset, train, batch_size)}
-    return evaluate_model(model, test, train, batch_size), f"{len(test)} {part} structures" + (
+            keep = [i for i, s in enumerate(test) if len(s.atoms) == n]
+            groups[f"{n}-atom cells"] = (len(keep), evaluate_model(model, [test[i] for i in keep], train,
+                                                                   preds=[preds[i] for i in keep]))
+    return evaluate_model(model, test, train, preds=preds), f"{len(test)} {part} structures" + (
         f" ({note})" if note else ""), groups
 
 
@@ -126,8 +128,8 @@ def write_groups(info, groups: dict) -> None:
     from etgnn_core.registry import write_card
 
     card = dict(info.card)
-    card["metrics_by_group"] = {g: {"count": m["count"], "mae": {t: r["mae"] for t, r in m.items() if t != "count"}}
-                                for g, m in groups.items()}
+    card["metrics_by_group"] = {g: {"count": count, "mae": {t: r["mae"] for t, r in m.items()}}
+                                for g, (count, m) in groups.items()}
     write_card(Path(info.path), card)
 
 
@@ -142,8 +144,6 @@ def _met(value, limit: float) -> str:
 def table_rows(name: str, results: dict, label: str = "") -> list[list[str]]:
     rows = []
     for tensor, m in results.items():
-        if not isinstance(m, dict):
-            continue
         paper = PAPER.get((name, tensor))
         g = goal(name, tensor, "mae") or goal(name, tensor, "ratio")
         target = f"paper {paper:.3g} ({m['mae'] / paper:.2f}x)" if paper and m.get("mae") is not None else ""
@@ -228,8 +228,8 @@ def main(argv=None) -> int:
             notes.append(f"{info.name}: skipped, {exc}")
             continue
         rows += table_rows(info.name, results)
-        for g, m in groups.items():
-            rows += table_rows(info.name, m, f" ({g}: {m['count']})")
+        for g, (count, m) in groups.items():
+            rows += table_rows(info.name, m, f" ({g}: {count})")
         if args.write_card and groups and not args.limit and args.part == "test":
             write_groups(info, groups)
         notes.append(f"{info.name}: {note}, {time.perf_counter() - t0:.0f} s")

@@ -337,14 +337,21 @@ def _labels(samples, name):
             [s.atoms.numbers for s in samples], [getattr(s, "info", None) or {} for s in samples])
 
 
-def evaluate_model(model: Model, samples: list, train: list, batch_size: int = 32) -> dict[str, dict]:
+def predict_for_metrics(model: Model, samples: list, batch_size: int = 32) -> list[Prediction]:
+    """Predictions of ``samples`` as :func:`evaluate_model` scores them (a committee's with member tensors)."""
+    kwargs = {"members": True} if isinstance(model, Committee) else {}
+    return model.predict([s.atoms for s in samples], batch_size=batch_size, **kwargs)
+
+
+def evaluate_model(model: Model, samples: list, train: list, batch_size: int = 32,
+                   preds: list | None = None) -> dict[str, dict]:
     """Per tensor on ``samples``: metrics of :mod:`etgnn_core.metrics` with baselines fitted on ``train``.
 
     For a committee (of the mean) also per-member MAE, coverage of 2 x std and Spearman(std, error).
+    ``preds``: :func:`predict_for_metrics` of ``samples`` when the caller has it already.
     """
-    is_committee = isinstance(model, Committee)
-    kwargs = {"members": True} if is_committee else {}
-    preds = model.predict([s.atoms for s in samples], batch_size=batch_size, **kwargs)
+    if preds is None:
+        preds = predict_for_metrics(model, samples, batch_size)
     out = {}
     for spec in model.config.targets:
         name = spec.name
@@ -363,7 +370,7 @@ def evaluate_model(model: Model, samples: list, train: list, batch_size: int = 3
                                        y, z, base, m, infos)["mae"]
                 for k in range(len(model.nets))]
         res.update(unit=spec.unit, baseline=metrics.baseline_name(name, spec.per_atom))
-        if is_committee:  # per structure, on frames whose orientation is certain (metrics docstring)
+        if isinstance(model, Committee):  # per structure, on frames whose orientation is certain (metrics docstring)
             sure = [k for k, info in enumerate(infos) if metrics.sign_certain(info)]
             err = metrics.structure_errors([mean[k] for k in sure], [y[k] for k in sure], [m[k] for k in sure])
             spread = metrics.structure_spreads([preds[idx[k]].std[name] for k in sure], [m[k] for k in sure])

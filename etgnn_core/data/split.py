@@ -127,8 +127,6 @@ def near_duplicate_groups(atoms_list, tol: float) -> list[str]:
     of tiny perturbations: without grouping, test structures have twins in train and the test MAE
     measures recall, not prediction.  Atoms stored wrapped into a different image count as apart.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
     from scipy.spatial import cKDTree
 
     labels = [""] * len(atoms_list)
@@ -140,9 +138,7 @@ def near_duplicate_groups(atoms_list, tol: float) -> list[str]:
                          for i in idx])  # [n_family, 3 * (3 + n_atoms)]
         scale = np.sqrt(len(species) + 3)  # Euclidean norm of the row difference -> RMS per 3-vector
         pairs = cKDTree(rows).query_pairs(tol * scale, output_type="ndarray") if tol > 0 else np.zeros((0, 2), int)
-        adj = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(len(idx), len(idx)))
-        _, comp = connected_components(adj, directed=False)
-        for i, c in zip(idx, comp):
+        for i, c in zip(idx, _components(len(idx), pairs[:, 0], pairs[:, 1])):
             labels[i] = f"dup{f}.{c}"
     return labels
 
@@ -153,9 +149,6 @@ def merge_groups(*labelings: list[str]) -> list[str]:
     (Connected components over all the labelings: keeping both formula groups and near-duplicate
     families whole may join several of each.)
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = len(labelings[0])
     names: dict[tuple[int, str], int] = {}
     rows, cols = [], []
@@ -163,7 +156,13 @@ def merge_groups(*labelings: list[str]) -> list[str]:
         for i, lab in enumerate(labels):
             rows.append(i)
             cols.append(n + names.setdefault((k, lab), len(names)))
-    size = n + len(names)
-    adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(size, size))
-    _, comp = connected_components(adj, directed=False)
-    return [f"g{c}" for c in comp[:n]]
+    return [f"g{c}" for c in _components(n + len(names), rows, cols)[:n]]
+
+
+def _components(n: int, rows, cols) -> np.ndarray:
+    """Connected-component label of each of ``n`` nodes joined by the edges ``rows[k] -- cols[k]``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    return connected_components(adj, directed=False)[1]
