@@ -22,6 +22,7 @@ from etgnn_core.model.blocks import (
     cosine_cutoff,
 )
 from etgnn_core.model.config import ModelConfig
+from etgnn_core.model.trace import TraceCache, use_trace
 from etgnn_core.ops import gather
 from etgnn_core.tensors.assemble import AssembledTensor, Geometry, assemble
 
@@ -67,6 +68,7 @@ class ETGNN(nn.Module):
         nn.init.zeros_(self.species_bias.weight)
         # Output scale of each target (target standard deviation), set before training.
         self.register_buffer("scales", torch.ones(len(c.targets)))
+        self._traces = TraceCache()  # CPU inference runs a traced trunk (etgnn_core.model.trace)
 
     def forward(self, graph: Graph, embeddings: bool = False) -> ModelOutput:
         p = next(self.parameters())
@@ -78,25 +80,13 @@ class ETGNN(nn.Module):
         e_kj, e_ji = gather(unit, kj), gather(unit, ji)  # [T, 3]
         angle = torch.atan2(torch.cross(e_kj, e_ji, dim=-1).norm(dim=-1), (e_kj * e_ji).sum(-1))  # [T]
 
-        rbf = self.rbf(dist)  # [E, R]
-        sbf = self.sbf(dist, angle, kj)  # [T, S*R]
-        m = self.edge_embedding(g.atomic_numbers, rbf, g.edge_src, g.edge_dst)  # [E, H]
-        if self.config.uses_triplet_messages:
-            sbf_emb = self.sbf_projection(sbf)  # [T, B]
-            m_trip = self.triplet_embedding(g.atomic_numbers, rbf, sbf, g.edge_src, g.edge_dst, kj, ji)
-        for i, update in enumerate(self.edge_updates):
-            m = update(m, rbf, sbf, kj, ji)  # DimeNet++ updates the message of edge j->i from k->j
-            if self.config.uses_triplet_messages:
-                m_trip = self.triplet_updates[i](m_trip, m, rbf, sbf_emb, kj, ji)  # [T, C]
-
-        fc = cosine_cutoff(dist, self.config.cutoff)  # [E]
-        t_edge = self.edge_head(m, fc)  # [E, n_targets]
-        t_trip = None
-        if self.config.uses_triplet_messages:
-            t_trip = self.triplet_head(m_trip, gather(fc, kj) * gather(fc, ji))  # [T, n_triplet_targets]
-        h = self.atom_output.embed(m, rbf, g.edge_dst, g.n_atoms, 1.0 / self.config.avg_degree)  # [N, out_emb]
+        z = g.atomic_numbers
+        inputs = (z, dist, angle, g.edge_src, g.edge_dst, kj, ji)
+        traced = self._traces.get(self, (p.device, p.dtype)) if use_trace(self, dist) else None
+        t_edge, t_trip, h, t_self = traced(*inputs) if traced is not None else self.trunk(*inputs)
+        t_trip = t_trip if self.config.uses_triplet_messages else None
         has_neighbors = (torch.bincount(g.edge_dst, minlength=g.n_atoms) > 0).to(p.dtype).unsqueeze(-1)
-        t_self = (self.atom_output(h) + self.species_bias(g.atomic_numbers)) * has_neighbors  # [N, n_self]
+        t_self = t_self * has_neighbors  # [N, n_self]: an atom without neighbours gets no tensor
 
         geo = Geometry(unit, g.edge_dst, kj, ji, g.batch, g.positions, g.periodic, g.n_atoms, g.n_structures,
                        g.atomic_numbers)
@@ -109,3 +99,44 @@ class ETGNN(nn.Module):
             self_col += spec.n_self
             out[spec.name] = assemble(spec, geo, t_edge[:, i], tt, ts, self.scales[i], self.config.avg_degree)
         return ModelOutput(out, h if embeddings else None, g, vec, t_edge, t_trip)
+
+    def trunk(self, z, dist, angle, src, dst, kj, ji):
+        """Bases -> edge and triplet messages -> coefficients t_kj, t_kji, atom embeddings, on-site terms.
+
+        Tensors in, tensors out, no data-dependent Python control flow: CPU inference runs a
+        TorchScript trace of it (see etgnn_core.model.trace).  z [N], dist [E], angle [T],
+        src/dst [E], kj/ji [T] -> t_edge [E, n_targets], t_trip [T, n_trip] (empty [T, 0] without
+        triplet messages), h [N, out_emb], t_self [N, n_self] (before masking atoms without neighbours).
+        """
+        rbf = self.rbf(dist)  # [E, R]
+        sbf = self.sbf(dist, angle, kj)  # [T, S*R]
+        m = self.edge_embedding(z, rbf, src, dst)  # [E, H]
+        if self.config.uses_triplet_messages:
+            sbf_emb = self.sbf_projection(sbf)  # [T, B]
+            m_trip = self.triplet_embedding(z, rbf, sbf, src, dst, kj, ji)
+        for i, update in enumerate(self.edge_updates):
+            m = update(m, rbf, sbf, kj, ji)  # DimeNet++ updates the message of edge j->i from k->j
+            if self.config.uses_triplet_messages:
+                m_trip = self.triplet_updates[i](m_trip, m, rbf, sbf_emb, kj, ji)  # [T, C]
+
+        fc = cosine_cutoff(dist, self.config.cutoff)  # [E]
+        t_edge = self.edge_head(m, fc)  # [E, n_targets]
+        if self.config.uses_triplet_messages:
+            t_trip = self.triplet_head(m_trip, gather(fc, kj) * gather(fc, ji))  # [T, n_triplet_targets]
+        else:
+            t_trip = angle.new_zeros(angle.shape[0], 0)
+        h = self.atom_output.embed(m, rbf, dst, z.shape[0], 1.0 / self.config.avg_degree)  # [N, out_emb]
+        t_self = self.atom_output(h) + self.species_bias(z)  # [N, n_self]
+        return t_edge, t_trip, h, t_self
+
+    def train(self, mode: bool = True):
+        self._traces.clear()  # weights may change from here on; a trace is rebuilt when needed
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self._traces.clear()  # .to() / .double() give new parameter tensors
+        return super()._apply(fn, *args, **kwargs)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._traces.clear()
+        return super().load_state_dict(*args, **kwargs)

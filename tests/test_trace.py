@@ -1,0 +1,104 @@
+"""The traced trunk (etgnn_core.model.trace) predicts what the eager network predicts, on graphs of
+any size, is rebuilt when weights change, and is dropped when it cannot be trusted."""
+
+from __future__ import annotations
+
+import copy
+
+import ase
+import pytest
+import torch
+from conftest import CUTOFF, make_tiny_model, rattled_ethanol, rattled_wurtzite
+
+from etgnn_core.graph import build_graph, collate
+from etgnn_core.model.trace import build_trace
+
+
+@pytest.fixture(autouse=True)
+def tracing_on(monkeypatch):
+    monkeypatch.setenv("ETGNN_TRACE", "1")
+
+
+def graphs():
+    """Molecule, crystal, a batch of both, and a lone atom (no edges, no triplets)."""
+    mol = build_graph(rattled_ethanol(0.05), CUTOFF, 16)
+    xtal = build_graph(rattled_wurtzite(0.05), CUTOFF, 16)
+    lone = build_graph(ase.Atoms("Ne", positions=[[0, 0, 0]]), CUTOFF, 16)
+    return {"molecule": mol, "crystal": xtal, "batch": collate([mol, xtal, mol]), "lone atom": lone}
+
+
+def outputs(net, graph, trace: bool, monkeypatch) -> dict[str, torch.Tensor]:
+    monkeypatch.setenv("ETGNN_TRACE", "1" if trace else "0")
+    with torch.no_grad():
+        out = net(graph)
+    return {name: t.structure for name, t in out.tensors.items()} | {
+        f"{name} atoms": t.atom for name, t in out.tensors.items()}
+
+
+def tiny(seed: int = 0):
+    """The tiny test model in float32, the only dtype that is traced."""
+    return make_tiny_model(seed=seed).float()
+
+
+def assert_same(a: dict, b: dict, where: str = ""):
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-6, msg=f"{where} {key}")
+
+
+def test_traced_trunk_matches_eager_on_every_graph_size(monkeypatch):
+    net = tiny()
+    for name, graph in graphs().items():
+        traced = outputs(net, graph, True, monkeypatch)
+        eager = outputs(net, graph, False, monkeypatch)
+        assert_same(traced, eager, name)
+    assert all(t is not None for t in net._traces._traces.values()), "the trace was dropped"
+    assert net._traces._traces, "inference did not use a trace"
+
+
+def test_no_trace_with_gradients_in_training_mode_or_float64(monkeypatch):
+    net = tiny()
+    graph = graphs()["crystal"]
+    net(graph)  # autograd on: eager
+    with torch.no_grad():
+        double = make_tiny_model()
+        double(graph)  # float64: eager
+        net.train()
+        net(graph)
+    assert not net._traces._traces and not double._traces._traces
+
+
+def test_trace_follows_new_weights(monkeypatch):
+    """A trace built before load_state_dict must not predict with the old weights."""
+    net, other = tiny(0), tiny(3)
+    graph = graphs()["batch"]
+    before = outputs(net, graph, True, monkeypatch)
+    net.load_state_dict(other.state_dict())
+    after = outputs(net, graph, True, monkeypatch)
+    assert_same(after, outputs(other, graph, False, monkeypatch))
+    assert not torch.allclose(before["born_charges"], after["born_charges"])
+
+
+def test_deepcopy_gets_its_own_trace(monkeypatch):
+    net = tiny()
+    graph = graphs()["crystal"]
+    outputs(net, graph, True, monkeypatch)
+    twin = copy.deepcopy(net)
+    assert not twin._traces._traces
+    assert_same(outputs(twin, graph, True, monkeypatch), outputs(net, graph, False, monkeypatch))
+
+
+def test_a_trace_that_bakes_in_a_size_is_dropped():
+    """A trunk whose Python code branches on a size traces to a graph that is wrong on other sizes."""
+    net = tiny()
+
+    class SizeDependent(type(net)):
+        def trunk(self, z, *rest):
+            t_edge, t_trip, h, t_self = super().trunk(z, *rest)
+            if int(z.shape[0]) > 5:  # baked into the trace as the example's branch
+                t_self = t_self + 1.0
+            return t_edge, t_trip, h, t_self
+
+    net.__class__ = SizeDependent
+    with pytest.warns(RuntimeWarning, match="without its traced trunk"):
+        assert build_trace(net) is None
