@@ -18,7 +18,8 @@ For every batch size it reports
 Prints a markdown table.  Targets, wall clock on an idle 2-core machine with ``--threads 2`` (cells
 of <= 10 atoms): >= 500 structures/s for one model, >= 150/s for a 4-member committee; with one
 thread the per-CPU-second rate is judged against 200/s.  Several threads run whole batches in
-worker threads (etgnn_core.api.map_batches), so the wall-clock rate is the one to read.
+worker threads (etgnn_core.api.map_batches) that run a traced trunk without the GIL, so the wall-clock rate
+is the one to read.
 
 ``--committee M`` times a committee of M default-size members with random weights (each its own
 seed) and a 2,000-atom random embedding reference, so the domain check is timed too: the graph is
@@ -167,7 +168,9 @@ def main(argv=None) -> int:
     members = len(getattr(model, "nets", [model.net]))
     target = COMMITTEE_TARGET if members > 1 else TARGET[min(torch.get_num_threads(), 2)]
     n_atoms = np.mean([len(a) for a in structures])
-    model.predict(structures[:16], batch_size=16)  # warm-up (allocator, lazy init)
+    # warm-up: allocator, lazy init, and (2+ threads) the one-off trace of each network (~1 s, once per
+    # process and model, like loading it: etgnn_core.model.trace)
+    model.predict(structures[:64], batch_size=16)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(

@@ -26,6 +26,7 @@ from etgnn_core import keys
 from etgnn_core.device import describe, resolve_device
 from etgnn_core.graph import Graph, build_graph, collate, neighbor_list
 from etgnn_core.model.etgnn import ETGNN, ModelOutput
+from etgnn_core.model.trace import traced_inference
 from etgnn_core.registry import ModelInfo, list_models, load_model_folder
 from etgnn_core.structure import (
     MIN_DISTANCE,
@@ -297,7 +298,8 @@ def map_batches(model, items: list, max_atoms: int | None, batch_size: int, work
 
     On a CPU with several torch threads the batches run in as many worker threads of one torch
     thread each, while this thread builds the next graphs: small-crystal batches are too small for
-    the ops to use two cores, but two batches at once do (torch ops release the GIL).  The torch
+    the ops to use two cores, but two batches at once do (the workers run the network's traced
+    trunk, which releases the GIL: etgnn_core.model.trace).  The torch
     thread count is restored afterwards.  Validation errors are raised from this thread, as before.
     """
     n_threads = torch.get_num_threads()
@@ -307,7 +309,7 @@ def map_batches(model, items: list, max_atoms: int | None, batch_size: int, work
 
     def one_thread(chunk):
         torch.set_num_threads(1)  # this worker's ops on one core: the workers share the cores
-        with torch.no_grad():
+        with torch.no_grad(), traced_inference():  # the trace runs without the GIL: workers truly overlap
             return work(chunk)
 
     try:

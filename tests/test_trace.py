@@ -6,17 +6,21 @@ from __future__ import annotations
 import copy
 
 import ase
+import numpy as np
 import pytest
 import torch
 from conftest import CUTOFF, make_tiny_model, rattled_ethanol, rattled_wurtzite
 
 from etgnn_core.graph import build_graph, collate
-from etgnn_core.model.trace import build_trace
+from etgnn_core.model.trace import build_trace, traced_inference
 
 
-@pytest.fixture(autouse=True)
-def tracing_on(monkeypatch):
+@pytest.fixture
+def in_worker(monkeypatch):
+    """Every forward pass here may trace, as in a prediction worker thread."""
     monkeypatch.setenv("ETGNN_TRACE", "1")
+    with traced_inference():
+        yield
 
 
 def graphs():
@@ -46,6 +50,7 @@ def assert_same(a: dict, b: dict, where: str = ""):
         torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-6, msg=f"{where} {key}")
 
 
+@pytest.mark.usefixtures("in_worker")
 def test_traced_trunk_matches_eager_on_every_graph_size(monkeypatch):
     net = tiny()
     for name, graph in graphs().items():
@@ -56,6 +61,7 @@ def test_traced_trunk_matches_eager_on_every_graph_size(monkeypatch):
     assert net._traces._traces, "inference did not use a trace"
 
 
+@pytest.mark.usefixtures("in_worker")
 def test_no_trace_with_gradients_in_training_mode_or_float64(monkeypatch):
     net = tiny()
     graph = graphs()["crystal"]
@@ -68,6 +74,7 @@ def test_no_trace_with_gradients_in_training_mode_or_float64(monkeypatch):
     assert not net._traces._traces and not double._traces._traces
 
 
+@pytest.mark.usefixtures("in_worker")
 def test_trace_follows_new_weights(monkeypatch):
     """A trace built before load_state_dict must not predict with the old weights."""
     net, other = tiny(0), tiny(3)
@@ -79,6 +86,7 @@ def test_trace_follows_new_weights(monkeypatch):
     assert not torch.allclose(before["born_charges"], after["born_charges"])
 
 
+@pytest.mark.usefixtures("in_worker")
 def test_deepcopy_gets_its_own_trace(monkeypatch):
     net = tiny()
     graph = graphs()["crystal"]
@@ -102,3 +110,26 @@ def test_a_trace_that_bakes_in_a_size_is_dropped():
     net.__class__ = SizeDependent
     with pytest.warns(RuntimeWarning, match="without its traced trunk"):
         assert build_trace(net) is None
+
+
+def test_only_prediction_workers_trace(tmp_path, monkeypatch):
+    """One structure (the app) runs eagerly; many structures over two threads run the trace."""
+    from conftest import save_tiny_model
+
+    from etgnn_core.api import load_model
+
+    model = load_model(save_tiny_model(tmp_path, "m", ["born_charges"]), device="cpu")
+    crystals = [rattled_wurtzite(0.05, seed=s) for s in range(6)]
+    monkeypatch.setenv("ETGNN_TRACE", "1")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = model.predict(crystals, batch_size=2)
+        assert not model.net._traces._traces
+        torch.set_num_threads(2)
+        two = model.predict(crystals, batch_size=2)
+        assert [t is not None for t in model.net._traces._traces.values()] == [True]
+    finally:
+        torch.set_num_threads(before)
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a["born_charges"], b["born_charges"], rtol=1e-5, atol=1e-6)

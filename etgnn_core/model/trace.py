@@ -7,13 +7,17 @@ per-op Python dispatch.  Only the trunk (bases -> messages -> coefficients and a
 is traced: it has no Python control flow that depends on the data.  Tensor assembly and
 everything with per-structure sizes stay eager.
 
-Used only where it is safe: float32 on the CPU, no autograd, ``eval()`` mode.  Each trace is checked against
-the eager trunk on a random graph of another size before it is used; a trace that differs (or
-fails) is dropped with a warning and the eager trunk runs.  ``ETGNN_TRACE=0`` turns it off.
+Used only where it pays and is safe: inside :func:`traced_inference` (the prediction worker
+threads of etgnn_core.api.map_batches, where many batches amortise the ~1 s it takes to build
+and check a trace; one structure in the app would only wait for it), float32 on the CPU, no
+autograd, ``eval()`` mode.  Each trace is checked against the eager trunk on random graphs of
+other sizes before it is used; a trace that differs (or fails) is dropped with a warning and the
+eager trunk runs.  ``ETGNN_TRACE=0`` turns it off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
@@ -25,8 +29,22 @@ from torch import nn
 TrunkInputs = tuple[torch.Tensor, ...]  # z [N], dist [E], angle [T], src [E], dst [E], kj [T], ji [T]
 
 
+_local = threading.local()
+
+
 def tracing_enabled() -> bool:
     return os.environ.get("ETGNN_TRACE", "1") != "0"
+
+
+@contextlib.contextmanager
+def traced_inference():
+    """Forward passes in this block (this thread only) may run the traced trunk."""
+    before = getattr(_local, "on", False)
+    _local.on = True
+    try:
+        yield
+    finally:
+        _local.on = before
 
 
 class _Trunk(nn.Module):
@@ -111,10 +129,10 @@ class TraceCache:
 
 
 def use_trace(net: nn.Module, dist: torch.Tensor) -> bool:
-    """Trace only plain float32 CPU inference: no gradients, eval mode, switch on.
+    """Trace only inside :func:`traced_inference`, for plain float32 CPU inference: no gradients, eval mode.
 
     float32 only: the tracer records Python float constants (the basis functions' coefficients)
     as float32 numbers, which would cost a float64 model its extra digits.
     """
-    return (dist.device.type == "cpu" and dist.dtype == torch.float32 and not net.training
-            and not torch.is_grad_enabled() and tracing_enabled())
+    return (getattr(_local, "on", False) and dist.device.type == "cpu" and dist.dtype == torch.float32
+            and not net.training and not torch.is_grad_enabled() and tracing_enabled())
