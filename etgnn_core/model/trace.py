@@ -1,8 +1,8 @@
 """A TorchScript trace of ETGNN's trunk for CPU inference: the same maths, run without the GIL.
 
 Why: a forward pass is thousands of small torch ops.  Called from Python, every op is dispatched
-with the GIL held, so two prediction threads mostly wait for each other.  A traced module runs its whole graph in C++ with the GIL released, and skips the
-per-op Python dispatch.  Only the trunk (bases -> messages -> coefficients and atom embeddings)
+with the GIL held, so two prediction threads mostly wait for each other.  A traced module runs
+its whole graph in C++ with the GIL released, and skips the per-op Python dispatch.  Only the trunk (bases -> messages -> coefficients and atom embeddings)
 is traced: it has no Python control flow that depends on the data.  Tensor assembly and
 everything with per-structure sizes stay eager.
 
