@@ -1,10 +1,10 @@
 """A TorchScript trace of ETGNN's trunk for CPU inference: the same maths, run without the GIL.
 
-Why: a forward pass is thousands of small torch ops.  Called from Python, every op is dispatched
-with the GIL held, so two prediction threads mostly wait for each other.  A traced module runs
-its whole graph in C++ with the GIL released, and skips the per-op Python dispatch.  Only the trunk (bases -> messages -> coefficients and atom embeddings)
-is traced: it has no Python control flow that depends on the data.  Tensor assembly and
-everything with per-structure sizes stay eager.
+Why: a forward pass is thousands of small torch ops. Called from Python, every op is dispatched with
+the GIL held, so two prediction threads mostly wait for each other. A traced module runs its whole
+graph in C++ with the GIL released, and skips the per-op Python dispatch. Only the trunk (bases ->
+messages -> coefficients and atom embeddings) is traced: it has no Python control flow that depends
+on the data. Tensor assembly and everything with per-structure sizes stay eager.
 
 Used only where it pays and is safe: inside :func:`traced_inference` (the prediction worker
 threads of etgnn_core.api.map_batches, where many batches amortise the ~1 s it takes to build
