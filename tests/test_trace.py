@@ -57,8 +57,8 @@ def test_traced_trunk_matches_eager_on_every_graph_size(monkeypatch):
         traced = outputs(net, graph, True, monkeypatch)
         eager = outputs(net, graph, False, monkeypatch)
         assert_same(traced, eager, name)
-    assert all(t is not None for t in net._traces._traces.values()), "the trace was dropped"
-    assert net._traces._traces, "inference did not use a trace"
+    assert net._traces.built, "inference did not use a trace"
+    assert net._traces.trace is not None, "the trace was dropped"
 
 
 @pytest.mark.usefixtures("in_worker")
@@ -71,7 +71,7 @@ def test_no_trace_with_gradients_in_training_mode_or_float64(monkeypatch):
         double(graph)  # float64: eager
         net.train()
         net(graph)
-    assert not net._traces._traces and not double._traces._traces
+    assert not net._traces.built and not double._traces.built
 
 
 @pytest.mark.usefixtures("in_worker")
@@ -92,7 +92,7 @@ def test_deepcopy_gets_its_own_trace(monkeypatch):
     graph = graphs()["crystal"]
     outputs(net, graph, True, monkeypatch)
     twin = copy.deepcopy(net)
-    assert not twin._traces._traces
+    assert not twin._traces.built
     assert_same(outputs(twin, graph, True, monkeypatch), outputs(net, graph, False, monkeypatch))
 
 
@@ -125,10 +125,10 @@ def test_only_prediction_workers_trace(tmp_path, monkeypatch):
     try:
         torch.set_num_threads(1)
         one = model.predict(crystals, batch_size=2)
-        assert not model.net._traces._traces
+        assert not model.net._traces.built
         torch.set_num_threads(2)
         two = model.predict(crystals, batch_size=2)
-        assert [t is not None for t in model.net._traces._traces.values()] == [True]
+        assert model.net._traces.built and model.net._traces.trace is not None
     finally:
         torch.set_num_threads(before)
     for a, b in zip(one, two):

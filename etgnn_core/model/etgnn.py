@@ -82,7 +82,7 @@ class ETGNN(nn.Module):
 
         z = g.atomic_numbers
         inputs = (z, dist, angle, g.edge_src, g.edge_dst, kj, ji)
-        traced = self._traces.get(self, (p.device, p.dtype)) if use_trace(self, dist) else None
+        traced = self._traces.get(self) if use_trace(self, dist) else None
         t_edge, t_trip, h, t_self = traced(*inputs) if traced is not None else self.trunk(*inputs)
         t_trip = t_trip if self.config.uses_triplet_messages else None
         has_neighbors = (torch.bincount(g.edge_dst, minlength=g.n_atoms) > 0).to(p.dtype).unsqueeze(-1)

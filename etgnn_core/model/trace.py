@@ -97,25 +97,27 @@ def build_trace(net: nn.Module) -> Callable | None:
 
 
 class TraceCache:
-    """One trace per (device, dtype) for one network; dropped when the network's weights may have moved.
+    """The one trace of one network (use_trace allows only float32 on the CPU), built on first use.
 
-    Not copied with the network (deepcopy and pickling give an empty cache): a trace belongs to
-    the parameter tensors it was made from.
+    Dropped when the network's weights may have moved; not copied with the network (deepcopy and
+    pickling give an empty cache): a trace belongs to the parameter tensors it was made from.
+    ``built`` says whether a trace was attempted, ``trace`` is it (None when it was refused).
     """
 
     def __init__(self):
-        self._traces: dict[tuple, Callable | None] = {}
+        self.built = False
+        self.trace: Callable | None = None
         self._lock = threading.Lock()
 
-    def get(self, net: nn.Module, key: tuple) -> Callable | None:
+    def get(self, net: nn.Module) -> Callable | None:
         with self._lock:  # worker threads may ask for the first trace at once
-            if key not in self._traces:
-                self._traces[key] = build_trace(net)
-            return self._traces[key]
+            if not self.built:
+                self.trace, self.built = build_trace(net), True
+            return self.trace
 
     def clear(self) -> None:
         with self._lock:
-            self._traces.clear()
+            self.trace, self.built = None, False
 
     def __deepcopy__(self, memo):
         return TraceCache()
