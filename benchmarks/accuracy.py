@@ -199,8 +199,9 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, help="evaluate at most N test structures per model (quick check)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--cards", action="store_true", help="print the metrics stored in the cards instead")
-    p.add_argument("--part", default="test", choices=["test", "val"],
-                   help="the split part to evaluate (val: to choose between models without looking at test)")
+    p.add_argument("--part", default="test", choices=["test", "val", "calib"],
+                   help="the split part to evaluate (val: to choose between single models without looking at "
+                        "test; calib: between committees, whose members each have their own val draw)")
     p.add_argument("--write-card", action="store_true",
                    help="store the per-cell-size test metrics in each evaluated model's card")
     args = p.parse_args(argv)

@@ -38,6 +38,7 @@ from etgnn_core.structure import (
     to_atoms,
     validate_atoms,
 )
+from etgnn_core.tensors.checks import physics_warnings
 
 DEFAULT_MAX_ATOMS = 20_000
 #: Targets that only crystals have: a model predicting one of them is a crystal model (unless its card says).
@@ -229,7 +230,7 @@ class Model:
         results, notes = map_batches(self, [structures] if single else list(structures), max_atoms, batch_size,
                                      work, progress, f"predict ({self.name})")
         for pred, lines in zip(results, notes):
-            pred.warnings = lines + pred.warnings
+            pred.warnings = lines + pred.warnings + physics_warnings(pred.tensors, pred.units)
         return results[0] if single else results
 
     def _split(self, out: ModelOutput, atoms_list, embeddings, contributions) -> list[Prediction]:

@@ -59,6 +59,7 @@ from etgnn_core.registry import (
 )
 from etgnn_core.structure import is_periodic
 from etgnn_core.tensors.assemble import AssembledTensor
+from etgnn_core.tensors.checks import physics_warnings
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ class Committee(Model):
         results, notes = map_batches(self, [structures] if single else list(structures), max_atoms, batch_size,
                                      work, progress, f"predict ({self.name}, {len(self.nets)} members)")
         for p, lines in zip(results, notes):
-            p.warnings = lines + [w for w in self.warnings_for(p) if "molecule" not in w or not lines]
+            p.warnings = lines + [w for w in self.warnings_for(p) if "molecule" not in w or not lines] \
+                + physics_warnings(p.tensors, p.units)
             if not embeddings:
                 p.embeddings = None
         return results[0] if single else results

@@ -1,0 +1,48 @@
+"""Physical-validity warnings (etgnn_core.tensors.checks): impossible predictions are named, never altered."""
+
+import numpy as np
+import torch
+from ase.build import bulk
+
+from etgnn_core.api import load_model
+from etgnn_core.tensors.algebra import voigt_rank4_to_full
+from etgnn_core.tensors.checks import physics_warnings
+from tests.conftest import save_tiny_model
+
+
+def cubic_stiffness(c11: float, c12: float, c44: float) -> np.ndarray:
+    v = np.full((3, 3), c12) + np.eye(3) * (c11 - c12)
+    return voigt_rank4_to_full(np.block([[v, np.zeros((3, 3))], [np.zeros((3, 3)), np.eye(3) * c44]]))
+
+
+def test_dielectric_below_vacuum_is_named_and_a_valid_one_is_not():
+    assert physics_warnings({"dielectric": np.diag([1.0, 2.0, 30.0])}) == []
+    (w,) = physics_warnings({"dielectric": np.diag([0.4, 2.0, 3.0])})
+    assert "0.40" in w and "below 1" in w
+    # the symmetric part decides: a large antisymmetric part cannot hide a low principal value
+    eps = np.diag([0.5, 4.0, 4.0]) + np.array([[0, 3.0, 0], [-3.0, 0, 0], [0, 0, 0]])
+    assert physics_warnings({"dielectric": eps})
+
+
+def test_unstable_stiffness_and_negative_polarizability_are_named():
+    assert physics_warnings({"elastic": cubic_stiffness(160, 60, 80)}) == []  # Si-like, stable
+    (w,) = physics_warnings({"elastic": cubic_stiffness(100, 120, 40)})  # C12 > C11: unstable
+    assert "not positive definite" in w and "GPa" in w
+    (w,) = physics_warnings({"polarizability": np.diag([-1.0, 5, 5])}, {"polarizability": "bohr^3"})
+    assert "negative" in w and "bohr^3" in w
+    # per-atom tensors and other shapes are not checked as structure tensors
+    assert physics_warnings({"dielectric": np.zeros((4, 3, 3)), "born_charges": np.zeros((2, 3, 3))}) == []
+
+
+def test_a_model_predicting_an_impossible_tensor_warns_and_keeps_its_numbers(tmp_path):
+    folder = save_tiny_model(tmp_path, "tiny_eps", ["dielectric"], elements=[14])
+    model = load_model(str(folder), device="cpu")
+    with torch.no_grad():
+        model.net.species_bias.weight[:, 0] -= 10.0  # the on-site dielectric level far below vacuum's 1
+    pred = model.predict(bulk("Si", "diamond", a=5.43))
+    low = np.linalg.eigvalsh(0.5 * (pred["dielectric"] + pred["dielectric"].T))[0]
+    assert low < 1
+    assert any("below 1" in w for w in pred.warnings)
+    assert f"{low:.2f}" in " ".join(pred.warnings)  # the number reported is the one predicted
+    record = pred.record()
+    assert any("below 1" in w for w in record["warnings"])
