@@ -1,0 +1,77 @@
+"""The ionic (relaxed-ion minus clamped-ion) piezoelectric tensor from Born charges and a force model.
+
+Under a homogeneous strain ε the atoms, first carried along with the cell (fixed fractional
+coordinates), feel forces Λ ε; they relax by u = Φ⁺ Λ ε, where Φ is the Γ-point force-constant
+matrix (the acoustic translations and any unstable mode left out of the inverse).  The moving
+charges polarise the crystal:
+
+    e_ion[i, j, k] = (e / V) Σ_a,l Z[a, i, l] u[a, l, j, k]        (C/m^2 after × 16.0218 / V[Å^3])
+
+with ``Z[a, i, l] = (V / e) ∂P_i / ∂u_{a,l}`` (the project's Born-charge convention, etgnn_core.keys)
+and ``u[a, l, j, k] = ∂u_{a,l} / ∂ε_jk`` in Å.  The full-tensor convention is that of the shipped
+piezo models: e_ijk = ∂P_i / ∂ε_jk with ε symmetric, equal to the Voigt component e_iJ
+(J = jk, engineering shear).  The total DFPT tensor adds the clamped-ion (electronic) term, which
+this does not give: for wurtzite nitrides it opposes the ionic one.
+
+``Λ`` comes from central differences of the forces in strained cells (``delta`` 0.01 by default),
+``Φ`` from phonopy finite displacements (:func:`etgnn_core.spectra.phonons.finite_displacement_phonopy`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+
+E_PER_A2_IN_C_PER_M2 = 16.02176634  # 1 e/Å^2 in C/m^2
+VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+
+
+def strained(atoms: Atoms, strain: np.ndarray) -> Atoms:
+    """A copy of ``atoms`` with the cell deformed by the symmetric ``strain`` [3, 3], atoms carried along."""
+    out = atoms.copy()
+    out.calc = None
+    out.set_cell(atoms.cell.array @ (np.eye(3) + strain), scale_atoms=True)
+    return out
+
+
+def internal_strain_forces(atoms: Atoms, calc, delta: float = 0.01) -> np.ndarray:
+    """Λ[a, l, j, k] = ∂F_{a,l} / ∂ε_jk at fixed fractional coordinates, eV/Å per unit strain.  [n, 3, 3, 3]
+
+    Central differences (±delta) of the forces, each with its mean removed (a net force is drift).
+    """
+    lam = np.zeros((len(atoms), 3, 3, 3))
+    for j, k in VOIGT_PAIRS:
+        eps = np.zeros((3, 3))
+        eps[j, k] = eps[k, j] = 1.0 if j == k else 0.5  # symmetric strain with engineering shear 1
+        f = []
+        for sign in (1.0, -1.0):
+            a = strained(atoms, sign * delta * eps)
+            a.calc = calc
+            forces = np.asarray(a.get_forces(), dtype=float)
+            f.append(forces - forces.mean(axis=0))
+        lam[:, :, j, k] = lam[:, :, k, j] = (f[0] - f[1]) / (2 * delta)
+    return lam
+
+
+def relaxation_per_strain(force_constants: np.ndarray, lam: np.ndarray, rel_tol: float = 1e-3) -> tuple[np.ndarray, int]:
+    """u[a, l, j, k] = (Φ⁺ Λ)  in Å per unit strain, and the number of unstable modes left out.
+
+    ``force_constants`` [n, n, 3, 3] eV/Å^2 (phonopy's layout, Γ sum over images); only eigenvalues
+    above ``rel_tol`` × the largest enter the inverse: the three translations (zero) and any
+    negative (unstable) mode, whose inverse would give a relaxation that is not there, are left out.
+    """
+    n = lam.shape[0]
+    phi = np.asarray(force_constants, dtype=float).transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
+    w, v = np.linalg.eigh(0.5 * (phi + phi.T))  # eV/Å^2
+    top = max(float(w.max()), 1e-12)
+    keep = w > rel_tol * top
+    pinv = (v[:, keep] / w[keep]) @ v[:, keep].T  # [3n, 3n] Å^2/eV
+    u = pinv @ lam.reshape(3 * n, 9)  # [3n, 9] Å
+    return u.reshape(n, 3, 3, 3), int((w < -rel_tol * top).sum())
+
+
+def ionic_piezo(born_charges: np.ndarray, u: np.ndarray, volume: float) -> np.ndarray:
+    """e_ion[i, j, k] in C/m^2 from Born charges [n, 3, 3] (e) and u [n, 3, 3, 3] (Å); volume in Å^3."""
+    z = np.asarray(born_charges, dtype=float)
+    z = z - z.mean(axis=0)  # acoustic sum rule: a rigid shift of every atom polarises nothing
+    return E_PER_A2_IN_C_PER_M2 / float(volume) * np.einsum("ail,aljk->ijk", z, u)

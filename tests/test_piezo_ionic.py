@@ -1,0 +1,86 @@
+"""Ionic piezoelectric tensor (etgnn_core.spectra.piezo) on a harmonic crystal whose answer is known."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+
+from etgnn_core.spectra.piezo import (
+    E_PER_A2_IN_C_PER_M2,
+    internal_strain_forces,
+    ionic_piezo,
+    relaxation_per_strain,
+)
+
+
+class HarmonicStrainCrystal(Calculator):
+    """E = 1/2 x K x with x = r - r0(ε): equilibrium positions carried by the cell plus D ε (internal strain)."""
+
+    implemented_properties = ["energy", "forces"]
+
+    def __init__(self, ref: Atoms, k: np.ndarray, d: np.ndarray):
+        super().__init__()
+        self.cell0, self.frac0, self.k, self.d = ref.cell.array.copy(), ref.get_scaled_positions(), k, d
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        f = np.linalg.solve(self.cell0, self.atoms.cell.array)  # cell = cell0 @ (1 + eps)
+        eps = 0.5 * (f + f.T) - np.eye(3)
+        r0 = self.frac0 @ self.atoms.cell.array + np.einsum("aljk,jk->al", self.d, eps)
+        x = (self.atoms.positions - r0).reshape(-1)
+        self.results = {"energy": 0.5 * x @ self.k @ x, "forces": -(self.k @ x).reshape(-1, 3)}
+
+
+def crystal(seed=0, n=3):  # a random triclinic cell of three atoms
+    rng = np.random.default_rng(seed)
+    atoms = Atoms(["Al", "N", "O"][:n], cell=np.diag([3.1, 3.3, 5.0]) + 0.2 * rng.random((3, 3)),
+                  scaled_positions=rng.random((n, 3)), pbc=True)
+    t = np.kron(np.ones((n, 1)), np.eye(3)) / np.sqrt(n)  # [3n, 3] rigid translations
+    p = np.eye(3 * n) - t @ t.T
+    a = rng.normal(size=(3 * n, 3 * n))
+    k = p @ (a @ a.T + 3 * np.eye(3 * n)) @ p  # eV/Å^2: positive except the translations
+    d = rng.normal(size=(n, 3, 3, 3)) * 0.3
+    d = 0.5 * (d + d.transpose(0, 1, 3, 2))  # symmetric in the strain indices
+    d -= d.mean(axis=0)  # no net shift
+    z = rng.normal(size=(n, 3, 3)) + 2.0 * np.eye(3) * np.array([1, -1, 0.5])[:n, None, None]
+    return atoms, k, d, z - z.mean(axis=0)
+
+
+def test_relaxation_and_ionic_piezo_recover_a_known_internal_strain():
+    atoms, k, d, z = crystal()
+    calc = HarmonicStrainCrystal(atoms, k, d)
+    lam = internal_strain_forces(atoms, calc, delta=1e-3)
+    fc = k.reshape(3, 3, 3, 3).transpose(0, 2, 1, 3)  # [n, n, 3, 3] as phonopy stores it
+    u, unstable = relaxation_per_strain(fc, lam)
+    assert unstable == 0
+    np.testing.assert_allclose(u, d, atol=1e-6)
+    e = ionic_piezo(z, u, atoms.get_volume())
+    expected = E_PER_A2_IN_C_PER_M2 / atoms.get_volume() * np.einsum("ail,aljk->ijk", z, d)
+    np.testing.assert_allclose(e, expected, atol=1e-6)
+    assert np.abs(e).max() > 0.05  # a real test: the tensor is not zero
+    np.testing.assert_allclose(e, e.transpose(0, 2, 1), atol=1e-9)  # symmetric in j, k
+
+
+def test_a_rigid_shift_of_the_charges_changes_nothing_and_an_unstable_mode_is_left_out():
+    atoms, k, d, z = crystal(seed=1)
+    lam = internal_strain_forces(atoms, HarmonicStrainCrystal(atoms, k, d), delta=1e-3)
+    fc = k.reshape(3, 3, 3, 3).transpose(0, 2, 1, 3)
+    u, _ = relaxation_per_strain(fc, lam)
+    e = ionic_piezo(z, u, atoms.get_volume())
+    np.testing.assert_allclose(ionic_piezo(z + 0.7 * np.eye(3), u, atoms.get_volume()), e, atol=1e-9)
+    w, v = np.linalg.eigh(k)
+    soft = v[:, -1]  # turn the stiffest mode unstable: its inverse must not enter u
+    k_bad = k - (w[-1] + 1.0) * np.outer(soft, soft)
+    u_bad, unstable = relaxation_per_strain(k_bad.reshape(3, 3, 3, 3).transpose(0, 2, 1, 3), lam)
+    assert unstable == 1 and np.isfinite(u_bad).all()
+
+
+def test_with_phonopy_force_constants():
+    pytest.importorskip("phonopy")
+    from etgnn_core.spectra.phonons import PhononConfig, finite_displacement_phonopy
+
+    atoms, k, d, z = crystal(seed=2)
+    calc = HarmonicStrainCrystal(atoms, k, d)
+    ph, _ = finite_displacement_phonopy(atoms, calc, PhononConfig(supercell=(1, 1, 1), symprec=1e-5))
+    u, _ = relaxation_per_strain(ph.force_constants, internal_strain_forces(atoms, calc, delta=1e-3))
+    np.testing.assert_allclose(u, d, atol=1e-4)
