@@ -147,6 +147,9 @@ class Model:
         self.info = info
         self.name = info.name
         self.config = net.config
+        # target -> callable(atoms): a known part the network does not predict, added to every
+        # prediction (known_parts.json of the folder, etgnn_core.spectra.piezo)
+        self.known_parts: dict = {}
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, targets={list(self.units)}, device={self.device})"
@@ -231,6 +234,7 @@ class Model:
                                      work, progress, f"predict ({self.name})")
         for pred, lines in zip(results, notes):
             pred.warnings = lines + pred.warnings + physics_warnings(pred.tensors, pred.units)
+        add_known_parts(self, results)
         return results[0] if single else results
 
     def _split(self, out: ModelOutput, atoms_list, embeddings, contributions) -> list[Prediction]:
@@ -331,6 +335,17 @@ def map_batches(model, items: list, max_atoms: int | None, batch_size: int, work
     return results, notes
 
 
+def add_known_parts(model, preds: list) -> None:
+    """Add each of ``model.known_parts`` (target -> callable(atoms)) to the predictions, members included."""
+    for name, part in getattr(model, "known_parts", {}).items():
+        for p in preds:
+            if name in p.tensors:
+                value = np.asarray(part(p.atoms), dtype=np.float64).reshape(p.tensors[name].shape)
+                p.tensors[name] = p.tensors[name] + value
+                if name in p.member_tensors:
+                    p.member_tensors[name] = p.member_tensors[name] + value[None]
+
+
 def batch_starts(n: int, batch_size: int, progress: bool, desc: str):
     """Start index of every batch, with a tqdm bar when ``progress``."""
     starts = range(0, n, batch_size)
@@ -347,13 +362,18 @@ def load_model(name_or_path: str, device=None) -> Model:
     A committee folder (``committee.json``) gives a :class:`etgnn_core.committee.Committee`.
     """
     from etgnn_core.registry import find_model, is_committee_folder
+    from etgnn_core.spectra.piezo import load_known_parts
 
-    if is_committee_folder(find_model(name_or_path)):
+    folder = find_model(name_or_path)
+    if is_committee_folder(folder):
         from etgnn_core.committee import load_committee
 
-        return load_committee(name_or_path, device)
-    net, info = load_model_folder(name_or_path)
-    return Model(net, info, device)
+        model = load_committee(name_or_path, device)
+    else:
+        net, info = load_model_folder(name_or_path)
+        model = Model(net, info, device)
+    model.known_parts = load_known_parts(folder)
+    return model
 
 
 __all__ = ["EdgeContributions", "Model", "Prediction", "list_models", "load_model"]

@@ -40,7 +40,7 @@ import torch
 from ase.data import chemical_symbols
 
 from etgnn_core import metrics
-from etgnn_core.api import DEFAULT_MAX_ATOMS, Model, Prediction, map_batches
+from etgnn_core.api import DEFAULT_MAX_ATOMS, Model, Prediction, add_known_parts, map_batches
 from etgnn_core.graph import collate
 from etgnn_core.model.etgnn import ModelOutput
 from etgnn_core.registry import (
@@ -161,6 +161,7 @@ class Committee(Model):
                 + physics_warnings(p.tensors, p.units)
             if not embeddings:
                 p.embeddings = None
+        add_known_parts(self, results)
         return results[0] if single else results
 
     def _combine(self, outs: list[ModelOutput], contributions: bool):
@@ -342,7 +343,25 @@ def _labels(samples, name):
 def predict_for_metrics(model: Model, samples: list, batch_size: int = 32) -> list[Prediction]:
     """Predictions of ``samples`` as :func:`evaluate_model` scores them (a committee's with member tensors)."""
     kwargs = {"members": True} if isinstance(model, Committee) else {}
-    return model.predict([s.atoms for s in samples], batch_size=batch_size, **kwargs)
+    parts = model.known_parts  # the samples' stored offsets stand in for a known part computed anew
+    model.known_parts = {k: v for k, v in parts.items() if not any(k in s.offsets for s in samples)}
+    try:
+        preds = model.predict([s.atoms for s in samples], batch_size=batch_size, **kwargs)
+    finally:
+        model.known_parts = parts
+    return add_offsets(preds, samples)
+
+
+def add_offsets(preds: list[Prediction], samples: list) -> list[Prediction]:
+    """Each sample's known target parts (Sample.offsets) added to its prediction (and every member's):
+    a model trained with offsets predicts only the rest, and is scored on the sum."""
+    for p, s in zip(preds, samples):
+        for name, off in getattr(s, "offsets", {}).items():
+            if name in p.tensors:
+                p.tensors[name] = p.tensors[name] + off
+                if name in p.member_tensors:
+                    p.member_tensors[name] = p.member_tensors[name] + off[None]
+    return preds
 
 
 def evaluate_model(model: Model, samples: list, train: list, batch_size: int = 32,
@@ -389,7 +408,7 @@ def calibrate(committee: Committee, calib: list, target: float = CALIB_TARGET,
     raw std).
     """
     committee.std_scale = dict.fromkeys(committee.std_scale, 1.0)
-    preds = committee.predict([s.atoms for s in calib], batch_size=batch_size, embeddings=True)
+    preds = add_offsets(committee.predict([s.atoms for s in calib], batch_size=batch_size, embeddings=True), calib)
     scale, spreads = {}, {}
     for name in committee.std_scale:
         lab = [(p, s) for p, s in zip(preds, calib)

@@ -30,6 +30,9 @@ class Sample:
     ``info``: set-specific facts used by splits and metrics: ``group`` (reduced formula + space group;
     structures of one group never straddle two split parts) and ``rotation_ambiguous`` (True when the
     label's frame is fixed only up to a symmetry operation of the lattice; see the MP loaders).
+    ``offsets``: target name -> a known part of that structure tensor, in the target's unit and shape
+    (e.g. the ionic piezo term from Born charges and a force model, etgnn_core.data.offsets): a model
+    trained with offsets learns the rest, and its prediction plus the offset is compared with the label.
     """
 
     atoms: ase.Atoms
@@ -38,6 +41,7 @@ class Sample:
     source: str = ""
     id: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    offsets: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_atoms(self) -> int:

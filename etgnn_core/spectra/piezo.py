@@ -53,7 +53,8 @@ def internal_strain_forces(atoms: Atoms, calc, delta: float = 0.01) -> np.ndarra
     return lam
 
 
-def relaxation_per_strain(force_constants: np.ndarray, lam: np.ndarray, rel_tol: float = 1e-3) -> tuple[np.ndarray, int]:
+def relaxation_per_strain(force_constants: np.ndarray, lam: np.ndarray,
+                          rel_tol: float = 1e-3) -> tuple[np.ndarray, int]:
     """u[a, l, j, k] = (Φ⁺ Λ)  in Å per unit strain, and the number of unstable modes left out.
 
     ``force_constants`` [n, n, 3, 3] eV/Å^2 (phonopy's layout, Γ sum over images); only eigenvalues
@@ -75,3 +76,65 @@ def ionic_piezo(born_charges: np.ndarray, u: np.ndarray, volume: float) -> np.nd
     z = np.asarray(born_charges, dtype=float)
     z = z - z.mean(axis=0)  # acoustic sum rule: a rigid shift of every atom polarises nothing
     return E_PER_A2_IN_C_PER_M2 / float(volume) * np.einsum("ail,aljk->ijk", z, u)
+
+
+def ionic_piezo_tensor(atoms: Atoms, born_charges: np.ndarray, calc, delta: float = 0.01,
+                       displacement: float = 0.01) -> tuple[np.ndarray, dict]:
+    """e_ion [3, 3, 3] (C/m^2) of ``atoms`` as given (no relaxation), and {"unstable_modes", "force_calls"}.
+
+    Γ force constants by phonopy ±``displacement`` (Å) in the cell itself, Λ by ±``delta`` strains.
+    """
+    from etgnn_core.spectra.phonons import PhononConfig, finite_displacement_phonopy
+
+    ph, n_disp = finite_displacement_phonopy(atoms, calc, PhononConfig(supercell=(1, 1, 1), displacement=displacement))
+    u, unstable = relaxation_per_strain(ph.force_constants, internal_strain_forces(atoms, calc, delta))
+    return ionic_piezo(born_charges, u, atoms.get_volume()), {"unstable_modes": unstable,
+                                                              "force_calls": n_disp + 2 * len(VOIGT_PAIRS)}
+
+
+# ------------------------------------------------------------------------------ a model's known part
+KNOWN_PARTS_FILE = "known_parts.json"
+
+
+class IonicPiezoTerm:
+    """e_ion of a structure as a model's known part: Born charges of ``bec_model``, forces of ``potential``.
+
+    A model folder with ``known_parts.json`` = {"piezoelectric": {"kind": "ionic_piezo", "bec_model":
+    NAME, "potential": NAME}} was trained on the rest of the tensor (Sample.offsets); loading it attaches
+    this term, and every prediction adds it (etgnn_core.api.Model.predict).  ~30 force calls per
+    structure: seconds on a CPU, not milliseconds.
+    """
+
+    def __init__(self, bec_model: str, potential: str, device: str = "auto"):
+        self.bec_model, self.potential, self.device = bec_model, potential, device
+        self._bec = self._calc = None
+
+    def describe(self) -> str:
+        return f"ionic term: Born charges of {self.bec_model} x internal strain from {self.potential}"
+
+    def __call__(self, atoms: Atoms) -> np.ndarray:
+        from etgnn_core.api import load_model
+        from etgnn_core.spectra.phonons import force_calculator, torch_threads
+
+        if self._bec is None:
+            self._bec = load_model(self.bec_model, device=self.device)
+            self._calc = force_calculator(self.potential, self.device)
+        z = self._bec.predict(atoms)["born_charges"]
+        with torch_threads(1):  # the potential's small ops: one thread is fastest (phonons.PhononConfig)
+            return ionic_piezo_tensor(atoms, z, self._calc)[0]
+
+
+def load_known_parts(folder) -> dict:
+    """target -> callable(atoms) -> array from a model folder's known_parts.json ({} when absent)."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / KNOWN_PARTS_FILE
+    if not path.exists():
+        return {}
+    out = {}
+    for target, spec in json.loads(path.read_text()).items():
+        if spec.get("kind") != "ionic_piezo":
+            raise ValueError(f"{path}: unknown known-part kind {spec.get('kind')!r} for {target}")
+        out[target] = IonicPiezoTerm(spec["bec_model"], spec["potential"])
+    return out

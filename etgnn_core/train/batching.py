@@ -19,6 +19,7 @@ class LabelledGraph:
     id: str = ""
     # candidate frames of a rotation-ambiguous label (etgnn_core.tensors.frames): [n_cand, 3, 3], identity first
     frames: torch.Tensor | None = None
+    offsets: dict[str, torch.Tensor] | None = None  # per-structure [1, ...]: known part of a target
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Batch:
     targets: dict[str, torch.Tensor]
     masks: dict[str, torch.Tensor]
     frames: torch.Tensor | None = None  # [n_structures, n_cand, 3, 3] or None when no label is ambiguous
+    # target -> [n_structures, ...] known part added to the prediction before the loss (Sample.offsets)
+    offsets: dict[str, torch.Tensor] | None = None
 
     def to(self, device, dtype=None) -> Batch:
         return Batch(
@@ -34,6 +37,8 @@ class Batch:
             {k: v.to(device=device, dtype=dtype or v.dtype) for k, v in self.targets.items()},
             {k: v.to(device) for k, v in self.masks.items()},
             None if self.frames is None else self.frames.to(device=device, dtype=dtype or self.frames.dtype),
+            None if self.offsets is None else {k: v.to(device=device, dtype=dtype or v.dtype)
+                                               for k, v in self.offsets.items()},
         )
 
 
@@ -56,7 +61,11 @@ def label_graph(sample, specs: list[TensorSpec], cutoff: float, max_neighbors: i
         from etgnn_core.tensors.frames import lattice_rotations
 
         frames = torch.as_tensor(lattice_rotations(np.asarray(sample.atoms.cell)), dtype=torch.float32)
-    return LabelledGraph(g, targets, masks, str(getattr(sample, "id", "")), frames)
+    offsets = {spec.name: torch.as_tensor(np.asarray(off, dtype=np.float64).reshape((1,) + spec.shape),
+                                          dtype=torch.float32)
+               for spec in specs if not spec.per_atom
+               and (off := getattr(sample, "offsets", {}).get(spec.name)) is not None} or None
+    return LabelledGraph(g, targets, masks, str(getattr(sample, "id", "")), frames, offsets)
 
 
 def collate_labelled(items: list[LabelledGraph]) -> Batch:
@@ -66,7 +75,21 @@ def collate_labelled(items: list[LabelledGraph]) -> Batch:
         {k: torch.cat([it.targets[k] for it in items]) for k in names},
         {k: torch.cat([it.masks[k] for it in items]) for k in names},
         _stack_frames(items),
+        _stack_offsets(items),
     )
+
+
+def _stack_offsets(items: list[LabelledGraph]) -> dict[str, torch.Tensor] | None:
+    """target -> [n_structures, ...]; a structure without an offset for a target gets zeros."""
+    names = sorted({k for it in items if it.offsets for k in it.offsets})
+    if not names:
+        return None
+    out = {}
+    for k in names:
+        like = next(it.offsets[k] for it in items if it.offsets and k in it.offsets)
+        out[k] = torch.cat([it.offsets[k] if it.offsets and k in it.offsets else torch.zeros_like(like)
+                            for it in items])
+    return out
 
 
 def _stack_frames(items: list[LabelledGraph]) -> torch.Tensor | None:

@@ -44,6 +44,9 @@ class DataConfig:
     extxyz: str | None = None  # labelled extended XYZ file
     root: str | None = None  # data root (default: ETGNN_DATA or ../shared/data)
     limit: int | None = None
+    # target -> offset table (etgnn_core.data.offsets): a known part of the target the model does not
+    # learn; structures without an entry are left out
+    offsets: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -17,13 +17,16 @@ def target_errors(model: ETGNN, batch: Batch) -> dict[str, tuple[torch.Tensor, t
     """Per target: (sum of |prediction - label| over labelled components, number of those components).
 
     A per-structure label whose frame is ambiguous (``batch.frames``) is compared in the candidate frame
-    closest to the prediction (:mod:`etgnn_core.tensors.frames`).
+    closest to the prediction (:mod:`etgnn_core.tensors.frames`).  A known part of a target
+    (``batch.offsets``, Sample.offsets) is added to the prediction first: the network learns the rest.
     """
     out = model(batch.graph)
     errs = {}
     for spec in model.config.targets:
         pred = out.tensors[spec.name]
         pred = pred.atom if spec.per_atom else pred.structure
+        if batch.offsets is not None and spec.name in batch.offsets:
+            pred = pred + batch.offsets[spec.name]
         mask = batch.masks[spec.name]
         label = batch.targets[spec.name]
         if batch.frames is not None and not spec.per_atom and spec.rank >= 1:

@@ -49,17 +49,23 @@ class TrainResult:
 def load_samples(config: TrainConfig) -> tuple[list, str]:
     """Samples named by the config's data section, and a one-line description of the source."""
     from etgnn_core.data import load_dataset, load_labelled_extxyz
+    from etgnn_core.data.offsets import attach_offsets, read_offsets
 
     d = config.data
+    samples, described = [], []
     if d.dataset:
-        samples, described = [], []
         for name in [d.dataset] if isinstance(d.dataset, str) else d.dataset:
             part, info = load_dataset(name, root=d.root, limit=d.limit)
             samples += part
             described.append(f"{info.name} ({len(part)} structures): {info.description}")
-        return samples, "; ".join(described)
-    samples = load_labelled_extxyz(d.extxyz, name=Path(d.extxyz).name)
-    return (samples[: d.limit] if d.limit else samples), f"labelled extended XYZ {d.extxyz}"
+    else:
+        samples = load_labelled_extxyz(d.extxyz, name=Path(d.extxyz).name)
+        samples = samples[: d.limit] if d.limit else samples
+        described.append(f"labelled extended XYZ {d.extxyz}")
+    for target, path in d.offsets.items():
+        samples, left = attach_offsets(samples, target, read_offsets(path))
+        described.append(f"{target} offsets from {path} ({left} structures without one left out)")
+    return samples, "; ".join(described)
 
 
 def infer_species(config: TrainConfig, samples: list) -> TrainConfig:

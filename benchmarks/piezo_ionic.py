@@ -1,0 +1,116 @@
+"""Ionic piezoelectric tensors of the Materials Project piezo set: Born charges x internal strain.
+
+    python benchmarks/piezo_ionic.py [--shard K/N] [--out runs/piezo_ionic] [--limit N]
+    python benchmarks/piezo_ionic.py --report [--out runs/piezo_ionic] [--part calib]
+
+For every crystal of ``mp/piezo`` (configs/universal_piezo.yaml) whose elements the Born-charge
+committee ``universal_dielectric_bec`` knows: Born charges (committee mean, e) of the crystal as
+given, Γ force constants and internal-strain forces from SevenNet 7net-l3i5, and
+e_ion = (e/V) Z · Φ⁺ Λ (etgnn_core.spectra.piezo), C/m^2, full e_ijk.  Written per shard to
+``OUT/shard_K_of_N.npz`` (ids, e_ion [n, 3, 3, 3], unstable-mode counts, seconds); shards run in
+parallel processes, one torch thread each.  ``--report`` compares e_ion with the DFT total tensor
+on one split part of the shipped split (components on sign-certain frames vs the zero tensor,
+||e|| on all frames vs the median training norm): e_ion lacks the clamped-ion (electronic) term.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+BEC_MODEL = "universal_dielectric_bec"
+
+
+def load_piezo():
+    from etgnn_core.train import TrainConfig
+    from etgnn_core.train.trainer import load_samples
+
+    samples, _ = load_samples(TrainConfig.from_file(ROOT / "configs" / "universal_piezo.yaml"))
+    return samples
+
+
+def compute(args) -> int:
+    import torch
+
+    from etgnn_core.api import load_model
+    from etgnn_core.spectra.phonons import DEFAULT_POTENTIAL, force_calculator
+    from etgnn_core.spectra.piezo import ionic_piezo_tensor
+
+    torch.set_num_threads(1)
+    k, n = (int(x) for x in args.shard.split("/"))
+    samples = load_piezo()[k::n][: args.limit]
+    bec = load_model(BEC_MODEL, device="cpu")
+    calc = force_calculator(DEFAULT_POTENTIAL, "cpu")
+    known = set(bec.elements)
+    ids, tensors, unstable, seconds = [], [], [], []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, s in enumerate(samples):
+        if not set(s.atoms.numbers.tolist()) <= known:
+            continue
+        t0 = time.perf_counter()
+        z = bec.predict(s.atoms)["born_charges"]
+        e, info = ionic_piezo_tensor(s.atoms, z, calc)
+        ids.append(str(s.id)), tensors.append(e), unstable.append(info["unstable_modes"])
+        seconds.append(time.perf_counter() - t0)
+        if i % 10 == 0 or i == len(samples) - 1:  # a checkpoint: a killed run keeps what it did
+            np.savez(out / f"shard_{k}_of_{n}.npz", ids=np.array(ids), e_ion=np.array(tensors),
+                     unstable=np.array(unstable), seconds=np.array(seconds),
+                     meta=json.dumps({"bec_model": BEC_MODEL, "potential": DEFAULT_POTENTIAL}))
+            print(f"shard {k}/{n}: {len(ids)} of {len(samples)} done, {np.mean(seconds):.1f} s each", flush=True)
+    return 0
+
+
+def read_cache(out: Path) -> dict[str, np.ndarray]:
+    found = {}
+    for f in sorted(out.glob("shard_*_of_*.npz")):
+        d = np.load(f)
+        found.update(zip(d["ids"].tolist(), d["e_ion"]))
+    return found
+
+
+def report(args) -> int:
+    from etgnn_core.metrics import sign_certain
+
+    cache = read_cache(Path(args.out))
+    split = json.loads((ROOT / "runs" / "universal_piezo" / "committee" / "split.json").read_text()) \
+        if args.split is None else json.loads(Path(args.split).read_text())
+    by_id = {str(s.id): s for s in load_piezo()}
+    part = [by_id[i] for i in map(str, split[args.part]) if i in by_id and i in cache]
+    train_norms = [np.linalg.norm(by_id[i].targets["piezoelectric"]) for i in map(str, split["train"]) if i in by_id]
+    med = float(np.median(train_norms))
+    y = [np.asarray(s.targets["piezoelectric"]).reshape(3, 3, 3) for s in part]
+    e = [cache[str(s.id)] for s in part]
+    cert = [sign_certain(getattr(s, "info", None)) for s in part]
+    comp = np.mean([np.abs(a - b).mean() for a, b, c in zip(e, y, cert) if c])
+    zero = np.mean([np.abs(b).mean() for b, c in zip(y, cert) if c])
+    norm = np.mean([abs(np.linalg.norm(a) - np.linalg.norm(b)) for a, b in zip(e, y)])
+    norm0 = np.mean([abs(med - np.linalg.norm(b)) for b in y])
+    print(f"| {args.part} | {len(part)} ({sum(cert)} sign-certain) | {comp:.4f} | {zero:.4f} | {comp / zero:.2f} "
+          f"| {norm:.3f} | {norm0:.3f} | {norm / norm0:.2f} |")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shard", default="0/1", help="K/N: every N-th crystal starting at K")
+    p.add_argument("--out", default=str(ROOT / "runs" / "piezo_ionic"))
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--report", action="store_true")
+    p.add_argument("--part", default="calib")
+    p.add_argument("--split", default=None, help="split.json (default: runs/universal_piezo/committee)")
+    args = p.parse_args(argv)
+    return report(args) if args.report else compute(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

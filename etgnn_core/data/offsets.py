@@ -1,0 +1,54 @@
+"""Known parts of targets ("offsets") read from a table: the model learns the rest (Sample.offsets).
+
+A table is an ``.npz`` file with ``ids`` [n] (sample ids, as in ``Sample.id``) and ``values``
+[n, ...] (the target's unit and shape), or a folder of such files (``shard_*.npz``, written by
+benchmarks/piezo_ionic.py, whose tensors are under ``e_ion``).  Example: the ionic piezoelectric
+term e_ion (C/m^2, full e_ijk) of the Materials Project piezo set, from Born charges and SevenNet
+(etgnn_core.spectra.piezo).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from etgnn_core.data.sample import DataError
+
+
+def read_offsets(path: str | Path) -> dict[str, np.ndarray]:
+    """id -> offset array from an npz table or a folder of them."""
+    path = Path(path)
+    files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
+    if not files or not all(f.exists() for f in files):
+        raise DataError(f"{path}: no offset table (.npz with 'ids' and 'values') found")
+    table: dict[str, np.ndarray] = {}
+    for f in files:
+        with np.load(f) as d:
+            key = "values" if "values" in d else "e_ion" if "e_ion" in d else None
+            if "ids" not in d or key is None:
+                raise DataError(f"{f}: an offset table needs arrays 'ids' and 'values'")
+            ids, values = d["ids"].tolist(), np.asarray(d[key], dtype=np.float64)
+        if len(ids) != len(values):
+            raise DataError(f"{f}: {len(ids)} ids but {len(values)} values")
+        table.update(zip(map(str, ids), values))
+    return table
+
+
+def attach_offsets(samples: list, target: str, table: dict[str, np.ndarray]) -> tuple[list, int]:
+    """Samples with ``offsets[target]`` set from ``table``; samples the table lacks are left out.
+
+    Returns (kept samples, number left out): a model trained on offsets always predicts with one,
+    so a structure without it cannot be scored either.
+    """
+    kept = []
+    for s in samples:
+        value = table.get(str(s.id))
+        if value is None or target not in s.targets:
+            continue
+        if np.shape(value) != np.shape(s.targets[target]) and np.size(value) != np.size(s.targets[target]):
+            raise DataError(f"offset of {s.id} for {target}: shape {np.shape(value)}, "
+                            f"the label has {np.shape(s.targets[target])}")
+        s.offsets[target] = np.asarray(value, dtype=np.float64).reshape(np.shape(s.targets[target]))
+        kept.append(s)
+    return kept, len(samples) - len(kept)
