@@ -65,7 +65,8 @@ def compute(args) -> int:
         if i % 10 == 0 or i == len(samples) - 1:  # a checkpoint: a killed run keeps what it did
             np.savez(out / f"shard_{k}_of_{n}.npz", ids=np.array(ids), e_ion=np.array(tensors),
                      unstable=np.array(unstable), seconds=np.array(seconds),
-                     meta=json.dumps({"bec_model": BEC_MODEL, "potential": DEFAULT_POTENTIAL}))
+                     meta=json.dumps({"kind": "ionic_piezo", "bec_model": BEC_MODEL,
+                                                "potential": DEFAULT_POTENTIAL}))
             print(f"shard {k}/{n}: {len(ids)} of {len(samples)} done, {np.mean(seconds):.1f} s each", flush=True)
     return 0
 

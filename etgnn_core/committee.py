@@ -41,6 +41,7 @@ from ase.data import chemical_symbols
 
 from etgnn_core import metrics
 from etgnn_core.api import DEFAULT_MAX_ATOMS, Model, Prediction, add_known_parts, map_batches
+from etgnn_core.data.offsets import write_known_parts
 from etgnn_core.graph import collate
 from etgnn_core.model.etgnn import ModelOutput
 from etgnn_core.registry import (
@@ -501,8 +502,10 @@ def assemble_committee(config, members: Sequence[int] | None = None, samples: li
     meta = {"format": COMMITTEE_FORMAT, "kind": "committee", "name": config.name,
             "description": config.description, "members": names, "std_scale": scale, "domain": domain}
     ids = {k: [str(getattr(samples[i], "id", i)) for i in v] for k, v in split.items()}
-    return _write_folder(Path(info.path), folders, names, meta, reference, card, ids, nets[0].config,
-                         committee_recipe(config, folders, names))
+    folder = _write_folder(Path(info.path), folders, names, meta, reference, card, ids, nets[0].config,
+                           committee_recipe(config, folders, names))
+    write_known_parts(folder, config.data.offsets)  # the part the members did not learn
+    return folder
 
 
 def _size(folder: Path) -> int:

@@ -49,3 +49,46 @@ def test_loss_compares_prediction_plus_offset_with_the_label():
         without, _ = target_errors(model, plain)["dielectric"]
     assert torch.allclose(got, want) and int(n) == 27
     assert not torch.allclose(got, without)  # the offset did enter
+
+
+def test_training_with_offsets_writes_known_parts_and_predictions_add_them(tmp_path, monkeypatch):
+    import json
+
+    from test_train import tiny_config
+
+    from etgnn_core.api import load_model
+    from etgnn_core.spectra import piezo
+    from etgnn_core.train import train
+
+    samples = zno_samples(24)
+    table = tmp_path / "eps_part.npz"
+    np.savez(table, ids=np.array([s.id for s in samples]), values=np.stack([np.eye(3)] * 24),
+             meta=json.dumps({"kind": "ionic_piezo", "bec_model": "some_bec", "potential": "sevenn"}))
+    samples, _ = attach_offsets(samples, "dielectric", read_offsets(table))
+    cfg = tiny_config(tmp_path, data={"dataset": "unused", "offsets": {"dielectric": str(table)}})
+    res = train(cfg, samples=samples, progress_bar=False)
+    parts = json.loads((res.model_dir / "known_parts.json").read_text())
+    assert parts == {"dielectric": {"kind": "ionic_piezo", "bec_model": "some_bec", "potential": "sevenn"}}
+
+    # loading attaches the part; every prediction adds it (here a stand-in for the SevenNet computation)
+    monkeypatch.setattr(piezo.IonicPiezoTerm, "__call__", lambda self, atoms: 10.0 * np.eye(3))
+    model = load_model(str(res.model_dir), device="cpu")
+    assert set(model.known_parts) == {"dielectric"}
+    with_part = model.predict(samples[0].atoms)["dielectric"]
+    model.known_parts = {}
+    np.testing.assert_allclose(with_part - model.predict(samples[0].atoms)["dielectric"], 10.0 * np.eye(3),
+                               atol=1e-9)
+
+
+@pytest.mark.slow
+def test_ionic_piezo_term_of_wurtzite_aln_has_its_symmetry_and_a_plausible_size():
+    pytest.importorskip("sevenn")
+    from ase.build import bulk
+
+    from etgnn_core.spectra.piezo import IonicPiezoTerm
+
+    e = IonicPiezoTerm("universal_dielectric_bec", "sevenn", device="cpu")(bulk("AlN", "wurtzite", a=3.11, c=4.98))
+    # e33 (C/m^2; its sign follows the cell's polarity): DFT ionic part ~1.9, total 1.46 with the clamped ion
+    assert 0.5 < abs(e[2, 2, 2]) < 4.0
+    assert e[2, 0, 0] * e[2, 2, 2] < 0 and abs(e[2, 0, 0] - e[2, 1, 1]) < 0.05  # e31 = e32, opposite to e33 (6mm)
+    assert abs(e[0, 0, 0]) < 0.02 and abs(e[2, 0, 1]) < 0.02  # zero by symmetry

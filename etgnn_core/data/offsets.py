@@ -52,3 +52,34 @@ def attach_offsets(samples: list, target: str, table: dict[str, np.ndarray]) -> 
         s.offsets[target] = np.asarray(value, dtype=np.float64).reshape(np.shape(s.targets[target]))
         kept.append(s)
     return kept, len(samples) - len(kept)
+
+
+def known_parts_spec(offsets: dict[str, str]) -> dict[str, dict]:
+    """known_parts.json for a model trained with ``offsets`` (target -> table): how to compute each part anew.
+
+    The table's ``meta`` (JSON) says what made it, e.g. {"kind": "ionic_piezo", "bec_model": ...,
+    "potential": ...}; a model folder carries it so predictions add the same part
+    (etgnn_core.spectra.piezo.load_known_parts).
+    """
+    import json
+
+    out = {}
+    for target, path in offsets.items():
+        path = Path(path)
+        files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
+        with np.load(files[0]) as d:
+            meta = json.loads(str(d["meta"])) if "meta" in d else {}
+        if "bec_model" in meta:
+            meta.setdefault("kind", "ionic_piezo")
+        if not meta.get("kind"):
+            raise DataError(f"{files[0]}: the offset table does not say how its values were made ('meta')")
+        out[target] = meta
+    return out
+
+
+def write_known_parts(folder, offsets: dict[str, str]) -> None:
+    """known_parts.json in a model folder trained with ``offsets`` (nothing when there are none)."""
+    import json
+
+    if offsets:
+        (Path(folder) / "known_parts.json").write_text(json.dumps(known_parts_spec(offsets), indent=1))

@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
+from etgnn_core.data.offsets import write_known_parts
 from etgnn_core.device import tune_cpu_allocator
 from etgnn_core.model.etgnn import ETGNN, ModelConfig
 from etgnn_core.registry import find_model, load_model_folder, load_state_strict, save_model
@@ -257,6 +258,7 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
     model_dir = save_model(model.cpu(), out / "model", name=config.name, description=config.description,
                            card=card, split=ids)
     card = write_recipe_and_history(model_dir, config, card)  # train.yaml; the card's settings and history
+    write_known_parts(model_dir, config.data.offsets)  # a part the network did not learn: added when predicting
     mark_finished(out)
     return TrainResult(model, model_dir, metrics, ids, minutes, epochs, card)
 
