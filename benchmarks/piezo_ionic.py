@@ -1,6 +1,7 @@
 """Ionic piezoelectric tensors of the Materials Project piezo set: Born charges x internal strain.
 
     python benchmarks/piezo_ionic.py [--shard K/N] [--out runs/piezo_ionic] [--limit N]
+    python benchmarks/piezo_ionic.py --merge benchmarks/data/mp_piezo_ionic.npz [--out runs/piezo_ionic]
     python benchmarks/piezo_ionic.py --report [--out runs/piezo_ionic] [--part calib]
 
 For every crystal of ``mp/piezo`` (configs/universal_piezo.yaml) whose elements the Born-charge
@@ -8,7 +9,9 @@ committee ``universal_dielectric_bec`` knows: Born charges (committee mean, e) o
 given, Γ force constants and internal-strain forces from SevenNet 7net-l3i5, and
 e_ion = (e/V) Z · Φ⁺ Λ (etgnn_core.spectra.piezo), C/m^2, full e_ijk.  Written per shard to
 ``OUT/shard_K_of_N.npz`` (ids, e_ion [n, 3, 3, 3], unstable-mode counts, seconds); shards run in
-parallel processes, one torch thread each.  ``--report`` compares e_ion with the DFT total tensor
+parallel processes, one torch thread each.  ``--merge`` writes every shard into one offset table
+(``ids``, ``values``, ``meta``; etgnn_core.data.offsets) for configs/universal_piezo.yaml.
+``--report`` compares e_ion with the DFT total tensor
 on one split part of the shipped split (components on sign-certain frames vs the zero tensor,
 ||e|| on all frames vs the median training norm): e_ion lacks the clamped-ion (electronic) term.
 """
@@ -79,6 +82,18 @@ def read_cache(out: Path) -> dict[str, np.ndarray]:
     return found
 
 
+def merge(args) -> int:
+    shards = sorted(Path(args.out).glob("shard_*_of_*.npz"))
+    cache = read_cache(Path(args.out))
+    with np.load(shards[0]) as d:
+        meta = str(d["meta"])
+    ids = sorted(cache)
+    Path(args.merge).parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(args.merge, ids=np.array(ids), values=np.stack([cache[i] for i in ids]), meta=meta)
+    print(f"{args.merge}: {len(ids)} crystals from {len(shards)} shards")
+    return 0
+
+
 def report(args) -> int:
     from etgnn_core.metrics import sign_certain
 
@@ -107,10 +122,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "runs" / "piezo_ionic"))
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--report", action="store_true")
+    p.add_argument("--merge", metavar="NPZ", help="write the shards into one offset table")
     p.add_argument("--part", default="calib")
     p.add_argument("--split", default=None, help="split.json (default: runs/universal_piezo/committee)")
     args = p.parse_args(argv)
-    return report(args) if args.report else compute(args)
+    return report(args) if args.report else merge(args) if args.merge else compute(args)
 
 
 if __name__ == "__main__":

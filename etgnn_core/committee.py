@@ -58,6 +58,7 @@ from etgnn_core.registry import (
     load_model_folder,
     read_committee_info,
 )
+from etgnn_core.spectra.piezo import load_known_parts
 from etgnn_core.structure import is_periodic
 from etgnn_core.tensors.assemble import AssembledTensor
 from etgnn_core.tensors.checks import physics_warnings
@@ -344,24 +345,28 @@ def _labels(samples, name):
 def predict_for_metrics(model: Model, samples: list, batch_size: int = 32) -> list[Prediction]:
     """Predictions of ``samples`` as :func:`evaluate_model` scores them (a committee's with member tensors)."""
     kwargs = {"members": True} if isinstance(model, Committee) else {}
-    parts = model.known_parts  # the samples' stored offsets stand in for a known part computed anew
-    model.known_parts = {k: v for k, v in parts.items() if not any(k in s.offsets for s in samples)}
+    return predict_with_offsets(model, samples, batch_size=batch_size, **kwargs)
+
+
+def predict_with_offsets(model: Model, samples: list, **kwargs) -> list[Prediction]:
+    """``model.predict`` of the samples; a known part of the model (``model.known_parts``) that every
+    sample has stored (Sample.offsets, the same computation) is taken from there instead of anew.
+
+    Only the model's own known parts are added: a model trained on whole tensors gets no offset.
+    """
+    parts = model.known_parts
+    stored = {k for k in parts if all(k in getattr(s, "offsets", {}) for s in samples)}
+    model.known_parts = {k: v for k, v in parts.items() if k not in stored}
     try:
-        preds = model.predict([s.atoms for s in samples], batch_size=batch_size, **kwargs)
+        preds = model.predict([s.atoms for s in samples], **kwargs)
     finally:
         model.known_parts = parts
-    return add_offsets(preds, samples)
-
-
-def add_offsets(preds: list[Prediction], samples: list) -> list[Prediction]:
-    """Each sample's known target parts (Sample.offsets) added to its prediction (and every member's):
-    a model trained with offsets predicts only the rest, and is scored on the sum."""
     for p, s in zip(preds, samples):
-        for name, off in getattr(s, "offsets", {}).items():
-            if name in p.tensors:
-                p.tensors[name] = p.tensors[name] + off
-                if name in p.member_tensors:
-                    p.member_tensors[name] = p.member_tensors[name] + off[None]
+        for name in stored & set(p.tensors):
+            off = np.asarray(s.offsets[name], dtype=np.float64).reshape(p.tensors[name].shape)
+            p.tensors[name] = p.tensors[name] + off
+            if name in p.member_tensors:
+                p.member_tensors[name] = p.member_tensors[name] + off[None]
     return preds
 
 
@@ -409,7 +414,7 @@ def calibrate(committee: Committee, calib: list, target: float = CALIB_TARGET,
     raw std).
     """
     committee.std_scale = dict.fromkeys(committee.std_scale, 1.0)
-    preds = add_offsets(committee.predict([s.atoms for s in calib], batch_size=batch_size, embeddings=True), calib)
+    preds = predict_with_offsets(committee, calib, batch_size=batch_size, embeddings=True)
     scale, spreads = {}, {}
     for name in committee.std_scale:
         lab = [(p, s) for p, s in zip(preds, calib)
@@ -486,6 +491,7 @@ def assemble_committee(config, members: Sequence[int] | None = None, samples: li
     info = ModelInfo(config.name, Path(output or Path(config.output) / "committee"), config.description,
                      dict(infos[0].targets), elements, members=names)
     committee = Committee(list(nets), info, device="cpu")
+    committee.known_parts = load_known_parts(folders[0])  # members trained with offsets predict the rest
     unknown = {}
     for part in ("calib", "test"):  # an element no member was trained on cannot be predicted at all
         kept = known(parts[part], elements)

@@ -92,3 +92,26 @@ def test_ionic_piezo_term_of_wurtzite_aln_has_its_symmetry_and_a_plausible_size(
     assert 0.5 < abs(e[2, 2, 2]) < 4.0
     assert e[2, 0, 0] * e[2, 2, 2] < 0 and abs(e[2, 0, 0] - e[2, 1, 1]) < 0.05  # e31 = e32, opposite to e33 (6mm)
     assert abs(e[0, 0, 0]) < 0.02 and abs(e[2, 0, 1]) < 0.02  # zero by symmetry
+
+
+def test_scoring_takes_a_known_part_from_the_samples_and_ignores_offsets_a_model_did_not_train_with(tmp_path):
+    from conftest import save_tiny_model
+
+    from etgnn_core.api import load_model
+    from etgnn_core.committee import predict_with_offsets
+
+    model = load_model(str(save_tiny_model(tmp_path, "tiny", ["dielectric"], elements=[8, 30])), device="cpu")
+    samples = zno_samples(3)
+    for s in samples:
+        s.offsets["dielectric"] = 3.0 * np.eye(3)
+    plain = [p["dielectric"] for p in model.predict([s.atoms for s in samples])]
+    got = [p["dielectric"] for p in predict_with_offsets(model, samples)]
+    np.testing.assert_allclose(got, plain)  # trained on whole tensors: no offset is added
+
+    def never(atoms):
+        raise AssertionError("the stored offset should have been used")
+
+    model.known_parts = {"dielectric": never}
+    got = [p["dielectric"] for p in predict_with_offsets(model, samples)]
+    np.testing.assert_allclose(np.array(got) - np.array(plain), np.stack([3.0 * np.eye(3)] * 3), atol=1e-9)
+    assert model.known_parts == {"dielectric": never}  # restored afterwards
