@@ -143,8 +143,11 @@ def select_model(container=None, key: str = "model"):
 def committee_note(model) -> str:
     """One sentence for pages showing a committee's prediction ("" for a single model)."""
     n = len(getattr(model, "nets", []))
+    parts = getattr(model, "known_parts", {})
+    known = "; ".join(f"{name} = network + {part.describe()} (per-edge contributions show the network's part)"
+                      for name, part in parts.items() if hasattr(part, "describe"))
     if n < 2:
-        return ""
+        return known
     return (f"a committee of {n} models: tensors and per-edge contributions are the mean of the members' "
-            "(they share one graph); embeddings are member 0's")
+            "(they share one graph); embeddings are member 0's" + (f"; {known}" if known else ""))
 

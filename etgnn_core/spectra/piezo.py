@@ -105,6 +105,9 @@ class IonicPiezoTerm:
     structure: seconds on a CPU, not milliseconds.
     """
 
+    #: a P1 cell needs 6 force calls per atom plus 12: beyond this the term would take minutes
+    max_atoms = 48
+
     def __init__(self, bec_model: str, potential: str, device: str = "auto"):
         self.bec_model, self.potential, self.device = bec_model, potential, device
         self._bec = self._calc = None
@@ -116,6 +119,11 @@ class IonicPiezoTerm:
         from etgnn_core.api import load_model
         from etgnn_core.spectra.phonons import force_calculator, torch_threads
 
+        if len(atoms) > self.max_atoms:
+            from etgnn_core.structure import StructureError
+
+            raise StructureError(f"{len(atoms)} atoms: the ionic piezo term (phonons with {self.potential}) is "
+                                 f"computed for cells of at most {self.max_atoms} atoms")
         if self._bec is None:
             self._bec = load_model(self.bec_model, device=self.device)
             self._calc = force_calculator(self.potential, self.device)
