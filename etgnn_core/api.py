@@ -232,9 +232,9 @@ class Model:
 
         results, notes = map_batches(self, [structures] if single else list(structures), max_atoms, batch_size,
                                      work, progress, f"predict ({self.name})")
+        add_known_parts(self, results)
         for pred, lines in zip(results, notes):
             pred.warnings = lines + pred.warnings + physics_warnings(pred.tensors, pred.units)
-        add_known_parts(self, results)
         return results[0] if single else results
 
     def _split(self, out: ModelOutput, atoms_list, embeddings, contributions) -> list[Prediction]:
@@ -340,10 +340,15 @@ def add_known_parts(model, preds: list) -> None:
     for name, part in getattr(model, "known_parts", {}).items():
         for p in preds:
             if name in p.tensors:
-                value = np.asarray(part(p.atoms), dtype=np.float64).reshape(p.tensors[name].shape)
-                p.tensors[name] = p.tensors[name] + value
-                if name in p.member_tensors:
-                    p.member_tensors[name] = p.member_tensors[name] + value[None]
+                add_part(p, name, part(p.atoms))
+
+
+def add_part(pred: Prediction, name: str, value) -> None:
+    """``value`` (the tensor's shape and unit) added to tensor ``name`` and to every member's copy of it."""
+    value = np.asarray(value, dtype=np.float64).reshape(pred.tensors[name].shape)
+    pred.tensors[name] = pred.tensors[name] + value
+    if name in pred.member_tensors:
+        pred.member_tensors[name] = pred.member_tensors[name] + value[None]
 
 
 def batch_starts(n: int, batch_size: int, progress: bool, desc: str):

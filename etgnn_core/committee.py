@@ -40,7 +40,7 @@ import torch
 from ase.data import chemical_symbols
 
 from etgnn_core import metrics
-from etgnn_core.api import DEFAULT_MAX_ATOMS, Model, Prediction, add_known_parts, map_batches
+from etgnn_core.api import DEFAULT_MAX_ATOMS, Model, Prediction, add_known_parts, add_part, map_batches
 from etgnn_core.data.offsets import write_known_parts
 from etgnn_core.graph import collate
 from etgnn_core.model.etgnn import ModelOutput
@@ -158,12 +158,12 @@ class Committee(Model):
 
         results, notes = map_batches(self, [structures] if single else list(structures), max_atoms, batch_size,
                                      work, progress, f"predict ({self.name}, {len(self.nets)} members)")
+        add_known_parts(self, results)
         for p, lines in zip(results, notes):
             p.warnings = lines + [w for w in self.warnings_for(p) if "molecule" not in w or not lines] \
                 + physics_warnings(p.tensors, p.units)
             if not embeddings:
                 p.embeddings = None
-        add_known_parts(self, results)
         return results[0] if single else results
 
     def _combine(self, outs: list[ModelOutput], contributions: bool):
@@ -363,10 +363,7 @@ def predict_with_offsets(model: Model, samples: list, **kwargs) -> list[Predicti
         model.known_parts = parts
     for p, s in zip(preds, samples):
         for name in stored & set(p.tensors):
-            off = np.asarray(s.offsets[name], dtype=np.float64).reshape(p.tensors[name].shape)
-            p.tensors[name] = p.tensors[name] + off
-            if name in p.member_tensors:
-                p.member_tensors[name] = p.member_tensors[name] + off[None]
+            add_part(p, name, s.offsets[name])
     return preds
 
 
