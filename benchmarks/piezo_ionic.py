@@ -22,6 +22,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,8 @@ def load_piezo():
     from etgnn_core.train import TrainConfig
     from etgnn_core.train.trainer import load_samples
 
-    samples, _ = load_samples(TrainConfig.from_file(ROOT / "configs" / "universal_piezo.yaml"))
+    cfg = TrainConfig.from_file(ROOT / "configs" / "universal_piezo.yaml")
+    samples, _ = load_samples(replace(cfg, data=replace(cfg.data, offsets={})))  # the labels, not the offsets
     return samples
 
 
