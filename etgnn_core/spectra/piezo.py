@@ -118,10 +118,12 @@ class IonicPiezoTerm:
     def __call__(self, atoms: Atoms) -> np.ndarray:
         from etgnn_core.api import load_model
         from etgnn_core.spectra.phonons import force_calculator, torch_threads
+        from etgnn_core.structure import StructureError, is_periodic
 
+        if not is_periodic(atoms) or not all(atoms.pbc):
+            raise StructureError("the ionic piezo term needs a crystal periodic in all three directions "
+                                 f"(pbc={list(map(bool, atoms.pbc))})")
         if len(atoms) > self.max_atoms:
-            from etgnn_core.structure import StructureError
-
             raise StructureError(f"{len(atoms)} atoms: the ionic piezo term (phonons with {self.potential}) is "
                                  f"computed for cells of at most {self.max_atoms} atoms")
         if self._bec is None:
