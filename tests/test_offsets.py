@@ -115,3 +115,17 @@ def test_scoring_takes_a_known_part_from_the_samples_and_ignores_offsets_a_model
     got = [p["dielectric"] for p in predict_with_offsets(model, samples)]
     np.testing.assert_allclose(np.array(got) - np.array(plain), np.stack([3.0 * np.eye(3)] * 3), atol=1e-9)
     assert model.known_parts == {"dielectric": never}  # restored afterwards
+
+
+def test_ionic_term_refuses_a_molecule_and_a_large_cell_before_any_force_call():
+    from ase import Atoms
+    from ase.build import bulk
+
+    from etgnn_core.spectra.piezo import IonicPiezoTerm
+    from etgnn_core.structure import StructureError
+
+    term = IonicPiezoTerm("no_such_model", "sevenn")  # never loaded: the checks come first
+    with pytest.raises(StructureError, match="periodic in all three directions"):
+        term(Atoms("CO", positions=[[0, 0, 0], [0, 0, 1.1]]))
+    with pytest.raises(StructureError, match="at most 48 atoms"):
+        term(bulk("Si", "diamond", a=5.43).repeat((3, 3, 3)))
