@@ -435,7 +435,8 @@ def run_models(models, entry: Entry, several: bool) -> list[tuple]:
             skipped.append(f"{model.name} (does not know {', '.join(unknown)})")
             continue
         try:
-            with st.spinner(f"Predicting with {model.name}…"):
+            slow = " (its ionic term needs phonons: 10-30 s)" if getattr(model, "known_parts", None) else ""
+            with st.spinner(f"Predicting with {model.name}{slow}…"):
                 out.append((model, predict(model, entry)))
         except Exception as exc:
             show_error(exc, f"{model.name} cannot predict this structure")
