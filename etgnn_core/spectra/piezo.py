@@ -118,13 +118,14 @@ class IonicPiezoTerm:
     def __call__(self, atoms: Atoms) -> np.ndarray:
         from etgnn_core.api import load_model
         from etgnn_core.spectra.phonons import force_calculator, torch_threads
-        from etgnn_core.structure import StructureError, is_periodic
+        from etgnn_core.structure import StructureError, is_periodic, structure_label
 
         if not is_periodic(atoms) or not all(atoms.pbc):
-            raise StructureError("the ionic piezo term needs a crystal periodic in all three directions "
-                                 f"(pbc={list(map(bool, atoms.pbc))})")
+            raise StructureError(f"{structure_label(atoms)}: the piezoelectric tensor (its ionic term) needs a "
+                                 f"crystal periodic in all three directions (pbc={list(map(bool, atoms.pbc))})")
         if len(atoms) > self.max_atoms:
-            raise StructureError(f"{len(atoms)} atoms: the ionic piezo term (phonons with {self.potential}) is "
+            raise StructureError(f"{structure_label(atoms)}: {len(atoms)} atoms: the ionic piezo term "
+                                 f"(phonons with {self.potential}) is "
                                  f"computed for cells of at most {self.max_atoms} atoms")
         if self._bec is None:
             self._bec = load_model(self.bec_model, device=self.device)
