@@ -34,6 +34,13 @@ if str(ROOT) not in sys.path:
 BEC_MODEL = "universal_dielectric_bec"
 
 
+def meta() -> str:
+    """What made the tensors (the offset table's ``meta``, copied into the model's known_parts.json)."""
+    from etgnn_core.spectra.phonons import DEFAULT_POTENTIAL
+
+    return json.dumps({"kind": "ionic_piezo", "bec_model": BEC_MODEL, "potential": DEFAULT_POTENTIAL})
+
+
 def load_piezo():
     from etgnn_core.train import TrainConfig
     from etgnn_core.train.trainer import load_samples
@@ -66,37 +73,27 @@ def compute(args) -> int:
         ids.append(str(s.id)), tensors.append(e), seconds.append(time.perf_counter() - t0)
         if i % 10 == 0 or i == len(samples) - 1:  # a checkpoint: a killed run keeps what it did
             np.savez(out / f"shard_{k}_of_{n}.npz", ids=np.array(ids), e_ion=np.array(tensors),
-                     seconds=np.array(seconds),
-                     meta=json.dumps({"kind": "ionic_piezo", "bec_model": BEC_MODEL,
-                                                "potential": DEFAULT_POTENTIAL}))
+                     seconds=np.array(seconds), meta=meta())
             print(f"shard {k}/{n}: {len(ids)} of {len(samples)} done, {np.mean(seconds):.1f} s each", flush=True)
     return 0
 
 
-def read_cache(out: Path) -> dict[str, np.ndarray]:
-    found = {}
-    for f in sorted(out.glob("shard_*_of_*.npz")):
-        d = np.load(f)
-        found.update(zip(d["ids"].tolist(), d["e_ion"]))
-    return found
-
-
 def merge(args) -> int:
-    shards = sorted(Path(args.out).glob("shard_*_of_*.npz"))
-    cache = read_cache(Path(args.out))
-    with np.load(shards[0]) as d:
-        meta = str(d["meta"])
+    from etgnn_core.data.offsets import read_offsets
+
+    cache = read_offsets(args.out)
     ids = sorted(cache)
     Path(args.merge).parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.merge, ids=np.array(ids), values=np.stack([cache[i] for i in ids]), meta=meta)
-    print(f"{args.merge}: {len(ids)} crystals from {len(shards)} shards")
+    np.savez_compressed(args.merge, ids=np.array(ids), values=np.stack([cache[i] for i in ids]), meta=meta())
+    print(f"{args.merge}: {len(ids)} crystals")
     return 0
 
 
 def report(args) -> int:
+    from etgnn_core.data.offsets import read_offsets
     from etgnn_core.metrics import sign_certain
 
-    cache = read_cache(Path(args.out))
+    cache = read_offsets(args.out)
     split = json.loads((ROOT / "runs" / "universal_piezo" / "committee" / "split.json").read_text()) \
         if args.split is None else json.loads(Path(args.split).read_text())
     by_id = {str(s.id): s for s in load_piezo()}

@@ -16,10 +16,14 @@ import numpy as np
 from etgnn_core.data.sample import DataError
 
 
+def _table_files(path: Path) -> list[Path]:
+    return sorted(path.glob("*.npz")) if path.is_dir() else [path]
+
+
 def read_offsets(path: str | Path) -> dict[str, np.ndarray]:
     """id -> offset array from an npz table or a folder of them."""
     path = Path(path)
-    files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
+    files = _table_files(path)
     if not files or not all(f.exists() for f in files):
         raise DataError(f"{path}: no offset table (.npz with 'ids' and 'values') found")
     table: dict[str, np.ndarray] = {}
@@ -65,12 +69,9 @@ def known_parts_spec(offsets: dict[str, str]) -> dict[str, dict]:
 
     out = {}
     for target, path in offsets.items():
-        path = Path(path)
-        files = sorted(path.glob("*.npz")) if path.is_dir() else [path]
+        files = _table_files(Path(path))
         with np.load(files[0]) as d:
             meta = json.loads(str(d["meta"])) if "meta" in d else {}
-        if "bec_model" in meta:
-            meta.setdefault("kind", "ionic_piezo")
         if not meta.get("kind"):
             raise DataError(f"{files[0]}: the offset table does not say how its values were made ('meta')")
         out[target] = meta
@@ -81,5 +82,7 @@ def write_known_parts(folder, offsets: dict[str, str]) -> None:
     """known_parts.json in a model folder trained with ``offsets`` (nothing when there are none)."""
     import json
 
+    from etgnn_core.spectra.piezo import KNOWN_PARTS_FILE
+
     if offsets:
-        (Path(folder) / "known_parts.json").write_text(json.dumps(known_parts_spec(offsets), indent=1))
+        (Path(folder) / KNOWN_PARTS_FILE).write_text(json.dumps(known_parts_spec(offsets), indent=1))

@@ -79,17 +79,16 @@ def ionic_piezo(born_charges: np.ndarray, u: np.ndarray, volume: float) -> np.nd
 
 
 def ionic_piezo_tensor(atoms: Atoms, born_charges: np.ndarray, calc, delta: float = 0.01,
-                       displacement: float = 0.01) -> tuple[np.ndarray, dict]:
-    """e_ion [3, 3, 3] (C/m^2) of ``atoms`` as given (no relaxation), and {"unstable_modes", "force_calls"}.
+                       displacement: float = 0.01) -> np.ndarray:
+    """e_ion [3, 3, 3] (C/m^2) of ``atoms`` as given (no relaxation).
 
     Γ force constants by phonopy ±``displacement`` (Å) in the cell itself, Λ by ±``delta`` strains.
     """
     from etgnn_core.spectra.phonons import PhononConfig, finite_displacement_phonopy
 
-    ph, n_disp = finite_displacement_phonopy(atoms, calc, PhononConfig(supercell=(1, 1, 1), displacement=displacement))
-    u, unstable = relaxation_per_strain(ph.force_constants, internal_strain_forces(atoms, calc, delta))
-    return ionic_piezo(born_charges, u, atoms.get_volume()), {"unstable_modes": unstable,
-                                                              "force_calls": n_disp + 2 * len(VOIGT_PAIRS)}
+    ph, _ = finite_displacement_phonopy(atoms, calc, PhononConfig(supercell=(1, 1, 1), displacement=displacement))
+    u, _ = relaxation_per_strain(ph.force_constants, internal_strain_forces(atoms, calc, delta))
+    return ionic_piezo(born_charges, u, atoms.get_volume())
 
 
 # ------------------------------------------------------------------------------ a model's known part
@@ -132,7 +131,7 @@ class IonicPiezoTerm:
             self._calc = force_calculator(self.potential, self.device)
         z = self._bec.predict(atoms)["born_charges"]
         with torch_threads(1):  # the potential's small ops: one thread is fastest (phonons.PhononConfig)
-            return ionic_piezo_tensor(atoms, z, self._calc)[0]
+            return ionic_piezo_tensor(atoms, z, self._calc)
 
 
 def load_known_parts(folder) -> dict:
