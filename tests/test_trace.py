@@ -133,3 +133,48 @@ def test_only_prediction_workers_trace(tmp_path, monkeypatch):
         torch.set_num_threads(before)
     for a, b in zip(one, two):
         np.testing.assert_allclose(a["born_charges"], b["born_charges"], rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_trunk_predicts_what_the_eager_one_does(tmp_path, monkeypatch):
+    """ETGNN_COMPILE=1 (etgnn predict --compile): torch.compile's trunk, checked, gives the same tensors."""
+    import shutil
+
+    from conftest import save_tiny_model
+
+    from etgnn_core.api import load_model
+
+    if not (shutil.which("c++") or shutil.which("g++")):
+        pytest.skip("torch.compile needs a C++ compiler")
+    model = load_model(save_tiny_model(tmp_path, "m", ["born_charges", "dielectric"]), device="cpu")
+    crystals = [rattled_wurtzite(0.05, seed=s) for s in range(4)]
+    monkeypatch.setenv("ETGNN_TRACE", "0")
+    eager = model.predict(crystals, batch_size=2)
+    monkeypatch.setenv("ETGNN_TRACE", "1")
+    monkeypatch.setenv("ETGNN_COMPILE", "1")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # the compiled trunk runs on one thread too, when asked for
+        compiled = model.predict(crystals, batch_size=2)
+    finally:
+        torch.set_num_threads(before)
+    trunk = model.net._traces.trace
+    assert trunk is not None and not isinstance(trunk, torch.jit.ScriptModule), "the trunk was not compiled"
+    for a, b in zip(eager, compiled):
+        for name in ("born_charges", "dielectric"):
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+def test_a_failed_compilation_falls_back_to_the_trace(monkeypatch):
+    from etgnn_core.model import trace
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setenv("ETGNN_COMPILE", "1")
+    net = tiny()
+    with pytest.warns(RuntimeWarning, match="could not compile its trunk"):
+        assert trace.build_compiled(net) is None
+    with pytest.warns(RuntimeWarning, match="could not compile"):
+        cached = net._traces.get(net)
+    assert isinstance(cached, torch.jit.ScriptModule)
