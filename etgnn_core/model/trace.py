@@ -117,8 +117,7 @@ def build_compiled(net: nn.Module) -> Callable | None:
     graphs = [random_inputs(net, 7, 40, 300, seed=0), random_inputs(net, 3, 11, 53, seed=1),
               random_inputs(net, 12, 90, 700, seed=2)]
     try:
-        compiled = torch.compile(_Trunk(net), dynamic=True,
-                                 options={"cpp_wrapper": os.environ.get("ETGNN_CPP_WRAPPER", "0") == "1"})
+        compiled = torch.compile(_Trunk(net), dynamic=True)
         with torch.no_grad():
             for inputs in graphs:
                 if not _same(tuple(compiled(*inputs)), tuple(net.trunk(*inputs)), rtol=1e-3, atol=1e-4):
