@@ -27,7 +27,7 @@ from etgnn_core import keys
 from etgnn_core.device import describe, resolve_device
 from etgnn_core.graph import Graph, build_graph, collate, neighbor_list
 from etgnn_core.model.etgnn import ETGNN, ModelOutput
-from etgnn_core.model.trace import compile_requested, traced_inference
+from etgnn_core.model.trace import WARNINGS_LOCK, compile_requested, traced_inference
 from etgnn_core.registry import ModelInfo, list_models, load_model_folder
 from etgnn_core.structure import (
     MIN_DISTANCE,
@@ -285,15 +285,19 @@ def prepare_all(model, items: list, max_atoms: int | None) -> tuple[list, list[l
 
     The warnings are emitted again (callers may filter them) and kept for ``Prediction.warnings``.
     """
-    prepared, notes = [], []
-    for s in items:
-        with warnings.catch_warnings(record=True) as caught:
+    prepared, notes, mine = [], [], []
+    try:  # one recording block for the batch: entering one per structure cost ~0.4 ms each
+        with WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", StructureWarning)
-            prepared.append(model.prepare(s, max_atoms))
-        mine = [w for w in caught if issubclass(w.category, StructureWarning)]
+            for s in items:
+                start = len(caught)
+                prepared.append(model.prepare(s, max_atoms))
+                new = [w for w in caught[start:] if issubclass(w.category, StructureWarning)]
+                notes.append([" ".join(str(w.message).split()) for w in new])
+                mine += new
+    finally:  # also when a structure is refused: the warnings of the ones before it are not lost
         for w in mine:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        notes.append([" ".join(str(w.message).split()) for w in mine])
     return prepared, notes
 
 

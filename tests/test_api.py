@@ -22,7 +22,7 @@ from etgnn_core import keys
 from etgnn_core.api import EdgeContributions, Prediction
 from etgnn_core.prototypes import alpha_quartz
 from etgnn_core.registry import ModelLoadError
-from etgnn_core.structure import StructureError
+from etgnn_core.structure import StructureError, StructureWarning
 from etgnn_core.tensors.specs import spec_for
 
 SHAPES = {
@@ -157,6 +157,16 @@ def test_batches_in_worker_threads_match_one_thread_and_keep_order_and_warnings(
         assert b.warnings == a.warnings
         for name in keys.TENSOR_NAMES:
             np.testing.assert_allclose(b[name], a[name], atol=1e-6, err_msg=name)
+
+
+def test_a_batch_keeps_each_structures_own_warnings(model_sio2):
+    """prepare_all records warnings once per batch: each must still land on its own structure, and be emitted."""
+    molecule_sio2 = Atoms("OSiO", positions=[[0, 0, 0], [1.6, 0, 0], [3.2, 0, 0]])
+    batch = [sio_cell(), molecule_sio2, sio_cell()]
+    with pytest.warns(StructureWarning, match="a molecule"):
+        preds = model_sio2.predict(batch, batch_size=3)
+    flagged = [any("a molecule" in w for w in p.warnings) for p in preds]
+    assert flagged == [False, True, False]
 
 
 def test_embeddings_and_contributions(model_all):

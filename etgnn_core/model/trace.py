@@ -37,6 +37,11 @@ TrunkInputs = tuple[torch.Tensor, ...]  # z [N], dist [E], angle [T], src [E], d
 
 _local = threading.local()
 
+# warnings.catch_warnings swaps process-wide state and is not thread-safe: a trace built in a worker
+# thread while the main thread records the warnings of the next batch's structures
+# (etgnn_core.api.prepare_all) would lose that batch's warnings.  Both hold this lock.
+WARNINGS_LOCK = threading.Lock()
+
 
 def tracing_enabled() -> bool:
     return os.environ.get("ETGNN_TRACE", "1") != "0"
@@ -94,7 +99,7 @@ def build_trace(net: nn.Module) -> Callable | None:
     example = random_inputs(net, 7, 40, 300, seed=0)
     checks = [random_inputs(net, 3, 11, 53, seed=1), random_inputs(net, 12, 90, 0, seed=2)]
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with WARNINGS_LOCK, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # TorchScript's deprecation notes and tracer hints
             traced = torch.jit.trace(_Trunk(net), example, check_trace=False)
             for inputs in checks:
