@@ -146,12 +146,7 @@ def main(argv=None) -> int:
     p.add_argument("--committee", type=int, default=0, metavar="M",
                    help="time a committee of M default-size random members (target >= 150/s for M = 4)")
     p.add_argument("--profile", action="store_true", help="print a cProfile summary of predict at batch 32")
-    p.add_argument("--compile", action="store_true",
-                   help="run the trunk compiled by torch.compile (ETGNN_COMPILE=1, etgnn_core.model.trace); the "
-                        "one-off compilation is timed with the warm-up and printed apart")
     args = p.parse_args(argv)
-    if args.compile:
-        os.environ["ETGNN_COMPILE"] = "1"
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -175,15 +170,12 @@ def main(argv=None) -> int:
     n_atoms = np.mean([len(a) for a in structures])
     # warm-up: allocator, lazy init, and (2+ threads) the one-off trace of each network (~1 s, once per
     # process and model, like loading it: etgnn_core.model.trace)
-    t = time.perf_counter()
     model.predict(structures[:64], batch_size=16)
-    warm_s = time.perf_counter() - t
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
         f"model: {model.name}; {members} member(s) of {sum(p.numel() for p in model.net.parameters()):,} parameters; "
-        f"built/loaded in {build_s:.1f} s; warm-up (64 structures, with the one-off trace or compilation of "
-        f"each network) {warm_s:.1f} s; trunk {'compiled (torch.compile)' if args.compile else 'traced'}"
+        f"built/loaded in {build_s:.1f} s"
     )
     print(
         f"{n} structures, {n_atoms:.1f} atoms on average; torch {torch.__version__}, "

@@ -13,7 +13,6 @@ memory in the process for reuse, which saves page faults in every forward pass, 
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from etgnn_core import keys
 from etgnn_core.device import describe, resolve_device
 from etgnn_core.graph import Graph, build_graph, collate, neighbor_list
 from etgnn_core.model.etgnn import ETGNN, ModelOutput
-from etgnn_core.model.trace import WARNINGS_LOCK, compile_requested, traced_inference
+from etgnn_core.model.trace import WARNINGS_LOCK, traced_inference
 from etgnn_core.registry import ModelInfo, list_models, load_model_folder
 from etgnn_core.structure import (
     MIN_DISTANCE,
@@ -327,8 +326,8 @@ def map_batches(model, items: list, max_atoms: int | None, batch_size: int, work
             prepared, lines = prepare_all(model, items[start : start + batch_size], max_atoms)
             notes += lines
             if pool is None:
-                with torch.no_grad(), (traced_inference() if compile_requested() else contextlib.nullcontext()):
-                    results += work(prepared)  # one thread: the compiled trunk only when asked for
+                with torch.no_grad():
+                    results += work(prepared)
             else:
                 pending.append(pool.submit(one_thread, prepared))
         for job in pending:

@@ -22,7 +22,6 @@ built, so bad input fails fast.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -111,12 +110,6 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         help="torch CPU threads (default: torch's choice); 1 is fastest for many small structures on a busy machine",
-    )
-    pr.add_argument(
-        "--compile",
-        action="store_true",
-        help="compile the network with torch.compile before predicting (about a minute once, needs a C++ "
-        "compiler; pays off for tens of thousands of structures)",
     )
     pr.add_argument("--quiet", "-q", action="store_true", help="no progress bar or notes on standard error")
     _spectra_parser(sub, common)
@@ -333,8 +326,6 @@ def cmd_predict(args) -> int:
 
     from etgnn_core.api import load_model
 
-    if args.compile:
-        os.environ["ETGNN_COMPILE"] = "1"  # read where each network's trunk is built: etgnn_core.model.trace
     if args.threads:
         torch.set_num_threads(args.threads)
     model = load_model(str(info.path), device=args.device)

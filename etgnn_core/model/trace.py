@@ -12,13 +12,6 @@ and check a trace; one structure in the app would only wait for it), float32 on 
 autograd, ``eval()`` mode.  Each trace is checked against the eager trunk on random graphs of
 other sizes before it is used; a trace that differs (or fails) is dropped with a warning and the
 eager trunk runs.  ``ETGNN_TRACE=0`` turns it off.
-
-``ETGNN_COMPILE=1`` (CLI ``etgnn predict --compile``) builds the trunk with ``torch.compile``
-(Inductor, shapes dynamic) instead of a trace, for long batch jobs: Inductor fuses the elementwise
-and gather work of the triplet messages into C++ loops, which roughly halves the trunk's time on a
-CPU, but the first compilation takes about a minute (a few tens of seconds once Inductor's disk cache
-in the temporary folder holds it) and needs a C++ compiler.  The compiled trunk is checked like a
-trace, with a tolerance for its reordered sums; when it fails the trace is used.
 """
 
 from __future__ import annotations
@@ -45,10 +38,6 @@ WARNINGS_LOCK = threading.Lock()
 
 def tracing_enabled() -> bool:
     return os.environ.get("ETGNN_TRACE", "1") != "0"
-
-
-def compile_requested() -> bool:
-    return os.environ.get("ETGNN_COMPILE", "0") == "1"
 
 
 @contextlib.contextmanager
@@ -89,8 +78,8 @@ def random_inputs(net: nn.Module, n_atoms: int, n_edges: int, n_triplets: int, s
         n_edges, n_triplets)
 
 
-def _same(a: tuple, b: tuple, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
-    return len(a) == len(b) and all(x.shape == y.shape and torch.allclose(x, y, rtol=rtol, atol=atol)
+def _same(a: tuple, b: tuple) -> bool:
+    return len(a) == len(b) and all(x.shape == y.shape and torch.allclose(x, y, rtol=1e-4, atol=1e-5)
                                     for x, y in zip(a, b))
 
 
@@ -112,27 +101,6 @@ def build_trace(net: nn.Module) -> Callable | None:
         return None
 
 
-def build_compiled(net: nn.Module) -> Callable | None:
-    """``torch.compile`` of ``net.trunk`` with dynamic shapes, checked on graphs of three sizes; None on failure.
-
-    The tolerance is looser than a trace's (fused kernels sum in another order: ~1e-6 relative on
-    float32 values of order one).  The check graphs all have triplets: a graph without any is
-    specialised by the compiler and compiles again on first use.
-    """
-    graphs = [random_inputs(net, 7, 40, 300, seed=0), random_inputs(net, 3, 11, 53, seed=1),
-              random_inputs(net, 12, 90, 700, seed=2)]
-    try:
-        compiled = torch.compile(_Trunk(net), dynamic=True)
-        with torch.no_grad():
-            for inputs in graphs:
-                if not _same(tuple(compiled(*inputs)), tuple(net.trunk(*inputs)), rtol=1e-3, atol=1e-4):
-                    raise RuntimeError("compiled trunk differs from the eager one")
-        return compiled
-    except Exception as exc:  # noqa: BLE001 - any failure here only costs speed
-        warnings.warn(f"ETGNN could not compile its trunk ({' '.join(str(exc).split())[:200]}); it uses the "
-                      "trace instead", RuntimeWarning, stacklevel=3)
-        return None
-
 
 class TraceCache:
     """The one trace of one network (use_trace allows only float32 on the CPU), built on first use.
@@ -150,10 +118,7 @@ class TraceCache:
     def get(self, net: nn.Module) -> Callable | None:
         with self._lock:  # worker threads may ask for the first trace at once
             if not self.built:
-                self.trace = build_compiled(net) if compile_requested() else None
-                if self.trace is None:  # not `or`: a compiled module has no truth value
-                    self.trace = build_trace(net)
-                self.built = True
+                self.trace, self.built = build_trace(net), True
             return self.trace
 
     def clear(self) -> None:
