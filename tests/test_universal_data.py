@@ -215,3 +215,26 @@ def test_near_duplicates_share_a_label_and_never_straddle_parts():
     where = {int(i): k for k, v in parts.items() for i in v}
     assert len(where) == 40
     assert all(where[i] == where[i - 1] for i in range(3, 40, 4))
+
+
+def test_max_eps_inf_clears_train_and_val_only():
+    """data.max_eps_inf: metallic-looking eps_inf labels leave train and val; test and calib keep them."""
+    from etgnn_core.train.trainer import learnable_split
+
+    atoms = bulk("Si", "diamond", a=5.43)
+    eps = [np.eye(3) * v for v in (4.0, 35.0, 12.0, 60.0, 3.0, 25.0)]
+    eps[2][0, 1] = eps[2][1, 0] = 9.0  # principal values 3, 12, 21: out although every diagonal is 12
+    samples = [Sample(atoms, {keys.DIELECTRIC: e}, id=str(i)) for i, e in enumerate(eps)]
+    samples.append(Sample(atoms, {keys.BORN_CHARGES: np.zeros((2, 3, 3))}, id="no eps"))
+    split = {"train": np.array([0, 1, 2, 6]), "val": np.array([3, 4]), "calib": np.array([], dtype=np.int64),
+             "test": np.array([5])}
+    out = learnable_split(split, samples, 20.0)
+    assert out["train"].tolist() == [0, 6] and out["val"].tolist() == [4]
+    assert out["test"].tolist() == [5] and out["calib"].tolist() == []
+    assert learnable_split(split, samples, None) is split
+
+
+def test_max_eps_inf_is_a_data_setting():
+    cfg = TrainConfig.from_dict({"name": "m", "targets": ["dielectric"], "data": {"dataset": "phonon_becs",
+                                                                                   "max_eps_inf": 20}})
+    assert cfg.data.max_eps_inf == 20

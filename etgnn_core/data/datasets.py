@@ -16,7 +16,7 @@ import ase
 import numpy as np
 
 from .. import keys
-from ..tensors.algebra import voigt_rank3_to_full, voigt_rank4_to_full
+from ..tensors.algebra import principal_values, voigt_rank3_to_full, voigt_rank4_to_full
 from .extxyz import frame_targets, molecule_or_crystal, plain_atoms, read_frames_file
 from .poscar import load_poscar_zip
 from .sample import DataError, DatasetInfo, Sample
@@ -162,7 +162,7 @@ def phonon_eps_ok(eps: np.ndarray, eps_min: float = EPS_MIN, eps_max: float = EP
     eps = np.asarray(eps, dtype=np.float64)
     if not np.all(np.isfinite(eps)) or np.abs(eps - eps.T).max() > 1e-3:
         return False
-    ev = np.linalg.eigvalsh(0.5 * (eps + eps.T))
+    ev = principal_values(eps)
     return bool(ev[0] >= eps_min and ev[-1] <= eps_max)
 
 

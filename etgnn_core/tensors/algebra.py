@@ -90,6 +90,11 @@ def symmetric_part(T) -> np.ndarray:
     return 0.5 * (T + _swap_last2(T))
 
 
+def principal_values(T) -> np.ndarray:
+    """Eigenvalues ``[..., 3]`` (ascending) of the symmetric part of ``T [..., 3, 3]``."""
+    return np.linalg.eigvalsh(symmetric_part(T))
+
+
 def principal_axes(T) -> tuple[np.ndarray, np.ndarray]:
     """Eigen-decomposition of the symmetric part of ``T [..., 3, 3]``.
 

@@ -14,20 +14,14 @@ from __future__ import annotations
 import numpy as np
 
 from etgnn_core import keys
-from etgnn_core.tensors.algebra import full_rank4_to_voigt
+from etgnn_core.tensors.algebra import full_rank4_to_voigt, principal_values
 
 # Slack below the physical bound: a value at the bound within rounding is not a warning.
 EPS_MIN = 1.0 - 1e-3
 
 
-def _principal(t: np.ndarray) -> np.ndarray:
-    """Principal values (ascending) of the symmetric part of a [3, 3] tensor."""
-    t = np.asarray(t, dtype=np.float64).reshape(3, 3)
-    return np.linalg.eigvalsh(0.5 * (t + t.T))
-
-
 def dielectric_warning(eps: np.ndarray) -> list[str]:
-    low = float(_principal(eps)[0])
+    low = float(principal_values(np.reshape(eps, (3, 3)))[0])
     if not np.isfinite(low) or low >= EPS_MIN:
         return []
     return [f"the predicted dielectric tensor has a principal value of {low:.2f}, below 1 (vacuum): no real "
@@ -35,7 +29,7 @@ def dielectric_warning(eps: np.ndarray) -> list[str]:
 
 
 def polarizability_warning(alpha: np.ndarray, unit: str) -> list[str]:
-    low = float(_principal(alpha)[0])
+    low = float(principal_values(np.reshape(alpha, (3, 3)))[0])
     if not np.isfinite(low) or low >= 0:
         return []
     return [f"the predicted polarizability has a negative principal value ({low:.3g} {unit}): impossible for a "

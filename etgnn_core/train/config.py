@@ -47,6 +47,10 @@ class DataConfig:
     # target -> offset table (etgnn_core.data.offsets): a known part of the target the model does not
     # learn; structures without an entry are left out
     offsets: dict[str, str] = field(default_factory=dict)
+    # train and validate only on crystals whose electronic dielectric tensor has no principal value
+    # above this (PBE eps_inf of metals and small-gap crystals runs to hundreds; the Materials Project
+    # set flags > 20 as such); test and calibration keep every crystal, so the split stays comparable
+    max_eps_inf: float | None = None
 
 
 @dataclass

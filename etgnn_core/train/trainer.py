@@ -22,10 +22,12 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader
 
+from etgnn_core import keys
 from etgnn_core.data.offsets import write_known_parts
 from etgnn_core.device import tune_cpu_allocator
 from etgnn_core.model.etgnn import ETGNN, ModelConfig
 from etgnn_core.registry import find_model, load_model_folder, load_state_strict, save_model
+from etgnn_core.tensors.algebra import principal_values
 from etgnn_core.tensors.specs import spec_for
 from etgnn_core.train.batching import LabelledGraph, collate_labelled, label_graph
 from etgnn_core.train.config import TrainConfig
@@ -67,6 +69,26 @@ def load_samples(config: TrainConfig) -> tuple[list, str]:
         samples, left = attach_offsets(samples, target, read_offsets(path))
         described.append(f"{target} offsets from {path} ({left} structures without one left out)")
     return samples, "; ".join(described)
+
+
+def learnable_split(split: dict, samples: list, max_eps_inf: float | None) -> dict:
+    """``split`` with train and val cleared of crystals whose eps_inf label exceeds ``max_eps_inf``.
+
+    Test and calib keep them: they are scored as before, on the same crystals.
+    """
+    if max_eps_inf is None:
+        return split
+
+    def ok(i) -> bool:
+        eps = samples[i].targets.get(keys.DIELECTRIC)
+        return eps is None or float(principal_values(np.reshape(eps, (3, 3)))[-1]) <= max_eps_inf
+
+    out = dict(split)
+    for part in ("train", "val"):
+        out[part] = np.asarray([i for i in split[part] if ok(i)], dtype=np.int64)
+        log.info("%s: %d crystals with eps_inf above %g left out", part, len(split[part]) - len(out[part]),
+                 max_eps_inf)
+    return out
 
 
 def infer_species(config: TrainConfig, samples: list) -> TrainConfig:
@@ -217,7 +239,10 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
     validate_samples(samples, config.targets, allow_missing=several_sets)  # clear DataError before training
     config = infer_species(config, samples)
     model, keep_norm = build_model(config)
-    split = split_samples(samples, config)
+    split = learnable_split(split_samples(samples, config), samples, config.data.max_eps_inf)
+    if config.data.max_eps_inf is not None:
+        data_description = (f"{data_description or 'data'}; trained and validated only on crystals whose eps_inf has "
+                            f"no principal value above {config.data.max_eps_inf:g} (test and calib keep every crystal)")
     c = model.config
     items = [label_graph(s, c.targets, c.cutoff, c.max_neighbors) for s in samples]
     parts = {k: [items[i] for i in idx] for k, idx in split.items()}
