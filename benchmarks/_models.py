@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# the size of the shipped BEC + dielectric models (pretrained/perturbed_sio2/config.json)
+# the size of the shipped hidden-128 BEC + dielectric models (pretrained/perturbed_hfo2/config.json,
+# perturbed_al2o3); perturbed_sio2 is narrower (hidden 64, int_emb 48) since 2026-12-03
 SHIPPED_SIZE = {"cutoff": 5.0, "max_neighbors": 12, "hidden": 128, "num_blocks": 4, "triplet_hidden": 32,
                 "out_emb": 64}
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/app_latency.py [--model NAME_OR_FOLDER] [--repeats 3] [--threads N]
 
-Model: by default a randomly initialised ETGNN of the shipped size (configs/perturbed_sio2.yaml: hidden
+Model: by default a randomly initialised ETGNN of the shipped size (configs/perturbed_hfo2.yaml: hidden
 128, 4 blocks, cutoff 5 A, cap 12 neighbours, triplet_hidden 32, out_emb 64) predicting born_charges +
 dielectric (speed does not depend on the weights); ``--model`` times a shipped or trained one.
 Structure: the first of wurtzite ZnO / AlN / CdS 5x5x2 (200 atoms), alpha-quartz SiO2 2x3x4 (216),

@@ -3,7 +3,7 @@
     python benchmarks/predict_throughput.py [--n 1000] [--batch-sizes 1 8 32 128] [--threads N]
                                             [--model NAME_OR_FOLDER] [--committee M] [--profile]
 
-Model: by default a randomly initialised ETGNN of the shipped default size (configs/perturbed_sio2.yaml:
+Model: by default a randomly initialised ETGNN of the shipped default size (configs/perturbed_hfo2.yaml:
 hidden 128, 4 blocks, cutoff 5 A, cap 12 neighbours, triplet_hidden 32, out_emb 64; targets
 born_charges + dielectric) -- speed does not depend on the weights; ``--model`` times a shipped one.
 Structures: rattled cells of 2-9 atoms (Si, NaCl, ZnO wurtzite, MgO, alpha-quartz SiO2) built with
