@@ -33,7 +33,7 @@ SECTIONS = {
                "Peak resident memory of one forward pass on the CPU."),
     "predict": ("Batched prediction of small crystals", "predict_throughput.py",
                 ["--model", "perturbed_sio2", "--threads", "2"],
-                ["--model", "perturbed_sio2", "--threads", "2", "--batch-sizes", "16", "32", "--n", "1000"],
+                ["--model", "perturbed_sio2", "--threads", "2", "--batch-sizes", "32", "64", "--n", "3000"],
                 "Structures per second through Model.predict (graph + model) of the shipped SiO2 model, 2 threads."),
     "committee": ("Batched prediction with a committee", "predict_throughput.py",
                   ["--model", "universal_dielectric_bec", "--threads", "2", "--batch-sizes", "8", "32"],
