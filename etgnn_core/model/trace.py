@@ -101,7 +101,6 @@ def build_trace(net: nn.Module) -> Callable | None:
         return None
 
 
-
 class TraceCache:
     """The one trace of one network (use_trace allows only float32 on the CPU), built on first use.
 
