@@ -21,7 +21,7 @@ EPS_MIN = 1.0 - 1e-3
 
 
 def dielectric_warning(eps: np.ndarray) -> list[str]:
-    low = float(principal_values(np.reshape(eps, (3, 3)))[0])
+    low = float(principal_values(eps)[0])
     if not np.isfinite(low) or low >= EPS_MIN:
         return []
     return [f"the predicted dielectric tensor has a principal value of {low:.2f}, below 1 (vacuum): no real "
@@ -29,7 +29,7 @@ def dielectric_warning(eps: np.ndarray) -> list[str]:
 
 
 def polarizability_warning(alpha: np.ndarray, unit: str) -> list[str]:
-    low = float(principal_values(np.reshape(alpha, (3, 3)))[0])
+    low = float(principal_values(alpha)[0])
     if not np.isfinite(low) or low >= 0:
         return []
     return [f"the predicted polarizability has a negative principal value ({low:.3g} {unit}): impossible for a "
@@ -37,7 +37,7 @@ def polarizability_warning(alpha: np.ndarray, unit: str) -> list[str]:
 
 
 def elastic_warning(c: np.ndarray) -> list[str]:
-    voigt = full_rank4_to_voigt(np.asarray(c, dtype=np.float64).reshape(3, 3, 3, 3))
+    voigt = full_rank4_to_voigt(c)
     ev = np.linalg.eigvalsh(0.5 * (voigt + voigt.T))  # [6] GPa
     if not np.all(np.isfinite(ev)) or ev[0] > 0:
         return []
@@ -48,15 +48,15 @@ def elastic_warning(c: np.ndarray) -> list[str]:
 
 def physics_warnings(tensors: dict, units: dict | None = None) -> list[str]:
     """One-line warnings for every predicted crystal/structure tensor that breaks a physical bound."""
-    def one(name: str, size: int):  # the tensor when it is one structure-level tensor of that size
+    def one(name: str, shape: tuple):  # the tensor in that shape when it is one structure-level tensor of its size
         t = tensors.get(name)
-        return None if t is None or np.size(t) != size else np.asarray(t)
+        return None if t is None or np.size(t) != np.prod(shape) else np.asarray(t, dtype=np.float64).reshape(shape)
 
     out: list[str] = []
-    if (eps := one(keys.DIELECTRIC, 9)) is not None:
+    if (eps := one(keys.DIELECTRIC, (3, 3))) is not None:
         out += dielectric_warning(eps)
-    if (alpha := one(keys.POLARIZABILITY, 9)) is not None:
+    if (alpha := one(keys.POLARIZABILITY, (3, 3))) is not None:
         out += polarizability_warning(alpha, (units or {}).get(keys.POLARIZABILITY, ""))
-    if (c := one(keys.ELASTIC, 81)) is not None:
+    if (c := one(keys.ELASTIC, (3, 3, 3, 3))) is not None:
         out += elastic_warning(c)
     return out

@@ -81,7 +81,7 @@ def learnable_split(split: dict, samples: list, max_eps_inf: float | None) -> di
 
     def ok(i) -> bool:
         eps = samples[i].targets.get(keys.DIELECTRIC)
-        return eps is None or float(principal_values(np.reshape(eps, (3, 3)))[-1]) <= max_eps_inf
+        return eps is None or float(principal_values(eps)[-1]) <= max_eps_inf  # eps [3, 3], shape checked
 
     out = dict(split)
     for part in ("train", "val"):
