@@ -76,6 +76,13 @@ def _limit(limit) -> int | None:
     return limit
 
 
+def _frames(root, rel: str, limit) -> tuple[Path, list]:
+    """(path, its first ``limit`` frames; all when None) of a frames file under the data root."""
+    path = _file(_root(root), rel)
+    lim = _limit(limit)
+    return path, (read_frames_file(path, ":" if lim is None else f":{lim}") if lim != 0 else [])
+
+
 # --------------------------------------------------------------------------- shared text
 
 BEC_CONVENTION = (
@@ -259,9 +266,7 @@ def load_water(name: str, root=None, limit=None) -> tuple[list[Sample], DatasetI
     if name not in WATER_FILES:
         raise DataError(f"unknown water set {name!r}; known: {', '.join(WATER_FILES)}")
     info = _water_info(name)
-    path = _file(_root(root), info.path)
-    lim = _limit(limit)
-    frames = read_frames_file(path, ":" if lim is None else f":{lim}") if lim != 0 else []
+    path, frames = _frames(root, info.path, limit)
     mapping = {keys.DIPOLE: "mu", keys.POLARIZABILITY: "alpha"}
     if name == "water_bulk":
         mapping[keys.DIELECTRIC] = "epsilon"
@@ -308,9 +313,7 @@ def load_ferroelectric(name: str, root=None, limit=None) -> tuple[list[Sample], 
     if name not in FERRO_FILES:
         raise DataError(f"unknown ferroelectric set {name!r}; known: {', '.join(FERRO_FILES)}")
     info = _ferro_info(name)
-    path = _file(_root(root), info.path)
-    lim = _limit(limit)
-    frames = read_frames_file(path, ":" if lim is None else f":{lim}") if lim != 0 else []
+    path, frames = _frames(root, info.path, limit)
     mapping = {keys.FORCES: "forces", keys.ENERGY: "total_energy", keys.BORN_CHARGES: "born_charge"}
     samples = [
         Sample(atoms=plain_atoms(a), targets=frame_targets(a, mapping, str(path), f"frame {f}"),
@@ -323,10 +326,7 @@ def load_ferroelectric(name: str, root=None, limit=None) -> tuple[list[Sample], 
 def ferroelectric_polarization(name: str, root=None, limit=None) -> np.ndarray:
     """Per-frame 'polarization' [n_frames, 3] of a ferroelectrics set (e*Angstrom per cell, folded into
     one branch of the polarization lattice; use differences between nearby frames)."""
-    info = _ferro_info(name)
-    path = _file(_root(root), info.path)
-    lim = _limit(limit)
-    frames = read_frames_file(path, ":" if lim is None else f":{lim}")
+    path, frames = _frames(root, _ferro_info(name).path, limit)
     out = []
     for f, a in enumerate(frames):
         res = getattr(a.calc, "results", {}) if a.calc is not None else {}
