@@ -78,8 +78,18 @@ def hardware() -> str:
             f"GPU {gpu}; torch {torch.__version__}, Python {platform.python_version()}")
 
 
+def settle(limit: float = 1.0, most: float = 90.0) -> None:
+    """Wait (at most ``most`` s) for the 1-minute load average to fall below ``limit``, so that a timing
+    does not start while the previous section's load (e.g. the 5 GiB memory run) still lingers."""
+    end = time.monotonic() + most
+    while hasattr(os, "getloadavg") and os.getloadavg()[0] >= limit and time.monotonic() < end:
+        time.sleep(5)
+
+
 def run_section(key: str, quick: bool, timeout: float) -> str:
     title, script, full, fast, what = SECTIONS[key]
+    if key != "accuracy":
+        settle()
     args = fast if quick else full
     cmd = [sys.executable, str(ROOT / "benchmarks" / script), *args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
