@@ -14,7 +14,9 @@ the Spearman rank correlation of the std with the error.  Baselines are fitted o
 config or split is listed as skipped with the reason.  ``--limit`` evaluates the first N test
 structures only (quick checks; the table then says so).  A test split of 2-4 cell sizes (e.g.
 perturbed HfO2: 3- and 6-atom cells) is also reported per size, since one size can be far easier;
-``--write-card`` stores those per-size metrics in the model's card (``metrics_by_group``).
+``--write-card`` stores those per-size metrics in the model's card (``metrics_by_group``).  Where
+some structures get a warning (``Prediction.warnings``: rare elements, spread, embeddings, physics
+checks) and some do not, both groups are reported too: a warning should mark the larger errors.
 """
 
 from __future__ import annotations
@@ -119,6 +121,13 @@ def evaluate(info, limit: int | None = None, batch_size: int = 32, part: str = "
             keep = [i for i, s in enumerate(test) if len(s.atoms) == n]
             groups[f"{n}-atom cells"] = (len(keep), evaluate_model(model, [test[i] for i in keep], train,
                                                                    preds=[preds[i] for i in keep]))
+    # do the warnings mean something? the same metrics on the structures with and without one
+    warned = [i for i, p in enumerate(preds) if p.warnings]
+    if 0 < len(warned) < len(test):
+        calm = sorted(set(range(len(test))) - set(warned))
+        for g, keep in (("with a warning", warned), ("without a warning", calm)):
+            groups[g] = (len(keep), evaluate_model(model, [test[i] for i in keep], train,
+                                                   preds=[preds[i] for i in keep]))
     return evaluate_model(model, test, train, preds=preds), f"{len(test)} {part} structures" + (
         f" ({note})" if note else ""), groups
 
@@ -129,7 +138,7 @@ def write_groups(info, groups: dict) -> None:
 
     card = dict(info.card)
     card["metrics_by_group"] = {g: {"count": count, "mae": {t: r["mae"] for t, r in m.items()}}
-                                for g, (count, m) in groups.items()}
+                                for g, (count, m) in groups.items() if g.endswith("cells")}
     write_card(Path(info.path), card)
 
 
@@ -231,7 +240,7 @@ def main(argv=None) -> int:
         rows += table_rows(info.name, results)
         for g, (count, m) in groups.items():
             rows += table_rows(info.name, m, f" ({g}: {count})")
-        if args.write_card and groups and not args.limit and args.part == "test":
+        if args.write_card and any(g.endswith("cells") for g in groups) and not args.limit and args.part == "test":
             write_groups(info, groups)
         notes.append(f"{info.name}: {note}, {time.perf_counter() - t0:.0f} s")
     print_table(rows, args.markdown)

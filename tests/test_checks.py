@@ -16,12 +16,19 @@ def cubic_stiffness(c11: float, c12: float, c44: float) -> np.ndarray:
 
 
 def test_dielectric_below_vacuum_is_named_and_a_valid_one_is_not():
-    assert physics_warnings({"dielectric": np.diag([1.0, 2.0, 30.0])}) == []
+    assert physics_warnings({"dielectric": np.diag([1.0, 2.0, 19.0])}) == []
     (w,) = physics_warnings({"dielectric": np.diag([0.4, 2.0, 3.0])})
     assert "0.40" in w and "below 1" in w
     # the symmetric part decides: a large antisymmetric part cannot hide a low principal value
     eps = np.diag([0.5, 4.0, 4.0]) + np.array([[0, 3.0, 0], [-3.0, 0, 0], [0, 0, 0]])
     assert physics_warnings({"dielectric": eps})
+
+
+def test_dielectric_of_a_near_metal_is_named_with_the_gap_it_implies():
+    (w,) = physics_warnings({"dielectric": np.diag([47.4, 47.9, 47.9])})  # AgCrO2 as an early model had it
+    assert "47.9" in w and "0.041 eV" in w and "metal" in w  # 95 / 47.9^2
+    (w,) = physics_warnings({"dielectric": np.diag([3.0, 3.0, 25.0])})  # the largest principal value decides
+    assert "25.0" in w
 
 
 def test_unstable_stiffness_and_negative_polarizability_are_named():

@@ -18,14 +18,26 @@ from etgnn_core.tensors.algebra import full_rank4_to_voigt, principal_values
 
 # Slack below the physical bound: a value at the bound within rounding is not a warning.
 EPS_MIN = 1.0 - 1e-3
+# Above this eps_inf, PBE values belong to metals and near-metals: the Materials Project dielectric set
+# flags them as outliers ("metallic or small gap"), and Moss's rule below puts the gap near 0.2 eV.
+EPS_NEAR_METAL = 20.0
+# Moss's rule n^4 E_g ~ 95 eV (n^2 = eps_inf): a rough gap for the warning's wording, not a prediction.
+MOSS_EV = 95.0
 
 
 def dielectric_warning(eps: np.ndarray) -> list[str]:
-    low = float(principal_values(eps)[0])
-    if not np.isfinite(low) or low >= EPS_MIN:
+    values = principal_values(eps)
+    low, high = float(values[0]), float(values[-1])
+    if not (np.isfinite(low) and np.isfinite(high)):
         return []
-    return [f"the predicted dielectric tensor has a principal value of {low:.2f}, below 1 (vacuum): no real "
-            "material screens less than vacuum, so this crystal is outside what the model learned"]
+    if low < EPS_MIN:
+        return [f"the predicted dielectric tensor has a principal value of {low:.2f}, below 1 (vacuum): no real "
+                "material screens less than vacuum, so this crystal is outside what the model learned"]
+    if high > EPS_NEAR_METAL:
+        return [f"the predicted dielectric tensor has a principal value of {high:.1f}: by Moss's rule "
+                f"(n^4 x band gap ~ 95 eV) that belongs to a band gap near {MOSS_EV / high**2:.2g} eV, a metal or "
+                "near-metal; if this crystal is an insulator with a wider gap, the value is far too high"]
+    return []
 
 
 def polarizability_warning(alpha: np.ndarray, unit: str) -> list[str]:
