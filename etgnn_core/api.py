@@ -234,7 +234,7 @@ class Model:
                                      work, progress, f"predict ({self.name})")
         add_known_parts(self, results)
         for pred, lines in zip(results, notes):
-            pred.warnings = lines + pred.warnings + physics_warnings(pred.tensors, pred.units)
+            pred.warnings = lines + pred.warnings + physics_warnings(pred.tensors, pred.units, pred.atoms)
         return results[0] if single else results
 
     def _split(self, out: ModelOutput, atoms_list, embeddings, contributions) -> list[Prediction]:

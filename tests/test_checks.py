@@ -31,6 +31,22 @@ def test_dielectric_of_a_near_metal_is_named_with_the_gap_it_implies():
     assert "25.0" in w
 
 
+def test_born_charge_of_the_wrong_sign_is_named_by_atom_and_role():
+    nacl = bulk("NaCl", "rocksalt", a=5.64).repeat((2, 1, 1))  # atoms 0, 2 Na; 1, 3 Cl
+    bec = np.array([np.eye(3) * q for q in (1.1, -1.1, 1.1, -1.1)])  # [4, 3, 3] e, as DFT has it
+    assert physics_warnings({"born_charges": bec}, atoms=nacl) == []
+    assert physics_warnings({"born_charges": -bec}) == []  # no atoms: no neighbours, no check
+    bec[2] = -0.9 * np.eye(3)
+    (w,) = physics_warnings({"born_charges": bec}, atoms=nacl)
+    assert w.startswith("atom 2 (Na) sits among clearly more electronegative neighbours (Cl), as a cation")
+    assert "-0.90 e" in w
+    w = physics_warnings({"born_charges": -bec}, atoms=nacl)  # now both Cl positive and Na 0 negative
+    assert len(w) == 2 and "atoms 1, 3 (Cl)" in w[1] and "as anions do" in w[1] and "+1.10 e" in w[1]
+    # a weak charge of the wrong sign (|trace/3| <= 0.3 e) is within what DFT shows: no warning
+    bec[2] = -0.2 * np.eye(3)
+    assert physics_warnings({"born_charges": bec}, atoms=nacl) == []
+
+
 def test_unstable_stiffness_and_negative_polarizability_are_named():
     assert physics_warnings({"elastic": cubic_stiffness(160, 60, 80)}) == []  # Si-like, stable
     (w,) = physics_warnings({"elastic": cubic_stiffness(100, 120, 40)})  # C12 > C11: unstable
