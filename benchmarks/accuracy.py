@@ -175,15 +175,17 @@ HEAD = ["model", "tensor", "test MAE", "baseline MAE", "ratio", "unit", "coverag
         "Spearman(std, err)", "target"]
 
 
-def print_table(rows: list[list[str]], markdown: bool) -> None:
+def print_table(rows: list[list[str]], markdown: bool, head: list[str] | None = None) -> None:
+    """Rows under ``head`` (default: the accuracy columns), as aligned text or a markdown table."""
+    head = HEAD if head is None else head
     if markdown:
-        print("| " + " | ".join(HEAD) + " |")
-        print("|" + "---|" * len(HEAD))
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
         for r in rows:
             print("| " + " | ".join(r) + " |")
         return
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(HEAD)]
-    print("  ".join(h.ljust(w) for h, w in zip(HEAD, widths)))
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
 

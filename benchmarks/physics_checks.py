@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # accuracy.print_table
 
 SETS = ["phonon_becs", "mp/dielectric", "perturbed/Al2O3", "perturbed/SiO2", "perturbed/HfO2",
         "ferroelectrics/BaTiO3", "ferroelectrics/SiO2_quartz", "abo3_piezo", "mp/elastic", "matten/elasticity",
@@ -61,14 +62,9 @@ def main(argv=None) -> int:
         checked = sorted({k for s in samples for k in s.targets})
         found = "; ".join(f"{k}: {n} ({', '.join(examples[k])})" for k, n in counts.items()) or "none"
         rows.append([name, str(len(samples)), ", ".join(checked), found])
-    head = ["data set", "structures", "labels", "labels warned (examples)"]
-    if args.markdown:
-        print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-        print("\n".join("| " + " | ".join(r) + " |" for r in rows))
-    else:
-        w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-        print("  ".join(h.ljust(x) for h, x in zip(head, w)))
-        print("\n".join("  ".join(c.ljust(x) for c, x in zip(r, w)) for r in rows))
+    from accuracy import print_table
+
+    print_table(rows, args.markdown, ["data set", "structures", "labels", "labels warned (examples)"])
     return 0
 
 
