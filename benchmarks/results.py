@@ -27,6 +27,9 @@ SECTIONS = {
     "accuracy": ("Accuracy on the test splits", "accuracy.py", ["--markdown"], ["--markdown", "--limit", "200"],
                  "Test MAE of every shipped model on its own held-out split, next to a species-mean baseline "
                  "and the ETGNN paper where it reports one."),
+    "physics": ("Physics checks on DFT labels", "physics_checks.py", ["--markdown"], ["--markdown"],
+                "How often each physics warning (etgnn_core/tensors/checks.py) fires on the reference sets' DFT "
+                "labels: false alarms, or crystals that are unusual indeed."),
     "throughput": ("Inference and graph construction", "throughput.py", [], ["--quick"],
                    "ETGNN against PyG's DimeNet++ on the same graphs; neighbour list and triplets per atom."),
     "memory": ("Memory of a 10,000-atom crystal", "memory.py", [], ["--quick"],
