@@ -36,9 +36,11 @@ BEC_MODEL = "universal_dielectric_bec"
 
 def meta() -> str:
     """What made the tensors (the offset table's ``meta``, copied into the model's known_parts.json)."""
+    from etgnn_core.registry import weights_fingerprint
     from etgnn_core.spectra.phonons import DEFAULT_POTENTIAL
 
-    return json.dumps({"kind": "ionic_piezo", "bec_model": BEC_MODEL, "potential": DEFAULT_POTENTIAL})
+    return json.dumps({"kind": "ionic_piezo", "bec_model": BEC_MODEL, "potential": DEFAULT_POTENTIAL,
+                       "bec_model_sha256": weights_fingerprint(BEC_MODEL)})
 
 
 def load_piezo():

@@ -340,11 +340,14 @@ def map_batches(model, items: list, max_atoms: int | None, batch_size: int, work
 
 
 def add_known_parts(model, preds: list) -> None:
-    """Add each of ``model.known_parts`` (target -> callable(atoms)) to the predictions, members included."""
+    """Add each of ``model.known_parts`` (target -> callable(atoms)) to the predictions, members included,
+    with the part's ``warning`` (e.g. the model it uses has changed since training) where it has one."""
     for name, part in getattr(model, "known_parts", {}).items():
         for p in preds:
             if name in p.tensors:
                 add_part(p, name, part(p.atoms))
+                if getattr(part, "warning", "") and part.warning not in p.warnings:
+                    p.warnings.append(part.warning)
 
 
 def add_part(pred: Prediction, name: str, value) -> None:

@@ -161,7 +161,7 @@ class Committee(Model):
         add_known_parts(self, results)
         for p, lines in zip(results, notes):
             p.warnings = lines + [w for w in self.warnings_for(p) if "molecule" not in w or not lines] \
-                + physics_warnings(p.tensors, p.units, p.atoms)
+                + p.warnings + physics_warnings(p.tensors, p.units, p.atoms)
             if not embeddings:
                 p.embeddings = None
         return results[0] if single else results

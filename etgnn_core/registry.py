@@ -168,6 +168,25 @@ class InstallError(ValueError):
     """An install that would write outside pretrained/ or replace what it must not (the message says which)."""
 
 
+def weights_fingerprint(name_or_path) -> str:
+    """sha256 over the sha256 of every weights.pt of a model (a committee: each member's, in folder order).
+
+    A model that uses another one's output (universal_piezo's ionic term uses universal_dielectric_bec's
+    Born charges) records this at training time and can tell later whether that model has changed.
+    """
+    import hashlib
+
+    folder = find_model(name_or_path)
+    total = hashlib.sha256()
+    for f in sorted(folder.rglob(WEIGHTS_FILE)):
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        total.update(f"{f.relative_to(folder).as_posix()} {h.hexdigest()}\n".encode())
+    return total.hexdigest()
+
+
 def pretrained_root() -> Path:
     """The repository's pretrained/ folder (where --install puts models)."""
     return Path(__file__).resolve().parents[1] / "pretrained"

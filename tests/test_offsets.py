@@ -129,3 +129,33 @@ def test_ionic_term_refuses_a_molecule_and_a_large_cell_before_any_force_call():
         term(Atoms("CO", positions=[[0, 0, 0], [0, 0, 1.1]]))
     with pytest.raises(StructureError, match="at most 48 atoms"):
         term(bulk("Si", "diamond", a=5.43).repeat((3, 3, 3)))
+
+
+def test_a_known_part_warns_when_the_born_charge_model_changed_since_training(tmp_path):
+    """universal_piezo's ionic term uses another model's Born charges: a changed model is named, not hidden."""
+    from conftest import save_tiny_model
+
+    from etgnn_core.api import load_model
+    from etgnn_core.registry import weights_fingerprint
+    from etgnn_core.spectra.piezo import IonicPiezoTerm
+
+    bec = save_tiny_model(tmp_path, "bec", ["born_charges"], elements=[8, 30])
+    trained_with = weights_fingerprint(bec)
+    assert IonicPiezoTerm(str(bec), "sevenn", bec_sha256=trained_with).check_bec_model(bec) == ""
+    assert IonicPiezoTerm(str(bec), "sevenn").check_bec_model(bec) == ""  # an old table: nothing to compare
+    other = save_tiny_model(tmp_path / "retrained", "bec", ["born_charges"], elements=[8, 30], seed=1)
+    assert weights_fingerprint(other) != trained_with
+    term = IonicPiezoTerm(str(bec), "sevenn", bec_sha256=trained_with)
+    assert "changed since this model was trained" in term.check_bec_model(other)
+
+    # the warning reaches every prediction that adds the part (term stands in for the SevenNet computation)
+    class Part:
+        warning = term.warning
+
+        def __call__(self, atoms):
+            return np.zeros((3, 3))
+
+    model = load_model(str(save_tiny_model(tmp_path, "tiny", ["dielectric"], elements=[8, 30])), device="cpu")
+    model.known_parts = {"dielectric": Part()}
+    pred = model.predict(zno_samples(1)[0].atoms)
+    assert pred.warnings.count(term.warning) == 1

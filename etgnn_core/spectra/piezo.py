@@ -107,9 +107,21 @@ class IonicPiezoTerm:
     #: a P1 cell needs 6 force calls per atom plus 12: beyond this the term would take minutes
     max_atoms = 48
 
-    def __init__(self, bec_model: str, potential: str, device: str = "auto"):
+    def __init__(self, bec_model: str, potential: str, device: str = "auto", bec_sha256: str | None = None):
         self.bec_model, self.potential, self.device = bec_model, potential, device
+        self.bec_sha256 = bec_sha256  # weights_fingerprint of the Born-charge model the network was trained with
+        self.warning = ""  # set when the installed Born-charge model is another one (add_known_parts shows it)
         self._bec = self._calc = None
+
+    def check_bec_model(self, folder) -> str:
+        """The warning (or "") for the Born-charge model at ``folder``: has it changed since training?"""
+        from etgnn_core.registry import weights_fingerprint
+
+        if self.bec_sha256 and weights_fingerprint(folder) != self.bec_sha256:
+            self.warning = (f"the ionic part of this piezoelectric tensor uses Born charges of {self.bec_model}, "
+                            "whose weights have changed since this model was trained on them: the tensor may be "
+                            "off until the model is retrained (docs/piezo.md, Rebuilding)")
+        return self.warning
 
     def describe(self) -> str:
         return f"ionic term: Born charges of {self.bec_model} x internal strain from {self.potential}"
@@ -129,6 +141,7 @@ class IonicPiezoTerm:
         if self._bec is None:
             self._bec = load_model(self.bec_model, device=self.device)
             self._calc = force_calculator(self.potential, self.device)
+            self.check_bec_model(self._bec.info.path)
         z = self._bec.predict(atoms)["born_charges"]
         with torch_threads(1):  # the potential's small ops: one thread is fastest (phonons.PhononConfig)
             return ionic_piezo_tensor(atoms, z, self._calc)
@@ -146,5 +159,5 @@ def load_known_parts(folder) -> dict:
     for target, spec in json.loads(path.read_text()).items():
         if spec.get("kind") != "ionic_piezo":
             raise ValueError(f"{path}: unknown known-part kind {spec.get('kind')!r} for {target}")
-        out[target] = IonicPiezoTerm(spec["bec_model"], spec["potential"])
+        out[target] = IonicPiezoTerm(spec["bec_model"], spec["potential"], bec_sha256=spec.get("bec_model_sha256"))
     return out
