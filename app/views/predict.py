@@ -449,8 +449,12 @@ def show_warnings(results) -> None:
     """Every warning at the top of the page, in plain words, naming the model: the committee's
     out-of-domain warnings and the structure checks' (e.g. a molecule given to a crystal model)."""
     for model, pred in results:
-        for w in [*pred.atoms.info.get("etgnn_warnings", []), *pred.warnings]:
-            st.warning(f"**{model.name}**: {w[0].upper() + w[1:]}.", icon=":material/warning:")
+        lines = [w[0].upper() + w[1:] + "." for w in [*pred.atoms.info.get("etgnn_warnings", []), *pred.warnings]]
+        if len(lines) == 1:
+            st.warning(f"**{model.name}**: {lines[0]}", icon=":material/warning:")
+        elif lines:  # one box per model: three models with three findings each stay readable
+            st.warning(f"**{model.name}** ({len(lines)} warnings):\n" + "\n".join(f"- {w}" for w in lines),
+                       icon=":material/warning:")
 
 
 def page() -> None:
