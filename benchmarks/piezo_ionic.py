@@ -2,18 +2,23 @@
 
     python benchmarks/piezo_ionic.py [--shard K/N] [--out runs/piezo_ionic] [--limit N]
     python benchmarks/piezo_ionic.py --merge benchmarks/data/mp_piezo_ionic.npz [--out runs/piezo_ionic]
+    python benchmarks/piezo_ionic.py --from-relaxation --merge benchmarks/data/mp_piezo_ionic.npz
     python benchmarks/piezo_ionic.py --report [--out runs/piezo_ionic] [--part calib]
 
 For every crystal of ``mp/piezo`` (configs/universal_piezo.yaml) whose elements the Born-charge
 committee ``universal_dielectric_bec`` knows: Born charges (committee mean, e) of the crystal as
-given, Γ force constants and internal-strain forces from SevenNet 7net-l3i5, and
-e_ion = (e/V) Z · Φ⁺ Λ (etgnn_core.spectra.piezo), C/m^2, full e_ijk.  Written per shard to
-``OUT/shard_K_of_N.npz`` (ids, e_ion [n, 3, 3, 3], seconds); shards run in
-parallel processes, one torch thread each.  ``--merge`` writes every shard into one offset table
-(``ids``, ``values``, ``meta``; etgnn_core.data.offsets) for configs/universal_piezo.yaml.
-``--report`` compares e_ion with the DFT total tensor
-on one split part of the shipped split (components on sign-certain frames vs the zero tensor,
-||e|| on all frames vs the median training norm): e_ion lacks the clamped-ion (electronic) term.
+given, Γ force constants and internal-strain forces from SevenNet 7net-l3i5, the internal
+relaxation u = Φ⁺ Λ (Å per unit strain) and e_ion = (e/V) Z · u (etgnn_core.spectra.piezo), C/m^2,
+full e_ijk.  Written per shard to ``OUT/shard_K_of_N.npz`` (ids, e_ion [n, 3, 3, 3], u of every
+crystal, seconds); shards run in parallel processes, one torch thread each (2-20 s a crystal).
+``--merge`` writes every shard into one offset table (``ids``, ``values``, ``meta``;
+etgnn_core.data.offsets) for configs/universal_piezo.yaml, and the relaxations into
+``benchmarks/data/mp_piezo_relaxation.npz`` (``ids``, ``u_flat`` [sum of atoms, 3, 3, 3],
+``n_atoms``).  ``--from-relaxation`` writes the offset table anew from that file and the Born-charge
+model installed now, in seconds: what to run after replacing universal_dielectric_bec (then
+retrain universal_piezo's members; docs/piezo.md).  ``--report`` compares e_ion with the DFT total
+tensor on one split part of the shipped split (components on sign-certain frames vs the zero
+tensor, ||e|| on all frames vs the median training norm): e_ion lacks the clamped-ion term.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 BEC_MODEL = "universal_dielectric_bec"
+# u = Φ⁺Λ of every crystal (SevenNet, independent of the Born charges): a new Born-charge model needs no phonons
+RELAX_TABLE = ROOT / "benchmarks" / "data" / "mp_piezo_relaxation.npz"
 
 
 def meta() -> str:
@@ -56,38 +63,84 @@ def compute(args) -> int:
     import torch
 
     from etgnn_core.spectra.phonons import DEFAULT_POTENTIAL
-    from etgnn_core.spectra.piezo import IonicPiezoTerm
+    from etgnn_core.spectra.piezo import IonicPiezoTerm, ionic_piezo
     from etgnn_core.structure import StructureError
 
     torch.set_num_threads(1)
     k, n = (int(x) for x in args.shard.split("/"))
     samples = load_piezo()[k::n][: args.limit]
     term = IonicPiezoTerm(BEC_MODEL, DEFAULT_POTENTIAL, device="cpu")  # what universal_piezo adds when predicting
-    ids, tensors, seconds = [], [], []
+    ids, tensors, relax, seconds = [], [], [], []
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, s in enumerate(samples):
         t0 = time.perf_counter()
         try:
-            e = term(s.atoms)
+            z, u = term.parts(s.atoms)
         except StructureError:  # an element the Born-charge committee does not know: no ionic term
             continue
-        ids.append(str(s.id)), tensors.append(e), seconds.append(time.perf_counter() - t0)
+        ids.append(str(s.id)), relax.append(u), seconds.append(time.perf_counter() - t0)
+        tensors.append(ionic_piezo(z, u, s.atoms.get_volume()))
         if i % 10 == 0 or i == len(samples) - 1:  # a checkpoint: a killed run keeps what it did
             np.savez(out / f"shard_{k}_of_{n}.npz", ids=np.array(ids), e_ion=np.array(tensors),
-                     seconds=np.array(seconds), meta=meta())
+                     seconds=np.array(seconds), meta=meta(), **ragged(relax))
             print(f"shard {k}/{n}: {len(ids)} of {len(samples)} done, {np.mean(seconds):.1f} s each", flush=True)
     return 0
 
 
+def ragged(relax: list) -> dict:
+    """u of several crystals [n_a, 3, 3, 3] each as one array and the atom counts (npz has no ragged arrays)."""
+    return {"u_flat": np.concatenate(relax) if relax else np.zeros((0, 3, 3, 3)),
+            "n_atoms": np.array([len(u) for u in relax], dtype=np.int64)}
+
+
+def read_relaxations(path: Path) -> dict[str, np.ndarray]:
+    """id -> u [n, 3, 3, 3] (Å per unit strain) from a relaxation table or a folder of shards."""
+    files = sorted(path.glob("shard_*.npz")) if path.is_dir() else [path]
+    out = {}
+    for f in files:
+        with np.load(f, allow_pickle=False) as d:
+            if "u_flat" not in d:
+                continue  # a shard written before the relaxation was stored
+            parts = np.split(d["u_flat"], np.cumsum(d["n_atoms"])[:-1])
+            out.update(zip(map(str, d["ids"]), parts))
+    return out
+
+
 def merge(args) -> int:
     from etgnn_core.data.offsets import read_offsets
+    from etgnn_core.spectra.phonons import DEFAULT_POTENTIAL
 
     cache = read_offsets(args.out)
     ids = sorted(cache)
     Path(args.merge).parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.merge, ids=np.array(ids), values=np.stack([cache[i] for i in ids]), meta=meta())
     print(f"{args.merge}: {len(ids)} crystals")
+    relax = read_relaxations(Path(args.out))
+    if set(relax) == set(ids):
+        np.savez_compressed(RELAX_TABLE, ids=np.array(ids), meta=json.dumps({"potential": DEFAULT_POTENTIAL}),
+                            **ragged([relax[i] for i in ids]))
+        print(f"{RELAX_TABLE}: the internal relaxation u of the same crystals")
+    return 0
+
+
+def from_relaxation(args) -> int:
+    """The offset table anew from RELAX_TABLE and the installed Born-charge model (seconds, no phonons)."""
+    import torch
+
+    from etgnn_core.api import load_model
+    from etgnn_core.spectra.piezo import ionic_piezo
+
+    torch.set_num_threads(1)
+    relax = read_relaxations(RELAX_TABLE)
+    by_id = {str(s.id): s for s in load_piezo()}
+    ids = sorted(i for i in relax if i in by_id)
+    bec = load_model(BEC_MODEL, device="cpu")
+    preds = bec.predict([by_id[i].atoms for i in ids])
+    values = np.stack([ionic_piezo(p["born_charges"], relax[i], by_id[i].atoms.get_volume())
+                       for i, p in zip(ids, preds)])
+    np.savez_compressed(args.merge, ids=np.array(ids), values=values, meta=meta())
+    print(f"{args.merge}: {len(ids)} crystals, Born charges of the installed {BEC_MODEL}")
     return 0
 
 
@@ -120,10 +173,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "runs" / "piezo_ionic"))
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--report", action="store_true")
-    p.add_argument("--merge", metavar="NPZ", help="write the shards into one offset table")
+    p.add_argument("--merge", metavar="NPZ", help="write the shards into one offset table (and RELAX_TABLE)")
+    p.add_argument("--from-relaxation", action="store_true",
+                   help=f"write the --merge table from {RELAX_TABLE.name} and the installed Born-charge model")
     p.add_argument("--part", default="calib")
     p.add_argument("--split", default=None, help="split.json (default: runs/universal_piezo/committee)")
     args = p.parse_args(argv)
+    if args.from_relaxation:
+        if not args.merge:
+            p.error("--from-relaxation needs --merge NPZ (the offset table to write)")
+        return from_relaxation(args)
     return report(args) if args.report else merge(args) if args.merge else compute(args)
 
 

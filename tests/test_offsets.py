@@ -159,3 +159,26 @@ def test_a_known_part_warns_when_the_born_charge_model_changed_since_training(tm
     model.known_parts = {"dielectric": Part()}
     pred = model.predict(zno_samples(1)[0].atoms)
     assert pred.warnings.count(term.warning) == 1
+
+
+def test_relaxation_tables_round_trip_crystals_of_different_sizes(tmp_path):
+    """benchmarks/piezo_ionic.py stores u [n_atoms, 3, 3, 3] of crystals of any size, so that e_ion can be
+    recomputed for a new Born-charge model without phonons."""
+    import sys
+    from pathlib import Path
+
+    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, bench)
+    try:
+        import piezo_ionic
+    finally:
+        sys.path.remove(bench)
+    rng = np.random.default_rng(0)
+    relax = {"a": rng.normal(size=(2, 3, 3, 3)), "b": rng.normal(size=(5, 3, 3, 3)), "c": rng.normal(size=(1, 3, 3, 3))}
+    np.savez(tmp_path / "shard_0_of_2.npz", ids=np.array(["a", "b"]), **piezo_ionic.ragged([relax["a"], relax["b"]]))
+    np.savez(tmp_path / "shard_1_of_2.npz", ids=np.array(["c"]), **piezo_ionic.ragged([relax["c"]]))
+    np.savez(tmp_path / "shard_old.npz", ids=np.array(["d"]), e_ion=np.zeros((1, 3, 3, 3)))  # no u: skipped
+    got = piezo_ionic.read_relaxations(tmp_path)
+    assert sorted(got) == ["a", "b", "c"]
+    for k, u in relax.items():
+        np.testing.assert_array_equal(got[k], u)

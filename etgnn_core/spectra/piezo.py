@@ -78,17 +78,23 @@ def ionic_piezo(born_charges: np.ndarray, u: np.ndarray, volume: float) -> np.nd
     return E_PER_A2_IN_C_PER_M2 / float(volume) * np.einsum("ail,aljk->ijk", z, u)
 
 
-def ionic_piezo_tensor(atoms: Atoms, born_charges: np.ndarray, calc, delta: float = 0.01,
-                       displacement: float = 0.01) -> np.ndarray:
-    """e_ion [3, 3, 3] (C/m^2) of ``atoms`` as given (no relaxation).
+def internal_relaxation(atoms: Atoms, calc, delta: float = 0.01, displacement: float = 0.01) -> np.ndarray:
+    """u[a, l, j, k] (Å per unit strain) of ``atoms`` as given (no relaxation): the costly part of e_ion.
 
     Γ force constants by phonopy ±``displacement`` (Å) in the cell itself, Λ by ±``delta`` strains.
+    It does not depend on the Born charges: stored once, e_ion follows for any Born-charge model.
     """
     from etgnn_core.spectra.phonons import PhononConfig, finite_displacement_phonopy
 
     ph, _ = finite_displacement_phonopy(atoms, calc, PhononConfig(supercell=(1, 1, 1), displacement=displacement))
     u, _ = relaxation_per_strain(ph.force_constants, internal_strain_forces(atoms, calc, delta))
-    return ionic_piezo(born_charges, u, atoms.get_volume())
+    return u
+
+
+def ionic_piezo_tensor(atoms: Atoms, born_charges: np.ndarray, calc, delta: float = 0.01,
+                       displacement: float = 0.01) -> np.ndarray:
+    """e_ion [3, 3, 3] (C/m^2) of ``atoms`` as given (no relaxation); see :func:`internal_relaxation`."""
+    return ionic_piezo(born_charges, internal_relaxation(atoms, calc, delta, displacement), atoms.get_volume())
 
 
 # ------------------------------------------------------------------------------ a model's known part
@@ -127,6 +133,11 @@ class IonicPiezoTerm:
         return f"ionic term: Born charges of {self.bec_model} x internal strain from {self.potential}"
 
     def __call__(self, atoms: Atoms) -> np.ndarray:
+        z, u = self.parts(atoms)
+        return ionic_piezo(z, u, atoms.get_volume())
+
+    def parts(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+        """(Born charges [n, 3, 3] e, internal relaxation u [n, 3, 3, 3] Å): e_ion = ionic_piezo(z, u, V)."""
         from etgnn_core.api import load_model
         from etgnn_core.spectra.phonons import force_calculator, torch_threads
         from etgnn_core.structure import StructureError, is_periodic, structure_label
@@ -144,7 +155,7 @@ class IonicPiezoTerm:
             self.check_bec_model(self._bec.info.path)
         z = self._bec.predict(atoms)["born_charges"]
         with torch_threads(1):  # the potential's small ops: one thread is fastest (phonons.PhononConfig)
-            return ionic_piezo_tensor(atoms, z, self._calc)
+            return z, internal_relaxation(atoms, self._calc)
 
 
 def load_known_parts(folder) -> dict:
