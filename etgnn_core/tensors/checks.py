@@ -93,8 +93,6 @@ def ionic_roles(atoms: ase.Atoms) -> dict[int, tuple[str, list[int]]]:
 
 def born_charge_sign_warnings(atoms: ase.Atoms, bec: np.ndarray) -> list[str]:
     """One line per role (cation / anion) whose predicted Born charges [n_atoms, 3, 3] have the wrong sign."""
-    from ase.data import chemical_symbols
-
     q = np.trace(np.asarray(bec, dtype=np.float64), axis1=1, axis2=2) / 3  # [n_atoms] e
     # the neighbour search only where an atom could be a cation below zero or an anion above it
     x = np.array([electronegativity(int(z)) or np.nan for z in atoms.numbers])  # [n_atoms]
@@ -111,26 +109,28 @@ def born_charge_sign_warnings(atoms: ase.Atoms, bec: np.ndarray) -> list[str]:
         if (role == "cation" and q[a] < -SIGN_MARGIN) or (role == "anion" and q[a] > SIGN_MARGIN):
             wrong[role].append(a)
             nbrs[role].update(shell)
-    out = []
-    for role, idx in wrong.items():
-        if not idx:
-            continue
-        worst = float(min(q[idx]) if role == "cation" else max(q[idx]))
-        names = sorted({chemical_symbols[atoms.numbers[a]] for a in idx})
-        around = ", ".join(chemical_symbols[z] for z in sorted(nbrs[role]))
-        listed = ", ".join(map(str, idx[:8])) + (", ..." if len(idx) > 8 else "")  # 0-based, as the tables
-        more, sign = ("more", "negative") if role == "cation" else ("less", "positive")
-        if len(idx) == 1:
-            who, verbs = f"atom {listed} ({names[0]})", ("sits", f"as {'an' if role == 'anion' else 'a'} {role} does",
-                                                           f"gets a {sign} Born charge (trace/3 = {worst:+.2f} e)")
-        else:
-            who, verbs = f"atoms {listed} ({', '.join(names)})", ("sit", f"as {role}s do",
-                                                                   f"get {sign} Born charges (trace/3 down to "
-                                                                   f"{worst:+.2f} e)")
-        out.append(f"{who} {verbs[0]} among clearly {more} electronegative neighbours ({around}), {verbs[1]}, yet "
-                   f"{verbs[2]}: a DFT Born charge almost never has that sign, so the model has likely taken this "
-                   "crystal for a metal; its Born charges and dielectric tensor are unreliable")
-    return out
+    return [_sign_message(atoms, role, idx, q, nbrs[role]) for role, idx in wrong.items() if idx]
+
+
+def _sign_message(atoms: ase.Atoms, role: str, idx: list[int], q: np.ndarray, around: set) -> str:
+    """The warning for the ``role`` atoms ``idx`` (0-based, as the tables) with trace/3 ``q`` of the wrong sign."""
+    from ase.data import chemical_symbols
+
+    worst = float(min(q[idx]) if role == "cation" else max(q[idx]))
+    names = sorted({chemical_symbols[atoms.numbers[a]] for a in idx})
+    listed = ", ".join(map(str, idx[:8])) + (", ..." if len(idx) > 8 else "")
+    more, sign, bound = ("more", "negative", "down") if role == "cation" else ("less", "positive", "up")
+    if len(idx) == 1:
+        who = f"atom {listed} ({names[0]}) sits"
+        article = "an" if role == "anion" else "a"
+        like = f"as {article} {role} does, yet gets a {sign} Born charge (trace/3 = {worst:+.2f} e)"
+    else:
+        who = f"atoms {listed} ({', '.join(names)}) sit"
+        like = f"as {role}s do, yet get {sign} Born charges (trace/3 {bound} to {worst:+.2f} e)"
+    neighbours = ", ".join(chemical_symbols[z] for z in sorted(around))
+    return (f"{who} among clearly {more} electronegative neighbours ({neighbours}), {like}: a DFT Born charge "
+            "almost never has that sign, so the model has likely taken this crystal for a metal; its Born charges "
+            "and dielectric tensor are unreliable")
 
 
 def polarizability_warning(alpha: np.ndarray, unit: str) -> list[str]:
