@@ -91,12 +91,6 @@ def internal_relaxation(atoms: Atoms, calc, delta: float = 0.01, displacement: f
     return u
 
 
-def ionic_piezo_tensor(atoms: Atoms, born_charges: np.ndarray, calc, delta: float = 0.01,
-                       displacement: float = 0.01) -> np.ndarray:
-    """e_ion [3, 3, 3] (C/m^2) of ``atoms`` as given (no relaxation); see :func:`internal_relaxation`."""
-    return ionic_piezo(born_charges, internal_relaxation(atoms, calc, delta, displacement), atoms.get_volume())
-
-
 # ------------------------------------------------------------------------------ a model's known part
 KNOWN_PARTS_FILE = "known_parts.json"
 
