@@ -69,13 +69,19 @@ def electronegativity(z: int) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def ionic_roles(atoms: ase.Atoms) -> dict[int, tuple[str, list[int]]]:
-    """{atom index: ("cation" | "anion", its first-shell neighbours' atomic numbers)} where the role is clear."""
+def electronegativities(atoms: ase.Atoms) -> np.ndarray:
+    """[n_atoms] Pauling electronegativities; NaN where an element has none."""
+    return np.array([electronegativity(int(z)) or np.nan for z in atoms.numbers])
+
+
+def ionic_roles(atoms: ase.Atoms, x: np.ndarray | None = None) -> dict[int, tuple[str, list[int]]]:
+    """{atom index: ("cation" | "anion", its first-shell neighbours' atomic numbers)} where the role is clear;
+    ``x``: :func:`electronegativities` of ``atoms`` when the caller has them."""
     from etgnn_core.graph import neighbor_list
 
     n = len(atoms)
     nbr, centre, _, dist = neighbor_list(atoms, NEIGHBOUR_CUTOFF)  # [n_pairs] each, both directions
-    x = np.array([electronegativity(int(z)) or np.nan for z in atoms.numbers])  # [n_atoms]; NaN: no value
+    x = electronegativities(atoms) if x is None else x  # [n_atoms]; NaN: no value
     nearest = np.full(n, np.inf)
     np.minimum.at(nearest, centre, dist)
     shell = dist <= SHELL * nearest[centre]  # [n_pairs] first-shell pairs
@@ -95,7 +101,7 @@ def born_charge_sign_warnings(atoms: ase.Atoms, bec: np.ndarray) -> list[str]:
     """One line per role (cation / anion) whose predicted Born charges [n_atoms, 3, 3] have the wrong sign."""
     q = np.trace(np.asarray(bec, dtype=np.float64), axis1=1, axis2=2) / 3  # [n_atoms] e
     # the neighbour search only where an atom could be a cation below zero or an anion above it
-    x = np.array([electronegativity(int(z)) or np.nan for z in atoms.numbers])  # [n_atoms]
+    x = electronegativities(atoms)  # [n_atoms]
     if np.isnan(x).all():
         return []
     with np.errstate(invalid="ignore"):  # NaN (no value) compares False
@@ -105,7 +111,7 @@ def born_charge_sign_warnings(atoms: ase.Atoms, bec: np.ndarray) -> list[str]:
         return []
     wrong: dict[str, list[int]] = {"cation": [], "anion": []}
     nbrs: dict[str, set] = {"cation": set(), "anion": set()}
-    for a, (role, shell) in ionic_roles(atoms).items():
+    for a, (role, shell) in ionic_roles(atoms, x).items():
         if (role == "cation" and q[a] < -SIGN_MARGIN) or (role == "anion" and q[a] > SIGN_MARGIN):
             wrong[role].append(a)
             nbrs[role].update(shell)
