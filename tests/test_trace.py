@@ -133,3 +133,43 @@ def test_only_prediction_workers_trace(tmp_path, monkeypatch):
         torch.set_num_threads(before)
     for a, b in zip(one, two):
         np.testing.assert_allclose(a["born_charges"], b["born_charges"], rtol=1e-5, atol=1e-6)
+
+
+def blockwise_triplet_coefficients(net, z, rbf, sbf, src, dst, kj, ji, factors, fc):
+    """The triplet stream written with the paper's blocks, one [T, C] message for all triplets."""
+    m_trip = net.triplet_embedding(z, rbf, sbf, src, dst, kj, ji)
+    sbf_emb = net.sbf_projection(sbf)
+    for update, (a, b) in zip(net.triplet_updates, factors):
+        m_trip = m_trip + a.index_select(0, kj) * b.index_select(0, ji) * update.lin_sbf(sbf_emb)
+    return net.triplet_head(m_trip, fc.index_select(0, kj) * fc.index_select(0, ji))
+
+
+@pytest.mark.usefixtures("in_worker")
+def test_inference_in_blocks_of_triplets_matches_one_block(monkeypatch):
+    """CPU inference runs the triplets in blocks of 4096 (etgnn_core.ops.triplet_message,
+    blocks.triplet_stream); training runs one block.  A batch of > 3 blocks of triplets gives the
+    same coefficients both ways, traced or not, and the same as the blocks' own forward chain."""
+    net = tiny()
+    graph = collate([build_graph(rattled_wurtzite(0.05, seed=s), CUTOFF, 16) for s in range(14)])
+    assert graph.triplet_kj.shape[0] > 3 * 4096
+    traced = outputs(net, graph, True, monkeypatch)
+    eager = outputs(net, graph, False, monkeypatch)
+    one_block = {name: t.structure for name, t in net(graph).tensors.items()} | {  # autograd on: one block
+        f"{name} atoms": t.atom for name, t in net(graph).tensors.items()}
+    assert_same(traced, eager, "traced vs eager")
+    assert_same(eager, {k: v.detach() for k, v in one_block.items()}, "blocks vs one block")
+
+    calls = []
+    real = type(net).triplet_coefficients
+
+    def reference(self, *args):
+        calls.append(1)
+        torch.testing.assert_close(real(self, *args), blockwise_triplet_coefficients(self, *args),
+                                   rtol=1e-5, atol=1e-6)
+        return real(self, *args)
+
+    monkeypatch.setattr(type(net), "triplet_coefficients", reference)
+    monkeypatch.setenv("ETGNN_TRACE", "0")
+    with torch.no_grad():
+        net(graph)
+    assert calls, "the triplet stream was not used"

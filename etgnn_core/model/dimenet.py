@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from etgnn_core.ops import gather, scatter_sum
+from etgnn_core.ops import triplet_message
 
 
 def glorot_orthogonal(weight: torch.Tensor, scale: float) -> None:
@@ -109,8 +109,7 @@ class InteractionPP(nn.Module):
         # lin_sbf2(lin_sbf1(sbf)) as one map: a product of width 8 is slow per triplet. The weight is built
         # as [S*R, I] row-major for a plain matmul: MKL's transposed-B path (F.linear) is ~4x slower for K = 42
         sbf_weight = self.lin_sbf1.weight.t() @ self.lin_sbf2.weight.t()  # [S*R, I]
-        x_kj = gather(x_kj, idx_kj) * (sbf @ sbf_weight)  # [T, I]
-        x_kj = scatter_sum(x_kj, idx_ji, x.shape[0])  # [E, I]
+        x_kj = triplet_message(x_kj, sbf, sbf_weight, idx_kj, idx_ji)  # [E, I]
         h = x_ji + self.act(self.lin_up(x_kj))
         for layer in self.layers_before_skip:
             h = layer(h)

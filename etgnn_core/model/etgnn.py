@@ -20,6 +20,7 @@ from etgnn_core.model.blocks import (
     TripletHead,
     TripletUpdateBlock,
     cosine_cutoff,
+    triplet_stream,
 )
 from etgnn_core.model.config import ModelConfig
 from etgnn_core.model.trace import TraceCache, use_trace
@@ -111,23 +112,31 @@ class ETGNN(nn.Module):
         rbf = self.rbf(dist)  # [E, R]
         sbf = self.sbf(dist, angle, kj)  # [T, S*R]
         m = self.edge_embedding(z, rbf, src, dst)  # [E, H]
-        if self.config.uses_triplet_messages:
-            sbf_emb = self.sbf_projection(sbf)  # [T, B]
-            m_trip = self.triplet_embedding(z, rbf, sbf, src, dst, kj, ji)
+        factors = []  # per block: the edge factors a, b [E, C] of the triplet update (eq 12)
         for i, update in enumerate(self.edge_updates):
             m = update(m, rbf, sbf, kj, ji)  # DimeNet++ updates the message of edge j->i from k->j
             if self.config.uses_triplet_messages:
-                m_trip = self.triplet_updates[i](m_trip, m, rbf, sbf_emb, kj, ji)  # [T, C]
+                factors.append(self.triplet_updates[i].edge_terms(m, rbf))
 
         fc = cosine_cutoff(dist, self.config.cutoff)  # [E]
         t_edge = self.edge_head(m, fc)  # [E, n_targets]
         if self.config.uses_triplet_messages:
-            t_trip = self.triplet_head(m_trip, gather(fc, kj) * gather(fc, ji))  # [T, n_triplet_targets]
+            t_trip = self.triplet_coefficients(z, rbf, sbf, src, dst, kj, ji, factors, fc)  # [T, n_triplet_targets]
         else:
             t_trip = angle.new_zeros(angle.shape[0], 0)
         h = self.atom_output.embed(m, rbf, dst, z.shape[0], 1.0 / self.config.avg_degree)  # [N, out_emb]
         t_self = self.atom_output(h) + self.species_bias(z)  # [N, n_self]
         return t_edge, t_trip, h, t_self
+
+    def triplet_coefficients(self, z, rbf, sbf, src, dst, kj, ji, factors, fc):  # -> t_kji [T, n_out]
+        """Triplet embedding -> updates -> head (eqs 11, 12), streamed by blocks of triplets (triplet_stream)."""
+        on_kj, on_ji = self.triplet_embedding.edge_terms(z, rbf, src, dst)  # [E, C]
+        # [in, out] row-major weights for plain matmuls (MKL's transposed-B path is slow for K = S*R)
+        w_upd = [u.lin_sbf.weight.t().contiguous() for u in self.triplet_updates]  # [B, C]
+        head = self.triplet_head.lin
+        return triplet_stream(on_kj, on_ji, sbf, self.triplet_embedding.lin_sbf.weight.t().contiguous(),
+                              self.sbf_projection.weight.t().contiguous(), [f[0] for f in factors],
+                              [f[1] for f in factors], w_upd, head.weight, head.bias, fc, kj, ji)
 
     def train(self, mode: bool = True):
         self._traces.clear()  # weights may change from here on; a trace is rebuilt when needed
