@@ -135,12 +135,12 @@ def test_only_prediction_workers_trace(tmp_path, monkeypatch):
         np.testing.assert_allclose(a["born_charges"], b["born_charges"], rtol=1e-5, atol=1e-6)
 
 
-def blockwise_triplet_coefficients(net, z, rbf, sbf, src, dst, kj, ji, factors, fc):
+def blockwise_triplet_coefficients(net, edge_messages, z, rbf, sbf, src, dst, kj, ji, fc):
     """The triplet stream written with the paper's blocks, one [T, C] message for all triplets."""
     m_trip = net.triplet_embedding(z, rbf, sbf, src, dst, kj, ji)
     sbf_emb = net.sbf_projection(sbf)
-    for update, (a, b) in zip(net.triplet_updates, factors):
-        m_trip = m_trip + a.index_select(0, kj) * b.index_select(0, ji) * update.lin_sbf(sbf_emb)
+    for update, m_edge in zip(net.triplet_updates, edge_messages, strict=True):
+        m_trip = update(m_trip, m_edge, rbf, sbf_emb, kj, ji)
     return net.triplet_head(m_trip, fc.index_select(0, kj) * fc.index_select(0, ji))
 
 
@@ -159,14 +159,17 @@ def test_inference_in_blocks_of_triplets_matches_one_block(monkeypatch):
     assert_same(traced, eager, "traced vs eager")
     assert_same(eager, {k: v.detach() for k, v in one_block.items()}, "blocks vs one block")
 
-    calls = []
+    calls, edge_messages = [], []
+    for block in net.edge_updates:  # the edge message after each block, for the blockwise reference
+        block.register_forward_hook(lambda module, args, out: edge_messages.append(out))
     real = type(net).triplet_coefficients
 
-    def reference(self, *args):
+    def reference(self, z, rbf, sbf, src, dst, kj, ji, factors, fc):
         calls.append(1)
-        torch.testing.assert_close(real(self, *args), blockwise_triplet_coefficients(self, *args),
-                                   rtol=1e-5, atol=1e-6)
-        return real(self, *args)
+        want = blockwise_triplet_coefficients(self, edge_messages, z, rbf, sbf, src, dst, kj, ji, fc)
+        got = real(self, z, rbf, sbf, src, dst, kj, ji, factors, fc)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        return got
 
     monkeypatch.setattr(type(net), "triplet_coefficients", reference)
     monkeypatch.setenv("ETGNN_TRACE", "0")
