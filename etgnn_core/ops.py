@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import torch
 
+# Triplets per block in CPU inference (triplet_message, model.blocks.triplet_stream): a block's [block, C]
+# intermediates stay in cache; training and GPUs take all triplets as one block.
+TRIPLET_BLOCK = 4096
+
 
 def gather(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """x[index] along the first axis (index_select: faster than advanced indexing on the CPU)."""
@@ -18,18 +22,18 @@ def scatter_sum(src: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tens
 
 @torch.jit.script
 def triplet_message(x_edge: torch.Tensor, basis: torch.Tensor, weight: torch.Tensor, kj: torch.Tensor,
-                    ji: torch.Tensor) -> torch.Tensor:
+                    ji: torch.Tensor, block: int = TRIPLET_BLOCK) -> torch.Tensor:
     """out[e] = sum over triplets t with ji[t] == e of x_edge[kj[t]] * (basis[t] @ weight).
 
     x_edge [E, I], basis [T, K], weight [K, I], kj/ji [T] -> [E, I].  CPU inference takes the triplets
-    in blocks of 4096: the three [T, I] intermediates of a block stay in cache (and no large buffer is
+    in blocks of ``block`` triplets: the three [T, I] intermediates of a block stay in cache (and no large buffer is
     allocated), which about halves the time of this, the largest step of an interaction block.
     Training and GPUs run one block.  Scripted, so a trace of the trunk keeps the loop instead of
     unrolling it for one triplet count; sizes are read from tensors here (an int argument would be
     frozen into the trace).  The sums run in the order of one unblocked index_add_.
     """
     n = basis.shape[0]
-    chunk = max(n, 1) if x_edge.is_cuda or torch.is_grad_enabled() else 4096
+    chunk = max(n, 1) if x_edge.is_cuda or torch.is_grad_enabled() else block
     out = torch.zeros(x_edge.shape[0], weight.shape[1], dtype=x_edge.dtype, device=x_edge.device)
     for start in range(0, n, max(chunk, 1)):
         stop = min(start + chunk, n)

@@ -13,6 +13,7 @@ from conftest import CUTOFF, make_tiny_model, rattled_ethanol, rattled_wurtzite
 
 from etgnn_core.graph import build_graph, collate
 from etgnn_core.model.trace import build_trace, traced_inference
+from etgnn_core.ops import TRIPLET_BLOCK
 
 
 @pytest.fixture
@@ -146,12 +147,12 @@ def blockwise_triplet_coefficients(net, edge_messages, z, rbf, sbf, src, dst, kj
 
 @pytest.mark.usefixtures("in_worker")
 def test_inference_in_blocks_of_triplets_matches_one_block(monkeypatch):
-    """CPU inference runs the triplets in blocks of 4096 (etgnn_core.ops.triplet_message,
+    """CPU inference runs the triplets in blocks of TRIPLET_BLOCK (etgnn_core.ops.triplet_message,
     blocks.triplet_stream); training runs one block.  A batch of > 3 blocks of triplets gives the
     same coefficients both ways, traced or not, and the same as the blocks' own forward chain."""
     net = tiny()
     graph = collate([build_graph(rattled_wurtzite(0.05, seed=s), CUTOFF, 16) for s in range(14)])
-    assert graph.triplet_kj.shape[0] > 3 * 4096
+    assert graph.triplet_kj.shape[0] > 3 * TRIPLET_BLOCK
     traced = outputs(net, graph, True, monkeypatch)
     eager = outputs(net, graph, False, monkeypatch)
     one_block = {name: t.structure for name, t in net(graph).tensors.items()} | {  # autograd on: one block

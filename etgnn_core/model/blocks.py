@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from etgnn_core.model.dimenet import BesselBasis, Envelope, InteractionPP, ResidualLayer
-from etgnn_core.ops import gather, scatter_sum
+from etgnn_core.ops import TRIPLET_BLOCK, gather, scatter_sum
 
 N_ELEMENTS = 119  # embedding rows: index = atomic number (0 unused)
 
@@ -173,18 +173,18 @@ class TripletUpdateBlock(nn.Module):
 def triplet_stream(on_kj: torch.Tensor, on_ji: torch.Tensor, sbf: torch.Tensor, w_sbf: torch.Tensor,
                    w_proj: torch.Tensor, a: list[torch.Tensor], b: list[torch.Tensor], w_upd: list[torch.Tensor],
                    w_head: torch.Tensor, b_head: torch.Tensor, fc: torch.Tensor, kj: torch.Tensor,
-                   ji: torch.Tensor) -> torch.Tensor:
+                   ji: torch.Tensor, block: int = TRIPLET_BLOCK) -> torch.Tensor:
     """Triplet embedding (eq 11), every update (eq 12) and the triplet head, a block of triplets at a time.
 
     The same maths as TripletEmbeddingBlock -> TripletUpdateBlock x n -> TripletHead: triplet messages
     only read edge messages, never feed them, so the edge-sized factors of every block (on_kj, on_ji,
     a[i], b[i] [E, C]) are computed first and each block of triplets runs through all of them while its
-    [block, C] message stays in cache (CPU inference: blocks of 4096; training and GPUs: one block).
+    [block, C] message stays in cache (CPU inference: blocks of ``block``; training and GPUs: one block).
     Weights come transposed ([in, out]): sbf [T, S*R], w_sbf [S*R, C], w_proj [S*R, B], w_upd[i] [B, C],
     w_head [n_out, C], fc [E] -> t_kji [T, n_out].
     """
     n = sbf.shape[0]
-    chunk = max(n, 1) if on_kj.is_cuda or torch.is_grad_enabled() else 4096
+    chunk = max(n, 1) if on_kj.is_cuda or torch.is_grad_enabled() else block
     out: list[torch.Tensor] = []
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
