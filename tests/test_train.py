@@ -151,6 +151,8 @@ def test_bad_labels_are_refused_before_training(tmp_path):
         ({"optim": {"ema_decay": 1.0}}, "optim.ema_decay"),
         ({"data": {}}, "dataset"),
         ({"data": {"datset": "x"}}, "unknown key"),
+        ({"losses": {"dielectric": "l3"}}, "losses.dielectric"),
+        ({"losses": {"dielectic": "l2"}}, "unknown target"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, change, message):
@@ -265,3 +267,29 @@ def test_learning_rate_warms_up_then_decays():
     steps = [tuned.lr_factor(p / 100) for p in range(101)]
     peak = int(np.argmax(steps))
     assert 4 <= peak <= 6 and all(a >= b for a, b in zip(steps[peak:], steps[peak + 1:]))
+
+
+def test_l2_loss_on_one_target_squares_its_errors_and_leaves_the_others_l1():
+    from etgnn_core.model import ETGNN, ModelConfig
+    from etgnn_core.tensors.specs import spec_for
+    from etgnn_core.train.batching import collate_labelled, label_graph
+    from etgnn_core.train.module import ETGNNModule
+
+    torch.manual_seed(0)
+    specs = [spec_for("born_charges"), spec_for("dielectric")]
+    net = ETGNN(ModelConfig(targets=specs, **TINY)).eval()
+    batch = collate_labelled([label_graph(x, specs, net.config.cutoff, TINY.get("max_neighbors", 16))
+                              for x in zno_samples(3)])
+    with torch.no_grad():
+        out = net(batch.graph).tensors
+        d_eps = out["dielectric"].structure - batch.targets["dielectric"]  # [3, 3, 3]
+        d_bec = out["born_charges"].atom - batch.targets["born_charges"]
+        l1 = ETGNNModule(net, {}, 1e-3, 1)
+        l2 = ETGNNModule(net, {}, 1e-3, 1, losses={"dielectric": "l2"})
+        l1.log = l2.log = lambda *a, **k: None
+        got1, got2 = l1._loss(batch, "train"), l2._loss(batch, "train")
+    s_bec, s_eps = net.scales[0], net.scales[1]
+    want1 = d_bec.abs().mean() / s_bec + d_eps.abs().mean() / s_eps
+    want2 = d_bec.abs().mean() / s_bec + d_eps.square().mean() / s_eps**2
+    assert torch.allclose(got1, want1, rtol=1e-5) and torch.allclose(got2, want2, rtol=1e-5)
+    assert not torch.allclose(got1, got2)

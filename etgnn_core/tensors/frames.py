@@ -51,12 +51,13 @@ def rotate(t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def closest_candidate_error(pred: torch.Tensor, label: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    """Per structure, the smallest sum of |pred - R . label| over the candidate rotations.
+def closest_candidate_error(pred: torch.Tensor, label: torch.Tensor, frames: torch.Tensor,
+                            power: int = 1) -> torch.Tensor:
+    """Per structure, the smallest sum of |pred - R . label|**power over the candidate rotations.
 
     pred, label: [n_struct, 3, ...]; frames: [n_struct, n_cand, 3, 3] (padded with identities).
     Returns [n_struct].
     """
     cand = rotate(label.unsqueeze(1), frames)  # [n_struct, n_cand, 3, ...] (einsum broadcasts the 1)
-    err = (pred.unsqueeze(1) - cand).abs().flatten(2).sum(-1)  # [n_struct, n_cand]
+    err = (pred.unsqueeze(1) - cand).abs().pow(power).flatten(2).sum(-1)  # [n_struct, n_cand]
     return err.min(dim=1).values

@@ -9,6 +9,7 @@ Example (see README "Training"):
       limit: null                    # use only the first N structures
     targets: [born_charges, dielectric]
     weights: {born_charges: 1.0, dielectric: 1.0}
+    losses: {dielectric: l1}         # l1 (default) or l2 per target
     split: {seed: 0, train: 0.9, val: 0.05, test: 0.05}
     model: {hidden: 128, num_blocks: 4, cutoff: 5.0, max_neighbors: 16}
     optim: {lr: 1.0e-3, batch_size: 32, max_epochs: 100, max_minutes: 20, patience: 20, clip: 10.0}
@@ -32,6 +33,10 @@ def slugify(text: str, default: str = "model") -> str:
     """A model name NAME_RE accepts, made from free text (runs of other characters become '_')."""
     out = re.sub(r"[^A-Za-z0-9_-]+", "_", str(text)).strip("_-")[:100]
     return out if NAME_RE.fullmatch(out) else default
+
+
+#: per-target training losses (TrainConfig.losses)
+LOSSES = ("l1", "l2")
 
 
 class ConfigError(ValueError):
@@ -97,6 +102,10 @@ class TrainConfig:
     targets: list[str]
     data: DataConfig = field(default_factory=DataConfig)
     weights: dict[str, float] = field(default_factory=dict)
+    # per-target loss, "l1" (default: mean absolute error) or "l2" (mean squared error).  L1 lets a
+    # few crystals the network has not learned stay far off (each pulls as hard as one nearly right);
+    # L2 pulls in proportion to the error, e.g. for eps_inf that a parent model learned wrong
+    losses: dict[str, str] = field(default_factory=dict)
     split: SplitConfig = field(default_factory=SplitConfig)
     model: dict = field(default_factory=dict)  # ModelConfig fields other than targets
     # per-target TensorSpec overrides, e.g. {dipole: {unit: e*bohr}, born_charges: {triplets: false}}
@@ -177,9 +186,12 @@ def _check(c: TrainConfig, where: str) -> None:
                           "(at most 100 characters, starting with a letter or digit): it names the model folder")
     if not c.targets:
         raise ConfigError(f"{where}: 'targets' is empty; name at least one of {list(DEFAULT_SPECS)}")
-    for t in list(c.targets) + list(c.weights) + list(c.tensor_options):
+    for t in list(c.targets) + list(c.weights) + list(c.tensor_options) + list(c.losses):
         if t not in DEFAULT_SPECS:
             raise ConfigError(f"{where}: unknown target {t!r}; known: {list(DEFAULT_SPECS)}")
+    for t, kind in c.losses.items():
+        if kind not in LOSSES:
+            raise ConfigError(f"{where}: losses.{t} is {kind!r}; known: {list(LOSSES)}")
     if not (c.data.dataset or c.data.extxyz):
         raise ConfigError(f"{where}: data needs 'dataset' or 'extxyz'")
     fr = (c.split.train, c.split.val, c.split.calib, c.split.test)

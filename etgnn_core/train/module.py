@@ -13,8 +13,10 @@ from etgnn_core.tensors.frames import closest_candidate_error
 from etgnn_core.train.batching import Batch
 
 
-def target_errors(model: ETGNN, batch: Batch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Per target: (sum of |prediction - label| over labelled components, number of those components).
+def target_errors(model: ETGNN, batch: Batch, squared: frozenset[str] = frozenset()
+                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Per target: (sum of |prediction - label| over labelled components, number of those components);
+    for the targets named in ``squared``, the sum of (prediction - label)**2 instead.
 
     A per-structure label whose frame is ambiguous (``batch.frames``) is compared in the candidate frame
     closest to the prediction (:mod:`etgnn_core.tensors.frames`).  A known part of a target
@@ -30,37 +32,42 @@ def target_errors(model: ETGNN, batch: Batch) -> dict[str, tuple[torch.Tensor, t
         mask = batch.masks[spec.name]
         label = batch.targets[spec.name]
         if batch.frames is not None and not spec.per_atom and spec.rank >= 1:
-            per_struct = closest_candidate_error(pred[mask], label[mask], batch.frames[mask])  # [n_labelled]
+            power = 2 if spec.name in squared else 1
+            per_struct = closest_candidate_error(pred[mask], label[mask], batch.frames[mask], power)  # [n_labelled]
             n = per_struct.numel() * int(torch.tensor(spec.shape).prod())
             errs[spec.name] = (per_struct.sum(), torch.tensor(n, device=pred.device))
             continue
         diff = (pred - label)[mask]
-        errs[spec.name] = (diff.abs().sum(), torch.tensor(diff.numel(), device=diff.device))
+        total = diff.square().sum() if spec.name in squared else diff.abs().sum()
+        errs[spec.name] = (total, torch.tensor(diff.numel(), device=diff.device))
     return errs
 
 
 class ETGNNModule(L.LightningModule):
-    """L1 loss on every target, each divided by its scale and weighted; cosine learning rate."""
+    """Per target an L1 (MAE / scale) or L2 (MSE / scale**2) loss, weighted and summed; cosine learning rate."""
 
     def __init__(self, model: ETGNN, weights: dict[str, float], lr: float, max_epochs: int,
-                 max_minutes: float | None = None, weight_decay: float = 0.0, warmup: float = 0.0):
+                 max_minutes: float | None = None, weight_decay: float = 0.0, warmup: float = 0.0,
+                 losses: dict[str, str] | None = None):
         super().__init__()
         self.model = model
         self.weights = {t.name: float(weights.get(t.name, 1.0)) for t in model.config.targets}
+        self.squared = frozenset(k for k, v in (losses or {}).items() if v == "l2")
         self.lr, self.max_epochs, self.max_minutes, self.weight_decay = lr, max_epochs, max_minutes, weight_decay
         self.warmup = warmup
         self._start = None
 
     def _loss(self, batch: Batch, stage: str) -> torch.Tensor:
-        errs = target_errors(self.model, batch)
+        errs = target_errors(self.model, batch, self.squared)
         loss = 0.0
         n_graphs = batch.graph.n_structures
         for i, spec in enumerate(self.model.config.targets):
             total, count = errs[spec.name]
-            mae = total / count.clamp(min=1)
-            loss = loss + self.weights[spec.name] * mae / self.model.scales[i]
-            self.log(f"{stage}_mae_{spec.name}", mae, batch_size=n_graphs, on_epoch=True, on_step=False,
-                     sync_dist=stage != "train")
+            mean = total / count.clamp(min=1)  # MAE, or MSE for an L2 target
+            l2 = spec.name in self.squared
+            loss = loss + self.weights[spec.name] * mean / self.model.scales[i] ** (2 if l2 else 1)
+            self.log(f"{stage}_{'mse' if l2 else 'mae'}_{spec.name}", mean, batch_size=n_graphs, on_epoch=True,
+                     on_step=False, sync_dist=stage != "train")
         self.log(f"{stage}_loss", loss, batch_size=n_graphs, on_epoch=True, on_step=False,
                  prog_bar=True, sync_dist=stage != "train")
         return loss

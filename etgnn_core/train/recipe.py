@@ -320,7 +320,9 @@ def history_rows(stages: list[Stage]) -> list[dict]:
 
 
 def _weights(config: TrainConfig) -> str:
-    return ", ".join(f"{k} {v:g}" for k, v in config.weights.items()) or "equal"
+    text = ", ".join(f"{k} {v:g}" for k, v in config.weights.items()) or "equal"
+    squared = [k for k, v in config.losses.items() if v == "l2"]
+    return text + (f"; L2 loss on {', '.join(squared)}" if squared else "")
 
 
 def _fmt(maes) -> str:
@@ -331,7 +333,8 @@ def training_settings(config: TrainConfig) -> dict:
     """Every setting of the last stage that shapes the weights (for the card)."""
     from dataclasses import asdict
 
-    return {"loss_weights": config.weights or "equal", "optim": asdict(config.optim), "split": asdict(config.split),
+    return {"loss_weights": config.weights or "equal", "losses": config.losses or "l1",
+            "optim": asdict(config.optim), "split": asdict(config.split),
             "model": config.model, "tensor_options": config.tensor_options, "seed": config.seed,
             "threads": config.threads}
 
