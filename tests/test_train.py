@@ -269,7 +269,7 @@ def test_learning_rate_warms_up_then_decays():
     assert 4 <= peak <= 6 and all(a >= b for a, b in zip(steps[peak:], steps[peak + 1:]))
 
 
-def test_l2_loss_on_one_target_squares_its_errors_and_leaves_the_others_l1():
+def test_l2_loss_on_one_target_squares_its_errors_and_leaves_the_others_l1(tmp_path):
     from etgnn_core.model import ETGNN, ModelConfig
     from etgnn_core.tensors.specs import spec_for
     from etgnn_core.train.batching import collate_labelled, label_graph
@@ -278,14 +278,14 @@ def test_l2_loss_on_one_target_squares_its_errors_and_leaves_the_others_l1():
     torch.manual_seed(0)
     specs = [spec_for("born_charges"), spec_for("dielectric")]
     net = ETGNN(ModelConfig(targets=specs, **TINY)).eval()
-    batch = collate_labelled([label_graph(x, specs, net.config.cutoff, TINY.get("max_neighbors", 16))
+    batch = collate_labelled([label_graph(x, specs, net.config.cutoff, TINY["max_neighbors"])
                               for x in zno_samples(3)])
     with torch.no_grad():
         out = net(batch.graph).tensors
         d_eps = out["dielectric"].structure - batch.targets["dielectric"]  # [3, 3, 3]
         d_bec = out["born_charges"].atom - batch.targets["born_charges"]
         l1 = ETGNNModule(net, {}, 1e-3, 1)
-        l2 = ETGNNModule(net, {}, 1e-3, 1, losses={"dielectric": "l2"})
+        l2 = ETGNNModule(net, {}, 1e-3, 1, squared=tiny_config(tmp_path, losses={"dielectric": "l2"}).l2_targets)
         l1.log = l2.log = lambda *a, **k: None
         got1, got2 = l1._loss(batch, "train"), l2._loss(batch, "train")
     s_bec, s_eps = net.scales[0], net.scales[1]

@@ -135,6 +135,11 @@ class TrainConfig:
             raise ConfigError(f"{path}: expected a mapping of keys at the top level")
         return cls.from_dict(d, str(path))
 
+    @property
+    def l2_targets(self) -> frozenset[str]:
+        """Targets trained with the squared error (``losses``); every other one with L1."""
+        return frozenset(k for k, v in self.losses.items() if v == "l2")
+
     def for_member(self, member: int) -> TrainConfig:
         """Committee member ``member``: its own train/validation draw, weight seed and output folder."""
         from dataclasses import replace

@@ -48,11 +48,11 @@ class ETGNNModule(L.LightningModule):
 
     def __init__(self, model: ETGNN, weights: dict[str, float], lr: float, max_epochs: int,
                  max_minutes: float | None = None, weight_decay: float = 0.0, warmup: float = 0.0,
-                 losses: dict[str, str] | None = None):
+                 squared: frozenset[str] = frozenset()):
         super().__init__()
         self.model = model
         self.weights = {t.name: float(weights.get(t.name, 1.0)) for t in model.config.targets}
-        self.squared = frozenset(k for k, v in (losses or {}).items() if v == "l2")
+        self.squared = frozenset(squared)  # targets with an L2 loss (TrainConfig.l2_targets)
         self.lr, self.max_epochs, self.max_minutes, self.weight_decay = lr, max_epochs, max_minutes, weight_decay
         self.warmup = warmup
         self._start = None

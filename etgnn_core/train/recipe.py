@@ -321,8 +321,8 @@ def history_rows(stages: list[Stage]) -> list[dict]:
 
 def _weights(config: TrainConfig) -> str:
     text = ", ".join(f"{k} {v:g}" for k, v in config.weights.items()) or "equal"
-    squared = [k for k, v in config.losses.items() if v == "l2"]
-    return text + (f"; L2 loss on {', '.join(squared)}" if squared else "")
+    squared = config.l2_targets
+    return text + (f"; L2 loss on {', '.join(sorted(squared))}" if squared else "")
 
 
 def _fmt(maes) -> str:
