@@ -14,7 +14,8 @@ A committee folder (``etgnn committee CONFIG`` writes it; docs/uncertainty.md ex
 All members share cutoff, max_neighbors and targets (loading refuses otherwise), so one graph per
 structure serves every member.  ``pred[name]`` is the members' mean; ``pred.std[name]`` the
 per-component standard deviation across members (ddof = 1) times ``std_scale[name]``, fitted on
-the calibration split so that about 90 % of its structures have MAE <= 2 x their mean std.
+the calibration split so that a new structure has MAE <= 2 x its mean std with probability >= 90 %
+(split-conformal quantile, metrics.fit_scale).
 
 ``domain`` keys: ``structures`` (training structures: every sample in neither calib nor test),
 ``periodic`` ("crystals", "molecules" or "mixed"), ``element_counts`` {symbol: training structures
@@ -537,7 +538,8 @@ def _card(config, description, samples, split, names, infos, test_metrics, scale
                     for n, i in zip(names, infos)],
         "metrics": test_metrics,
         "std_scale": scale,
-        "calibration": {"target": CALIB_TARGET, "k": metrics.COVERAGE_K, "minutes": round(minutes, 2)},
+        "calibration": {"target": CALIB_TARGET, "k": metrics.COVERAGE_K, "method": "split-conformal quantile",
+                        "minutes": round(minutes, 2)},
         "size": {"members": len(names), "parameters_per_member": params, "megabytes": round(mb, 2),
                  "model": {k: v for k, v in c.get("model", {}).items()} if c.get("model") else None},
         "notes": config.description,
@@ -563,7 +565,8 @@ def render_committee_card(name: str, description: str, card: dict) -> str:
                              f"| {m[f'{extra}_ratio']:.3f} | | | | {m['unit'] if extra == 'norm' else 'GPa'} |")
     s = card["size"]
     lines += ["", "## Uncertainty", "",
-              f"std scale per tensor (fitted on calib for {card['calibration']['target']:.0%} coverage): "
+              f"std scale per tensor (fitted on calib for {card['calibration']['target']:.0%} coverage"
+              f"{', ' + card['calibration']['method'] if card['calibration'].get('method') else ''}): "
               + ", ".join(f"{k} {v:.3g}" for k, v in card["std_scale"].items()), "",
               "## Size", "", f"{s['members']} members, {s['parameters_per_member']} parameters each, "
               f"{s['megabytes']} MB in all.", ""]

@@ -24,6 +24,7 @@ number per structure (sign-certain frames): its MAE (:func:`structure_errors`) a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -34,12 +35,14 @@ COVERAGE_K = 2.0  # a structure is covered when its MAE <= COVERAGE_K x its mean
 
 
 def voigt_moduli(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Voigt bulk and shear moduli (GPa) of C_ijkl [..., 3, 3, 3, 3] (GPa).
+    """Voigt bulk and shear moduli (GPa) of C_ijkl [..., 3, 3, 3, 3] (GPa); a torch tensor stays one
+    (the training loss on the moduli differentiates through this).
 
     K_V = (C11 + C22 + C33 + 2 (C12 + C13 + C23)) / 9,
     G_V = (C11 + C22 + C33 - (C12 + C13 + C23) + 3 (C44 + C55 + C66)) / 15 (Voigt 4 = 23, 5 = 13, 6 = 12).
     """
-    c = np.asarray(c, dtype=float)
+    if not hasattr(c, "shape"):
+        c = np.asarray(c, dtype=float)
     d = c[..., 0, 0, 0, 0] + c[..., 1, 1, 1, 1] + c[..., 2, 2, 2, 2]
     off = c[..., 0, 0, 1, 1] + c[..., 0, 0, 2, 2] + c[..., 1, 1, 2, 2]
     shear = c[..., 1, 2, 1, 2] + c[..., 0, 2, 0, 2] + c[..., 0, 1, 0, 1]
@@ -150,15 +153,20 @@ def coverage(errors: np.ndarray, spreads: np.ndarray, k: float = COVERAGE_K) -> 
 
 
 def fit_scale(errors: np.ndarray, spreads: np.ndarray, target: float = 0.9, k: float = COVERAGE_K) -> float:
-    """The factor c for which about ``target`` of the structures have MAE <= k c std.
+    """The factor c for which at least ``target`` of new structures are expected to have MAE <= k c std.
 
-    The ``target`` quantile of MAE / (k std); structures whose members agree exactly (std 0) are left
-    out.  1.0 when nothing can be fitted (e.g. identical members).
+    Split-conformal quantile of r = MAE / (k std) over the n calibration structures: the
+    ceil((n + 1) target)-th smallest r (the largest when that exceeds n).  The plain ``target``
+    quantile under-covers on a small calibration split (about target - 1/n in expectation); this one
+    covers at least ``target`` for exchangeable structures.  Structures whose members agree exactly
+    (std 0) are left out; 1.0 when nothing can be fitted (e.g. identical members).
     """
     ok = np.isfinite(errors) & np.isfinite(spreads) & (spreads > 0)
     if not ok.any():
         return 1.0
-    return float(np.quantile(errors[ok] / (k * spreads[ok]), target))
+    ratios = np.sort(errors[ok] / (k * spreads[ok]))
+    rank = min(len(ratios), math.ceil((len(ratios) + 1) * target - 1e-9))  # 1-based
+    return float(ratios[rank - 1])
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:

@@ -293,3 +293,36 @@ def test_l2_loss_on_one_target_squares_its_errors_and_leaves_the_others_l1(tmp_p
     want2 = d_bec.abs().mean() / s_bec + d_eps.square().mean() / s_eps**2
     assert torch.allclose(got1, want1, rtol=1e-5) and torch.allclose(got2, want2, rtol=1e-5)
     assert not torch.allclose(got1, got2)
+
+
+def test_moduli_loss_adds_the_voigt_bulk_and_shear_errors(tmp_path):
+    from etgnn_core.metrics import voigt_moduli
+    from etgnn_core.model import ETGNN, ModelConfig
+    from etgnn_core.tensors.algebra import voigt_rank4_to_full
+    from etgnn_core.tensors.specs import spec_for
+    from etgnn_core.train.batching import collate_labelled, label_graph
+    from etgnn_core.train.module import ETGNNModule
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    samples = []
+    for i, s in enumerate(zno_samples(3)):
+        c6 = rng.normal(size=(6, 6)) * 20
+        samples.append(Sample(atoms=s.atoms, targets={"elastic": voigt_rank4_to_full(c6 + c6.T + 300 * np.eye(6))},
+                              id=f"c{i}"))
+    specs = [spec_for("elastic")]
+    net = ETGNN(ModelConfig(targets=specs, **TINY)).eval()
+    batch = collate_labelled([label_graph(x, specs, net.config.cutoff, TINY["max_neighbors"]) for x in samples])
+    cfg = tiny_config(tmp_path, targets=["elastic"], moduli_weights={"elastic": 2.0})
+    with torch.no_grad():
+        pred = net(batch.graph).tensors["elastic"].structure  # [3, 3, 3, 3, 3]
+        plain, with_moduli = ETGNNModule(net, {}, 1e-3, 1), ETGNNModule(net, {}, 1e-3, 1,
+                                                                        moduli_weights=cfg.moduli_weights)
+        plain.log = with_moduli.log = lambda *a, **k: None
+        extra = with_moduli._loss(batch, "train") - plain._loss(batch, "train")
+    k_p, g_p = voigt_moduli(pred.double().numpy())
+    k_t, g_t = voigt_moduli(batch.targets["elastic"].double().numpy())
+    want = 2.0 * np.mean(np.abs(np.r_[k_p - k_t, g_p - g_t])) / float(net.scales[0])
+    assert float(extra) == pytest.approx(want, rel=1e-4) and want > 0
+    with pytest.raises(ConfigError, match="moduli_weights.dielectric"):
+        tiny_config(tmp_path, moduli_weights={"dielectric": 1.0})

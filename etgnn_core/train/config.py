@@ -106,6 +106,9 @@ class TrainConfig:
     # few crystals the network has not learned stay far off (each pulls as hard as one nearly right);
     # L2 pulls in proportion to the error, e.g. for eps_inf that a parent model learned wrong
     losses: dict[str, str] = field(default_factory=dict)
+    # per rank-4 target: weight of an extra L1 loss on its Voigt bulk and shear moduli.  They are
+    # rotation invariants (an ambiguous label frame cannot change them) and what users read off C_ijkl
+    moduli_weights: dict[str, float] = field(default_factory=dict)
     split: SplitConfig = field(default_factory=SplitConfig)
     model: dict = field(default_factory=dict)  # ModelConfig fields other than targets
     # per-target TensorSpec overrides, e.g. {dipole: {unit: e*bohr}, born_charges: {triplets: false}}
@@ -191,12 +194,18 @@ def _check(c: TrainConfig, where: str) -> None:
                           "(at most 100 characters, starting with a letter or digit): it names the model folder")
     if not c.targets:
         raise ConfigError(f"{where}: 'targets' is empty; name at least one of {list(DEFAULT_SPECS)}")
-    for t in list(c.targets) + list(c.weights) + list(c.tensor_options) + list(c.losses):
+    for t in list(c.targets) + list(c.weights) + list(c.tensor_options) + list(c.losses) + list(c.moduli_weights):
         if t not in DEFAULT_SPECS:
             raise ConfigError(f"{where}: unknown target {t!r}; known: {list(DEFAULT_SPECS)}")
     for t, kind in c.losses.items():
         if kind not in LOSSES:
             raise ConfigError(f"{where}: losses.{t} is {kind!r}; known: {list(LOSSES)}")
+    for t, w in c.moduli_weights.items():
+        if DEFAULT_SPECS[t].rank != 4 or DEFAULT_SPECS[t].per_atom:
+            raise ConfigError(f"{where}: moduli_weights.{t}: moduli exist only for a per-structure rank-4 "
+                              "tensor (elastic)")
+        if not isinstance(w, (int, float)) or w < 0:
+            raise ConfigError(f"{where}: moduli_weights.{t} is {w!r}; expected a number >= 0")
     if not (c.data.dataset or c.data.extxyz):
         raise ConfigError(f"{where}: data needs 'dataset' or 'extxyz'")
     fr = (c.split.train, c.split.val, c.split.calib, c.split.test)

@@ -8,15 +8,18 @@ import time
 import lightning as L
 import torch
 
+from etgnn_core.metrics import voigt_moduli
 from etgnn_core.model.etgnn import ETGNN
 from etgnn_core.tensors.frames import closest_candidate_error
 from etgnn_core.train.batching import Batch
 
 
-def target_errors(model: ETGNN, batch: Batch, squared: frozenset[str] = frozenset()
-                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def target_errors(model: ETGNN, batch: Batch, squared: frozenset[str] = frozenset(),
+                  moduli: frozenset[str] = frozenset()) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per target: (sum of |prediction - label| over labelled components, number of those components);
-    for the targets named in ``squared``, the sum of (prediction - label)**2 instead.
+    for the targets named in ``squared``, the sum of (prediction - label)**2 instead.  For the rank-4
+    targets named in ``moduli`` also ``"<name>:moduli"``: the summed |error| of the Voigt bulk and shear
+    moduli and their number (frame-independent, so no candidate frames are needed).
 
     A per-structure label whose frame is ambiguous (``batch.frames``) is compared in the candidate frame
     closest to the prediction (:mod:`etgnn_core.tensors.frames`).  A known part of a target
@@ -31,6 +34,10 @@ def target_errors(model: ETGNN, batch: Batch, squared: frozenset[str] = frozense
             pred = pred + batch.offsets[spec.name]
         mask = batch.masks[spec.name]
         label = batch.targets[spec.name]
+        if spec.name in moduli:
+            k_err, g_err = (p - t for p, t in zip(voigt_moduli(pred[mask]), voigt_moduli(label[mask])))  # [n]
+            errs[f"{spec.name}:moduli"] = (k_err.abs().sum() + g_err.abs().sum(),
+                                           torch.tensor(2 * k_err.numel(), device=pred.device))
         if batch.frames is not None and not spec.per_atom and spec.rank >= 1:
             power = 2 if spec.name in squared else 1
             per_struct = closest_candidate_error(pred[mask], label[mask], batch.frames[mask], power)  # [n_labelled]
@@ -48,17 +55,18 @@ class ETGNNModule(L.LightningModule):
 
     def __init__(self, model: ETGNN, weights: dict[str, float], lr: float, max_epochs: int,
                  max_minutes: float | None = None, weight_decay: float = 0.0, warmup: float = 0.0,
-                 squared: frozenset[str] = frozenset()):
+                 squared: frozenset[str] = frozenset(), moduli_weights: dict[str, float] | None = None):
         super().__init__()
         self.model = model
         self.weights = {t.name: float(weights.get(t.name, 1.0)) for t in model.config.targets}
         self.squared = frozenset(squared)  # targets with an L2 loss (TrainConfig.l2_targets)
+        self.moduli_weights = {k: float(v) for k, v in (moduli_weights or {}).items() if v}
         self.lr, self.max_epochs, self.max_minutes, self.weight_decay = lr, max_epochs, max_minutes, weight_decay
         self.warmup = warmup
         self._start = None
 
     def _loss(self, batch: Batch, stage: str) -> torch.Tensor:
-        errs = target_errors(self.model, batch, self.squared)
+        errs = target_errors(self.model, batch, self.squared, frozenset(self.moduli_weights))
         loss = 0.0
         n_graphs = batch.graph.n_structures
         for i, spec in enumerate(self.model.config.targets):
@@ -68,6 +76,12 @@ class ETGNNModule(L.LightningModule):
             loss = loss + self.weights[spec.name] * mean / self.model.scales[i] ** (2 if l2 else 1)
             self.log(f"{stage}_{'mse' if l2 else 'mae'}_{spec.name}", mean, batch_size=n_graphs, on_epoch=True,
                      on_step=False, sync_dist=stage != "train")
+            if spec.name in self.moduli_weights:  # moduli MAE in the tensor's unit, on the component scale
+                total, count = errs[f"{spec.name}:moduli"]
+                moduli_mae = total / count.clamp(min=1)
+                loss = loss + self.moduli_weights[spec.name] * moduli_mae / self.model.scales[i]
+                self.log(f"{stage}_mae_{spec.name}_moduli", moduli_mae, batch_size=n_graphs, on_epoch=True,
+                         on_step=False, sync_dist=stage != "train")
         self.log(f"{stage}_loss", loss, batch_size=n_graphs, on_epoch=True, on_step=False,
                  prog_bar=True, sync_dist=stage != "train")
         return loss

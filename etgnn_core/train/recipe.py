@@ -322,7 +322,9 @@ def history_rows(stages: list[Stage]) -> list[dict]:
 def _weights(config: TrainConfig) -> str:
     text = ", ".join(f"{k} {v:g}" for k, v in config.weights.items()) or "equal"
     squared = config.l2_targets
-    return text + (f"; L2 loss on {', '.join(sorted(squared))}" if squared else "")
+    text += f"; L2 loss on {', '.join(sorted(squared))}" if squared else ""
+    moduli = ", ".join(f"{k} {v:g}" for k, v in config.moduli_weights.items() if v)
+    return text + (f"; Voigt-moduli loss {moduli}" if moduli else "")
 
 
 def _fmt(maes) -> str:

@@ -292,7 +292,7 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume, f
     o = config.optim
     warmup = o.warmup if o.warmup is not None else (0.05 if config.finetune_from else 0.0)
     module = ETGNNModule(model, config.weights, o.lr, o.max_epochs, o.max_minutes, o.weight_decay, warmup,
-                          config.l2_targets)
+                          config.l2_targets, config.moduli_weights)
     loader = lambda items, shuffle: DataLoader(items, batch_size=o.batch_size, shuffle=shuffle,  # noqa: E731
                                                collate_fn=collate_labelled, num_workers=0)
     has_val = bool(parts["val"])
