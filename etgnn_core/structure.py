@@ -21,6 +21,7 @@ import gzip
 import io
 import json
 import lzma
+import math
 import os
 import re
 import tempfile
@@ -264,7 +265,8 @@ def read_structures(
     if frames is None:
         tried = ", ".join(fmt for fmt, _ in fmt_errors)
         if hinted and fmt_errors:
-            reason = f"{fmt_errors[0][0]}: {fmt_errors[0][1]}"
+            fmt, reason = fmt_errors[0]
+            reason = f"{fmt}: {(_xyz_line_problem(text) if fmt in ('xyz', 'extxyz') else None) or reason}"
         else:
             first = next((ln.strip() for ln in (text or "").splitlines() if ln.strip()), "")
             reason = (
@@ -280,6 +282,40 @@ def read_structures(
     selected = _select(frames, frame_ids, index, label)
     _check_frames(selected, label, max_atoms)
     return selected
+
+
+def _xyz_line_problem(text: str | None) -> str | None:
+    """The first line of an (ext)xyz text that breaks the layout "count / comment / count atom lines
+    of 'symbol x y z ...'", in words with its 1-based line number; None when the layout holds
+    (ASE's own message is kept then) or the columns are not the standard species + pos ones."""
+    lines = (text or "").splitlines()
+    i, frame = 0, 0
+    while i < len(lines):
+        if not lines[i].strip():  # trailing blank lines end the file
+            if all(not ln.strip() for ln in lines[i:]):
+                return None
+            return f"line {i + 1}: blank line where frame {frame}'s atom count should be"
+        try:
+            n = int(lines[i].split()[0])
+        except ValueError:
+            return f"line {i + 1}: expected the number of atoms of frame {frame}, got {_one_line(lines[i], 40)!r}"
+        comment = lines[i + 1] if i + 1 < len(lines) else ""
+        if "Properties=" in comment and "Properties=species:S:1:pos:R:3" not in comment:
+            return None
+        for k in range(n):
+            j = i + 2 + k
+            if j >= len(lines):
+                return f"frame {frame} promises {n} atoms but the file ends after {k} of them (line {j})"
+            parts = lines[j].split()
+            try:
+                ok = len(parts) >= 4 and all(math.isfinite(float(v)) for v in parts[1:4])
+            except ValueError:
+                ok = False
+            if not ok:
+                return (f"line {j + 1} (atom {k} of frame {frame}): expected 'symbol x y z', "
+                        f"got {_one_line(lines[j], 40)!r}")
+        i, frame = i + 2 + n, frame + 1
+    return None
 
 
 def _is_pymatgen_object(obj) -> bool:

@@ -210,6 +210,17 @@ def test_empty_file(tmp_path):
         read_structures(b"  \n\n", name="blank.xyz")
 
 
+@pytest.mark.parametrize("text, where", [
+    ("3\nwater\nO 0 0 0\nH 0.96 0\nH 0 0.96 0\n", "line 4 (atom 1 of frame 0): expected 'symbol x y z', got 'H 0.96 0'"),
+    ("3\nwater\nO 0 0 0\nH 0.96 0 0\n", "frame 0 promises 3 atoms but the file ends after 2 of them (line 4)"),
+    ("1\na\nO 0 0 0\n2\nb\nO 0 0 0\nH x 0 0\n", "line 7 (atom 1 of frame 1)"),
+])
+def test_broken_xyz_names_the_line(text, where):
+    with pytest.raises(StructureError) as e:
+        read_structures(text, name="upload.xyz")
+    assert _message(e).startswith("upload.xyz: ") and where in _message(e)
+
+
 def test_binary_garbage():
     with pytest.raises(StructureError) as e:
         read_structures(os.urandom(4096), name="upload.cif")
