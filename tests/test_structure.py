@@ -211,7 +211,8 @@ def test_empty_file(tmp_path):
 
 
 @pytest.mark.parametrize("text, where", [
-    ("3\nwater\nO 0 0 0\nH 0.96 0\nH 0 0.96 0\n", "line 4 (atom 1 of frame 0): expected 'symbol x y z', got 'H 0.96 0'"),
+    ("3\nwater\nO 0 0 0\nH 0.96 0\nH 0 0.96 0\n",
+     "line 4 (atom 1 of frame 0): expected 'symbol x y z', got 'H 0.96 0'"),
     ("3\nwater\nO 0 0 0\nH 0.96 0 0\n", "frame 0 promises 3 atoms but the file ends after 2 of them (line 4)"),
     ("1\na\nO 0 0 0\n2\nb\nO 0 0 0\nH x 0 0\n", "line 7 (atom 1 of frame 1)"),
 ])
