@@ -182,6 +182,10 @@ def test_grouped_split_keeps_a_parents_structures_out_of_test_and_calib():
     for part in ("test", "calib"):
         assert len(p[part]) and not seen[p[part]].any()
     assert seen[p["train"]].any()  # the parent's structures are still trained on
+    assert seen[p["val"]].any()  # by default val may hold them
+    q = grouped_split(groups, seed=1, fractions=(0.6, 0.1, 0.1, 0.2), member=0, seen=seen, unseen_val=True)
+    assert len(q["val"]) and not seen[q["val"]].any()  # unseen_val: early stopping measures transfer
+    assert np.array_equal(q["test"], p["test"]) and np.array_equal(q["calib"], p["calib"])
 
 
 def _perturbed_family(n=40, seed=0):

@@ -77,7 +77,8 @@ def load_split(path) -> dict[str, np.ndarray]:
 
 
 def grouped_split(groups: list[str], seed: int = 0, fractions=(0.8, 0.1, 0.0, 0.1),
-                  member: int | None = None, seen: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                  member: int | None = None, seen: np.ndarray | None = None,
+                  unseen_val: bool = False) -> dict[str, np.ndarray]:
     """Split structures so that no group (e.g. reduced formula + space group) straddles two parts.
 
     ``fractions`` = (train, val, calib, test) of the structures.  Groups are shuffled with ``seed``
@@ -85,7 +86,8 @@ def grouped_split(groups: list[str], seed: int = 0, fractions=(0.8, 0.1, 0.0, 0.
     again with ``(seed, member)`` and dealt to val, the remainder is train.  So test and calib are
     the same for every committee member, and train/val differ from member to member.
     ``seen`` ([n] bool): structures a parent model was trained or validated on; their groups never
-    enter test or calib, so a fine-tuned committee is still measured on unseen crystals.
+    enter test or calib, so a fine-tuned committee is still measured on unseen crystals;
+    ``unseen_val``: nor val (then early stopping measures transfer as well).
     Returns sorted int64 index arrays ``train``, ``val``, ``calib``, ``test``.
     """
     f = np.asarray(fractions, dtype=np.float64)
@@ -111,7 +113,8 @@ def grouped_split(groups: list[str], seed: int = 0, fractions=(0.8, 0.1, 0.0, 0.
     deal(order, 3, f[3], unseen)
     deal(order, 2, f[2], unseen)
     rest = np.nonzero(part == -1)[0]
-    deal(rest[np.random.default_rng([seed, 0 if member is None else member + 1]).permutation(len(rest))], 1, f[1])
+    deal(rest[np.random.default_rng([seed, 0 if member is None else member + 1]).permutation(len(rest))], 1, f[1],
+         unseen if unseen_val else None)
     part[part == -1] = 0
     atom_part = part[inverse]
     return {k: np.nonzero(atom_part == i)[0].astype(np.int64) for i, k in enumerate(GROUPED_SPLIT_NAMES)}

@@ -75,6 +75,9 @@ class SplitConfig:
     # a model (name or folder) whose train and validation structures (its split.json ids) stay out of
     # test and calib: fine-tuning from it then still reports error on crystals it never saw
     exclude_from_test: str | None = None
+    # with exclude_from_test: draw validation from those unseen groups too, so that early stopping and
+    # the best checkpoint follow the error on new crystals, not the recall of the parent's training set
+    unseen_val: bool = False
 
 
 @dataclass

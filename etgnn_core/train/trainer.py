@@ -177,7 +177,7 @@ def split_samples(samples: list, config: TrainConfig) -> dict[str, np.ndarray]:
         ids = _trained_ids(s.exclude_from_test)
         seen = np.array([str(smp.id) in ids for smp in samples])
     return grouped_split(groups, seed=s.seed, fractions=(s.train, s.val, s.calib, s.test), member=s.member,
-                         seen=seen)
+                         seen=seen, unseen_val=s.unseen_val)
 
 
 def _trained_ids(name_or_path) -> set[str]:
