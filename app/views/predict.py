@@ -166,8 +166,8 @@ def _uncertain_view(name, value, std, unit, per_atom, atoms, mask, key: str) -> 
             st.caption(df.attrs["note"])
         st.plotly_chart(error_bar_figure(value, std, unit, f"{name} components, error bars ± std"),
                         config=PLOTLY_CONFIG, key=f"errbar_{key}")
-    st.caption("± is the committee's standard deviation, calibrated on held-out structures so that about 90 % of "
-               "them have a mean error within 2 std (see the model card for the test coverage).")
+    st.caption("± is the committee's standard deviation, calibrated on held-out structures so that at least 90 % "
+               "of new ones should have a mean error within 2 std (the model card gives the test coverage).")
 
 
 # --------------------------------------------------------------------------------------- 3D views
