@@ -1,0 +1,80 @@
+"""Candidate committees compared on the calibration split, before any is assembled or installed.
+
+    python benchmarks/compare_members.py CONFIG LABEL=FOLDER[,FOLDER ...] [LABEL=... ...]
+
+Each LABEL names a set of member model folders (``runs/x/member0/model,runs/x/member1/model`` or a
+shipped committee's ``pretrained/NAME/member0,...``).  The members of one set are averaged as a
+committee would (:class:`etgnn_core.committee.Committee`, std scale 1), and each set is scored on
+the calibration split of its members' split.json with the data of CONFIG (the training config the
+members share).  Per tensor: the committee-mean MAE, its ratio to the baseline fitted on the split's
+train part (:mod:`etgnn_core.metrics`), and every member's MAE.  The test split is never read: choose
+on this table, then assemble the chosen committee (``etgnn committee CONFIG``) and report its test
+numbers once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def parse_sets(args: list[str]) -> dict[str, list[Path]]:
+    """``LABEL=a,b,c`` arguments -> {label: [folders]}; a malformed one names itself."""
+    sets = {}
+    for arg in args:
+        label, sep, folders = arg.partition("=")
+        paths = [Path(f) for f in folders.split(",") if f]
+        if not sep or not label or not paths:
+            raise SystemExit(f"compare_members: {arg!r} is not LABEL=FOLDER[,FOLDER ...]")
+        missing = [str(p) for p in paths if not p.is_dir()]
+        if missing:
+            raise SystemExit(f"compare_members: {label}: no such model folder(s): {', '.join(missing)}")
+        sets[label] = paths
+    return sets
+
+
+def calib_metrics(folders: list[Path], samples: list, label: str) -> tuple[int, dict]:
+    """(number of calibration structures, evaluate_model's metrics of the members' mean on them)."""
+    from etgnn_core.committee import Committee, committee_split, evaluate_model
+    from etgnn_core.registry import ModelInfo, load_model_folder
+
+    nets, infos = zip(*(load_model_folder(f) for f in folders))
+    split = committee_split(folders, samples)
+    calib, train = ([samples[i] for i in split[k]] for k in ("calib", "train"))
+    info = ModelInfo(label, Path(label), "", dict(infos[0].targets), [], members=[f.parent.name for f in folders])
+    return len(calib), evaluate_model(Committee(list(nets), info, device="cpu"), calib, train)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("config", help="training config the members share (its data are loaded)")
+    p.add_argument("sets", nargs="+", metavar="LABEL=FOLDER,...", help="member folders of one candidate")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = p.parse_args(argv)
+    import torch
+
+    from etgnn_core.train.config import TrainConfig
+    from etgnn_core.train.trainer import load_samples
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sets = parse_sets(args.sets)
+    samples, _ = load_samples(TrainConfig.from_file(args.config))
+    print("| candidate | calib structures | tensor | mean MAE | baseline | ratio | members' MAE |")
+    print("|---|---|---|---|---|---|---|")
+    for label, folders in sets.items():
+        n, res = calib_metrics(folders, samples, label)
+        for name, r in res.items():
+            members = ", ".join(f"{m:.4g}" for m in r.get("member_mae", []))
+            print(f"| {label} | {n} | {name} | {r['mae']:.4g} | {r['baseline_mae']:.4g} | "
+                  f"{r['mae'] / r['baseline_mae']:.3f} | {members} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
