@@ -38,16 +38,33 @@ def parse_sets(args: list[str]) -> dict[str, list[Path]]:
     return sets
 
 
-def calib_metrics(folders: list[Path], samples: list, label: str) -> tuple[int, dict]:
-    """(number of calibration structures, evaluate_model's metrics of the members' mean on them)."""
-    from etgnn_core.committee import Committee, committee_split, evaluate_model
+# Sc-Zn, Y-Cd, La and Hf-Hg: the d-block, whose magnetic insulators a model may take for metals
+TRANSITION_METALS = frozenset([*range(21, 31), *range(39, 49), 57, *range(72, 81)])
+
+
+def has_transition_metal(sample) -> bool:
+    return bool(TRANSITION_METALS & set(sample.atoms.numbers.tolist()))
+
+
+def calib_metrics(folders: list[Path], samples: list, label: str, by_tm: bool = False) -> dict[str, tuple]:
+    """{part: (number of calibration structures, evaluate_model's metrics of the members' mean)};
+    part "all", and with ``by_tm`` also "with a transition metal" and "without"."""
+    from etgnn_core.committee import Committee, committee_split, evaluate_model, predict_for_metrics
     from etgnn_core.registry import ModelInfo, load_model_folder
 
     nets, infos = zip(*(load_model_folder(f) for f in folders))
     split = committee_split(folders, samples)
     calib, train = ([samples[i] for i in split[k]] for k in ("calib", "train"))
     info = ModelInfo(label, Path(label), "", dict(infos[0].targets), [], members=[f.parent.name for f in folders])
-    return len(calib), evaluate_model(Committee(list(nets), info, device="cpu"), calib, train)
+    committee = Committee(list(nets), info, device="cpu")
+    preds = predict_for_metrics(committee, calib)
+    parts = {"all": list(range(len(calib)))}
+    if by_tm:
+        tm = [has_transition_metal(s) for s in calib]
+        parts.update({"with a transition metal": [i for i, t in enumerate(tm) if t],
+                      "without": [i for i, t in enumerate(tm) if not t]})
+    return {part: (len(idx), evaluate_model(committee, [calib[i] for i in idx], train, preds=[preds[i] for i in idx]))
+            for part, idx in parts.items() if idx}
 
 
 def main(argv=None) -> int:
@@ -55,6 +72,8 @@ def main(argv=None) -> int:
     p.add_argument("config", help="training config the members share (its data are loaded)")
     p.add_argument("sets", nargs="+", metavar="LABEL=FOLDER,...", help="member folders of one candidate")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--transition-metals", action="store_true",
+                   help="also score the crystals with and without a transition metal apart")
     args = p.parse_args(argv)
     import torch
 
@@ -68,11 +87,12 @@ def main(argv=None) -> int:
     print("| candidate | calib structures | tensor | mean MAE | baseline | ratio | members' MAE |")
     print("|---|---|---|---|---|---|---|")
     for label, folders in sets.items():
-        n, res = calib_metrics(folders, samples, label)
-        for name, r in res.items():
-            members = ", ".join(f"{m:.4g}" for m in r.get("member_mae", []))
-            print(f"| {label} | {n} | {name} | {r['mae']:.4g} | {r['baseline_mae']:.4g} | "
-                  f"{r['mae'] / r['baseline_mae']:.3f} | {members} |", flush=True)
+        for part, (n, res) in calib_metrics(folders, samples, label, args.transition_metals).items():
+            where = label if part == "all" else f"{label} ({part})"
+            for name, r in res.items():
+                members = ", ".join(f"{m:.4g}" for m in r.get("member_mae", []))
+                print(f"| {where} | {n} | {name} | {r['mae']:.4g} | {r['baseline_mae']:.4g} | "
+                      f"{r['mae'] / r['baseline_mae']:.3f} | {members} |", flush=True)
     return 0
 
 
