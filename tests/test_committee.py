@@ -418,3 +418,37 @@ def test_accuracy_benchmark_skips_models_without_data(tmp_path, monkeypatch, cap
     assert accuracy.main(["--models", "no_such_model"]) == 1
     assert accuracy.main(["--models", "piezo_zno", "--cards"]) == 0
     assert "piezo_zno  piezoelectric" in capsys.readouterr().out
+
+
+def _compare_members():
+    bench = str(ROOT / "benchmarks")
+    sys.path.insert(0, bench)
+    try:
+        import compare_members
+    finally:
+        sys.path.remove(bench)
+    return compare_members
+
+
+def test_compare_members_scores_candidates_on_calib_only(tmp_path):
+    """benchmarks/compare_members.py: the members' mean on the 12 calibration crystals (never test), the
+    transition-metal part apart; a malformed or missing member set is named."""
+    cm = _compare_members()
+    write_members(tmp_path)
+    folders = [tmp_path / f"member{k}" / "model" for k in range(4)]
+    data = samples()
+    for s in data[12:24]:  # the test crystals (write_members): labels no model is near
+        s.targets = {k: v + 100.0 for k, v in s.targets.items()}
+    parts = cm.calib_metrics(folders, data, "tiny", by_tm=True)
+    assert set(parts) == {"all", "with a transition metal"}  # every crystal holds Zn: no "without" part
+    n, res = parts["all"]
+    assert n == 12 and parts["with a transition metal"][0] == 12
+    for r in res.values():  # |mean of members - label| <= mean of |member - label|, equal only by chance
+        assert r["mae"] < np.mean(r["member_mae"]) and 0 < r["baseline_mae"] < 10 and r["mae"] < 10
+    assert cm.has_transition_metal(Sample(atoms=bulk("Fe"), targets={}))
+    assert not cm.has_transition_metal(Sample(atoms=bulk("Si"), targets={}))
+    with pytest.raises(SystemExit, match="LABEL=FOLDER"):
+        cm.parse_sets(["no-equals-sign"])
+    with pytest.raises(SystemExit, match="nowhere"):
+        cm.parse_sets([f"x={folders[0]},{tmp_path / 'nowhere'}"])
+    assert cm.parse_sets([f"x={folders[0]},{folders[1]}"]) == {"x": folders[:2]}
