@@ -153,6 +153,8 @@ def test_bad_labels_are_refused_before_training(tmp_path):
         ({"data": {"datset": "x"}}, "unknown key"),
         ({"losses": {"dielectric": "l3"}}, "losses.dielectric"),
         ({"losses": {"dielectic": "l2"}}, "unknown target"),
+        ({"finetune_reset_elements": ["Cr"]}, "needs finetune_from"),
+        ({"finetune_from": "parent", "finetune_reset_elements": ["Cr", "Qq"]}, r"not element symbols: \['Qq'\]"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, change, message):
@@ -189,6 +191,28 @@ def test_finetune_copies_backbone_and_keeps_heads(tmp_path):
     m2, _ = load_model_folder(ft2.model_dir)
     assert torch.allclose(m2.state_dict()["edge_updates.0.lin_kj.weight"],
                           base.state_dict()["edge_updates.0.lin_kj.weight"], atol=1e-6)
+
+
+@pytest.mark.slow
+def test_finetune_reset_elements_starts_their_parameters_afresh(tmp_path):
+    """finetune_reset_elements: Zn's embeddings are re-drawn and its on-site bias re-fitted to the new
+    labels (Zn charge 3.0 instead of the parent's 2.1); O's parameters stay the parent's."""
+    res = train(tiny_config(tmp_path), samples=zno_samples(), progress_bar=False)
+    base, _ = load_model_folder(res.model_dir)
+    relabelled = zno_samples(seed=7)
+    for s in relabelled:  # charges +-3.0: the ASR keeps the cell neutral
+        s.targets["born_charges"] = s.targets["born_charges"] * (3.0 / 2.1)
+    cfg = tiny_config(tmp_path, output=str(tmp_path / "ft"), finetune_from=str(res.model_dir),
+                      finetune_reset_elements=["Zn"], optim={"max_epochs": 1, "batch_size": 8, "lr": 1e-12})
+    ft, _ = load_model_folder(train(cfg, samples=relabelled, progress_bar=False).model_dir)
+    old, new = base.state_dict(), ft.state_dict()
+    for key in ("edge_embedding.emb.weight", "triplet_embedding.emb.weight"):
+        assert not torch.allclose(new[key][30], old[key][30], atol=1e-3), key
+        assert torch.allclose(new[key][8], old[key][8], atol=1e-6), key
+    scale = float(ft.scales[0])
+    assert float(new["species_bias.weight"][30, 0]) * scale == pytest.approx(3.0, abs=0.1)
+    assert float(old["species_bias.weight"][30, 0]) * scale == pytest.approx(2.1, abs=0.1)
+    assert torch.allclose(new["species_bias.weight"][8], old["species_bias.weight"][8], atol=1e-6)
 
 
 def test_loading_refuses_mismatched_weights_or_config(tmp_path):

@@ -118,6 +118,11 @@ class TrainConfig:
     tensor_options: dict[str, dict] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
     finetune_from: str | None = None  # pretrained model name or folder
+    # elements (symbols) whose per-element parameters the fine-tune starts afresh: the two element
+    # embeddings (re-drawn) and the on-site species bias (zeroed).  What a parent learned about an
+    # element from data that disagree with the new labels (e.g. PBE near-metals where Materials
+    # Project's GGA+U gives magnetic insulators) is then not inherited; everything else is.
+    finetune_reset_elements: list[str] = field(default_factory=list)
     output: str = "runs/model"
     seed: int = 0
     device: str = "auto"
@@ -221,9 +226,22 @@ def _check(c: TrainConfig, where: str) -> None:
         if not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(f"{where}: optim.{k} must be a positive number, got {v!r}")
     _check_model_section(c, where)
+    _check_reset_elements(c, where)
     d = c.optim.ema_decay
     if d is not None and not (isinstance(d, (int, float)) and 0 < d < 1):
         raise ConfigError(f"{where}: optim.ema_decay must lie strictly between 0 and 1 (e.g. 0.999), got {d!r}")
+
+
+def _check_reset_elements(c: TrainConfig, where: str) -> None:
+    from ase.data import atomic_numbers
+
+    if c.finetune_reset_elements and not c.finetune_from:
+        raise ConfigError(f"{where}: finetune_reset_elements needs finetune_from (a fresh model has nothing to reset)")
+    if not isinstance(c.finetune_reset_elements, list):
+        raise ConfigError(f"{where}: finetune_reset_elements must be a list of element symbols, e.g. [Cr, Mn]")
+    bad = [e for e in c.finetune_reset_elements if not isinstance(e, str) or e not in atomic_numbers or e == "X"]
+    if bad:
+        raise ConfigError(f"{where}: finetune_reset_elements: not element symbols: {bad}")
 
 
 def _check_model_section(c: TrainConfig, where: str) -> None:

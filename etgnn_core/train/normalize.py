@@ -88,6 +88,18 @@ def apply_normalization(model, items: list[LabelledGraph]) -> dict[str, float]:
     return scales
 
 
+def refit_species_bias(model, items: list[LabelledGraph], numbers: list[int]) -> None:
+    """Re-fit the isotropic species bias of the elements ``numbers`` only, in the model's own scales."""
+    col = 0
+    with torch.no_grad():
+        for i, spec in enumerate(model.config.targets):
+            if spec.n_self and spec.rank in (0, 2):
+                _, bias = fit_normalization(items, spec)
+                model.species_bias.weight[numbers, col] = torch.as_tensor(
+                    bias[numbers] / float(model.scales[i]), dtype=model.species_bias.weight.dtype)
+            col += spec.n_self
+
+
 def average_degree(items: list[LabelledGraph]) -> float:
     edges = sum(it.graph.n_edges for it in items)
     atoms = sum(it.graph.n_atoms for it in items)

@@ -32,7 +32,7 @@ from etgnn_core.tensors.specs import spec_for
 from etgnn_core.train.batching import LabelledGraph, collate_labelled, label_graph
 from etgnn_core.train.config import TrainConfig
 from etgnn_core.train.module import ETGNNModule, target_errors
-from etgnn_core.train.normalize import Baseline, apply_normalization, average_degree
+from etgnn_core.train.normalize import Baseline, apply_normalization, average_degree, refit_species_bias
 from etgnn_core.train.recipe import write_recipe_and_history
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,23 @@ def build_model(config: TrainConfig) -> tuple[ETGNN, bool]:
     model.load_state_dict({**own, **shared})
     log.info("fine-tuning: copied %d backbone tensors from %s", len(shared), config.finetune_from)
     return model, False
+
+
+def reset_elements(model: ETGNN, symbols: list[str], train: list[LabelledGraph]) -> None:
+    """Start the per-element parameters of ``symbols`` afresh (TrainConfig.finetune_reset_elements):
+    their element-embedding rows re-drawn as at construction (uniform +-sqrt(3)), their on-site
+    species bias re-fitted to the training labels as a fresh model's is (normalize.apply_normalization)."""
+    if not symbols:
+        return
+    from ase.data import atomic_numbers
+
+    rows = [atomic_numbers[s] for s in symbols]
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Embedding) and name != "species_bias":
+                module.weight[rows] = torch.empty(len(rows), module.embedding_dim).uniform_(-3**0.5, 3**0.5)
+    refit_species_bias(model, train, rows)
+    log.info("fine-tuning: element parameters of %s start afresh", ", ".join(symbols))
 
 
 def warm_ema_avg_fn(decay: float):
@@ -252,6 +269,7 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
         c.avg_degree = average_degree(parts["train"])
         scales = apply_normalization(model, parts["train"])
         log.info("target scales: %s", scales)
+    reset_elements(model, config.finetune_reset_elements, parts["train"])
     c.elements = sorted(set(c.elements) | {int(z) for it in parts["train"] for z in it.graph.atomic_numbers})
 
     out = Path(config.output)
@@ -342,7 +360,7 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume, f
 LAST_CKPT = "last.ckpt"
 RUN_FILE = "run.json"  # in the output folder: what was trained (fingerprint) and whether it finished
 #: Config sections a checkpoint belongs to: resuming with any of them changed would mix two runs.
-FINGERPRINT_KEYS = ("data", "split", "model", "targets", "tensor_options", "finetune_from")
+FINGERPRINT_KEYS = ("data", "split", "model", "targets", "tensor_options", "finetune_from", "finetune_reset_elements")
 
 
 class RunStateError(ValueError):
