@@ -155,6 +155,8 @@ def test_bad_labels_are_refused_before_training(tmp_path):
         ({"losses": {"dielectic": "l2"}}, "unknown target"),
         ({"finetune_reset_elements": ["Cr"]}, "needs finetune_from"),
         ({"finetune_from": "parent", "finetune_reset_elements": ["Cr", "Qq"]}, r"not element symbols: \['Qq'\]"),
+        ({"finetune_from": "parent", "finetune_reset_elements": ["Cr"], "finetune_reset_parts": ["bias", "heads"]},
+         "finetune_reset_parts"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, change, message):
@@ -213,6 +215,13 @@ def test_finetune_reset_elements_starts_their_parameters_afresh(tmp_path):
     assert float(new["species_bias.weight"][30, 0]) * scale == pytest.approx(3.0, abs=0.1)
     assert float(old["species_bias.weight"][30, 0]) * scale == pytest.approx(2.1, abs=0.1)
     assert torch.allclose(new["species_bias.weight"][8], old["species_bias.weight"][8], atol=1e-6)
+    # the bias alone: Zn's embeddings stay the parent's
+    cfg = tiny_config(tmp_path, output=str(tmp_path / "ft_bias"), finetune_from=str(res.model_dir),
+                      finetune_reset_elements=["Zn"], finetune_reset_parts=["bias"],
+                      optim={"max_epochs": 1, "batch_size": 8, "lr": 1e-12})
+    bias_only = load_model_folder(train(cfg, samples=relabelled, progress_bar=False).model_dir)[0].state_dict()
+    assert torch.allclose(bias_only["edge_embedding.emb.weight"][30], old["edge_embedding.emb.weight"][30], atol=1e-6)
+    assert float(bias_only["species_bias.weight"][30, 0]) * scale == pytest.approx(3.0, abs=0.1)
 
 
 def test_loading_refuses_mismatched_weights_or_config(tmp_path):

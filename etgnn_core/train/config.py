@@ -99,6 +99,8 @@ class OptimConfig:
     ema_decay: float | None = None
 
 
+RESET_PARTS = ("embedding", "bias")  # what finetune_reset_elements may start afresh
+
 @dataclass
 class TrainConfig:
     name: str
@@ -123,6 +125,8 @@ class TrainConfig:
     # element from data that disagree with the new labels (e.g. PBE near-metals where Materials
     # Project's GGA+U gives magnetic insulators) is then not inherited; everything else is.
     finetune_reset_elements: list[str] = field(default_factory=list)
+    # which of their parameters: "embedding" (both element embeddings) and/or "bias" (on-site species bias)
+    finetune_reset_parts: list[str] = field(default_factory=lambda: list(RESET_PARTS))
     output: str = "runs/model"
     seed: int = 0
     device: str = "auto"
@@ -242,6 +246,9 @@ def _check_reset_elements(c: TrainConfig, where: str) -> None:
     bad = [e for e in c.finetune_reset_elements if not isinstance(e, str) or e not in atomic_numbers or e == "X"]
     if bad:
         raise ConfigError(f"{where}: finetune_reset_elements: not element symbols: {bad}")
+    parts = c.finetune_reset_parts
+    if not isinstance(parts, list) or not parts or set(parts) - set(RESET_PARTS):
+        raise ConfigError(f"{where}: finetune_reset_parts is {parts!r}; a non-empty list of {list(RESET_PARTS)}")
 
 
 def _check_model_section(c: TrainConfig, where: str) -> None:

@@ -244,7 +244,7 @@ def plan_lines(recipe: Recipe) -> list[str]:
         start = "fresh" if s.parent is None else (
             f"fine-tune {s.parent['name']} ({s.parent['sha256'][:12]})" if i == 1 else f"fine-tune stage {i - 1}")
         if c.finetune_reset_elements:
-            start += f", {' '.join(c.finetune_reset_elements)} afresh"
+            start += f", {'/'.join(c.finetune_reset_parts)} of {' '.join(c.finetune_reset_elements)} afresh"
         data = c.data.dataset or c.data.extxyz
         lines += [
             f"  stage {i}: {start} -> {c.output}/model",

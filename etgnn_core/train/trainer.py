@@ -132,21 +132,26 @@ def build_model(config: TrainConfig) -> tuple[ETGNN, bool]:
     return model, False
 
 
-def reset_elements(model: ETGNN, symbols: list[str], train: list[LabelledGraph]) -> None:
+def reset_elements(model: ETGNN, symbols: list[str], train: list[LabelledGraph],
+                   parts: list[str] = ("embedding", "bias")) -> None:
     """Start the per-element parameters of ``symbols`` afresh (TrainConfig.finetune_reset_elements):
-    their element-embedding rows re-drawn as at construction (uniform +-sqrt(3)), their on-site
-    species bias re-fitted to the training labels as a fresh model's is (normalize.apply_normalization)."""
+    ``embedding``: their element-embedding rows re-drawn as at construction (uniform +-sqrt(3));
+    ``bias``: their on-site species bias re-fitted to the training labels as a fresh model's is
+    (normalize.apply_normalization).  Adam moves a weight by about lr per step, so a bias the parent
+    drove far off (multi_element_bec: 109 for Cr's eps_inf, normalised) cannot come back in a fine-tune."""
     if not symbols:
         return
     from ase.data import atomic_numbers
 
     rows = [atomic_numbers[s] for s in symbols]
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, torch.nn.Embedding) and name != "species_bias":
-                module.weight[rows] = torch.empty(len(rows), module.embedding_dim).uniform_(-3**0.5, 3**0.5)
-    refit_species_bias(model, train, rows)
-    log.info("fine-tuning: element parameters of %s start afresh", ", ".join(symbols))
+    if "embedding" in parts:
+        with torch.no_grad():
+            for name, module in model.named_modules():
+                if isinstance(module, torch.nn.Embedding) and name != "species_bias":
+                    module.weight[rows] = torch.empty(len(rows), module.embedding_dim).uniform_(-3**0.5, 3**0.5)
+    if "bias" in parts:
+        refit_species_bias(model, train, rows)
+    log.info("fine-tuning: %s of %s start afresh", " and ".join(parts), ", ".join(symbols))
 
 
 def warm_ema_avg_fn(decay: float):
@@ -269,7 +274,7 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
         c.avg_degree = average_degree(parts["train"])
         scales = apply_normalization(model, parts["train"])
         log.info("target scales: %s", scales)
-    reset_elements(model, config.finetune_reset_elements, parts["train"])
+    reset_elements(model, config.finetune_reset_elements, parts["train"], config.finetune_reset_parts)
     c.elements = sorted(set(c.elements) | {int(z) for it in parts["train"] for z in it.graph.atomic_numbers})
 
     out = Path(config.output)
@@ -360,7 +365,8 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume, f
 LAST_CKPT = "last.ckpt"
 RUN_FILE = "run.json"  # in the output folder: what was trained (fingerprint) and whether it finished
 #: Config sections a checkpoint belongs to: resuming with any of them changed would mix two runs.
-FINGERPRINT_KEYS = ("data", "split", "model", "targets", "tensor_options", "finetune_from", "finetune_reset_elements")
+FINGERPRINT_KEYS = ("data", "split", "model", "targets", "tensor_options", "finetune_from", "finetune_reset_elements",
+                    "finetune_reset_parts")
 
 
 class RunStateError(ValueError):
