@@ -101,6 +101,7 @@ class OptimConfig:
 
 RESET_PARTS = ("embedding", "bias")  # what finetune_reset_elements may start afresh
 
+
 @dataclass
 class TrainConfig:
     name: str
@@ -121,9 +122,9 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     finetune_from: str | None = None  # pretrained model name or folder
     # elements (symbols) whose per-element parameters the fine-tune starts afresh: the two element
-    # embeddings (re-drawn) and the on-site species bias (zeroed).  What a parent learned about an
-    # element from data that disagree with the new labels (e.g. PBE near-metals where Materials
-    # Project's GGA+U gives magnetic insulators) is then not inherited; everything else is.
+    # embeddings (re-drawn) and the on-site species bias (re-fitted to the new labels).  What a parent
+    # learned about an element from data that disagree with the new labels (phonon_becs near-metals
+    # where the Materials Project set has magnetic insulators) is then not inherited; the rest is.
     finetune_reset_elements: list[str] = field(default_factory=list)
     # which of their parameters: "embedding" (both element embeddings) and/or "bias" (on-site species bias)
     finetune_reset_parts: list[str] = field(default_factory=lambda: list(RESET_PARTS))
