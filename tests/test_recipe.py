@@ -100,3 +100,15 @@ def test_cli_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     assert cli.main(["train", str(tmp_path / RECIPE_FILE), "--dry-run"]) == 1
     out = capsys.readouterr()
     assert "tiny: 1 stage(s)" in out.out and "missing.xyz" in out.err
+
+
+def test_a_committee_recipe_names_its_commands_instead_of_unknown_keys(tmp_path, capsys):
+    from etgnn_core import cli
+
+    commands = ["etgnn train configs/u.yaml --member 0", "etgnn committee configs/u.yaml --install"]
+    path = tmp_path / RECIPE_FILE
+    path.write_text(yaml.safe_dump({"format": 1, "kind": "committee", "name": "u", "commands": commands,
+                                    "member_config": {"name": "u"}}))
+    assert cli.main(["train", str(path), "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "rebuilds a committee" in err and all(c in err for c in commands) and "unknown key" not in err

@@ -171,6 +171,17 @@ def is_recipe_file(path) -> bool:
     return isinstance(d, dict) and "stages" in d
 
 
+def committee_commands(path) -> list[str]:
+    """The ``commands`` of a committee's train.yaml (``kind: committee``); [] for any other file."""
+    try:
+        d = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    if not (isinstance(d, dict) and d.get("kind") == "committee"):
+        return []
+    return [str(c) for c in d.get("commands") or []]
+
+
 def read_recipe(path) -> Recipe:
     """Parse and check a train.yaml (ConfigError naming the file and stage on any problem)."""
     path = Path(path)
@@ -278,6 +289,10 @@ def load_any(path) -> Recipe:
     """A train.yaml as it is, or a single TrainConfig file as a one-stage recipe."""
     if is_recipe_file(path):
         return read_recipe(path)
+    commands = committee_commands(path)
+    if commands:
+        raise ConfigError(f"{path} rebuilds a committee, not one model: run its commands in order: "
+                          + "; ".join(commands))
     config = TrainConfig.from_file(path)
     parent = None
     if config.finetune_from:  # kept as written (a folder path stays a path) for run_recipe to find
