@@ -51,12 +51,14 @@ def calib_metrics(folders: list[Path], samples: list, label: str, by_tm: bool = 
     part "all", and with ``by_tm`` also "with a transition metal" and "without"."""
     from etgnn_core.committee import Committee, committee_split, evaluate_model, predict_for_metrics
     from etgnn_core.registry import ModelInfo, load_model_folder
+    from etgnn_core.spectra.piezo import load_known_parts
 
     nets, infos = zip(*(load_model_folder(f) for f in folders))
     split = committee_split(folders, samples)
     calib, train = ([samples[i] for i in split[k]] for k in ("calib", "train"))
     info = ModelInfo(label, Path(label), "", dict(infos[0].targets), [], members=[f.parent.name for f in folders])
     committee = Committee(list(nets), info, device="cpu")
+    committee.known_parts = load_known_parts(folders[0])  # e.g. universal_piezo's ionic term, as assembled
     preds = predict_for_metrics(committee, calib)
     parts = {"all": list(range(len(calib)))}
     if by_tm:
