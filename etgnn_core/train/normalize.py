@@ -74,30 +74,47 @@ def _iso_tensor(iso: np.ndarray, rank: int) -> np.ndarray:
     return np.zeros((len(iso), 3**rank))
 
 
+def _bias_columns(model):
+    """(target index, spec, species_bias column) of every target with an isotropic on-site bias."""
+    col = 0
+    for i, spec in enumerate(model.config.targets):
+        if spec.n_self and spec.rank in (0, 2):
+            yield i, spec, col
+        col += spec.n_self
+
+
 def apply_normalization(model, items: list[LabelledGraph]) -> dict[str, float]:
     """Set ``model.scales`` and the isotropic species bias of every target; returns the scales."""
-    col, scales = 0, {}
+    fits = [fit_normalization(items, spec) for spec in model.config.targets]  # (scale, bias) per target
     with torch.no_grad():
-        for i, spec in enumerate(model.config.targets):
-            scale, bias = fit_normalization(items, spec)
+        for i, (scale, _) in enumerate(fits):
             model.scales[i] = scale
-            if spec.n_self and spec.rank in (0, 2):
-                model.species_bias.weight[:, col] = torch.as_tensor(bias / scale, dtype=model.species_bias.weight.dtype)
-            col += spec.n_self
-            scales[spec.name] = scale
-    return scales
+    _set_bias(model, fits, slice(None))
+    return {spec.name: scale for spec, (scale, _) in zip(model.config.targets, fits)}
 
 
 def refit_species_bias(model, items: list[LabelledGraph], numbers: list[int]) -> None:
     """Re-fit the isotropic species bias of the elements ``numbers`` only, in the model's own scales."""
+    fits = {i: (float(model.scales[i]), fit_normalization(items, spec)[1]) for i, spec, _ in _bias_columns(model)}
+    _set_bias(model, fits, numbers)
+
+
+def _bias_columns(model):
+    """(target index, spec, species_bias column) of every target with an isotropic on-site bias."""
     col = 0
+    for i, spec in enumerate(model.config.targets):
+        if spec.n_self and spec.rank in (0, 2):
+            yield i, spec, col
+        col += spec.n_self
+
+
+def _set_bias(model, fits, rows) -> None:
+    """species_bias[rows] = bias / scale for every target with an on-site bias; ``fits[i]`` = (scale, bias)."""
     with torch.no_grad():
-        for i, spec in enumerate(model.config.targets):
-            if spec.n_self and spec.rank in (0, 2):
-                _, bias = fit_normalization(items, spec)
-                model.species_bias.weight[numbers, col] = torch.as_tensor(
-                    bias[numbers] / float(model.scales[i]), dtype=model.species_bias.weight.dtype)
-            col += spec.n_self
+        for i, _, col in _bias_columns(model):
+            scale, bias = fits[i]
+            model.species_bias.weight[rows, col] = torch.as_tensor(bias[rows] / scale,
+                                                                   dtype=model.species_bias.weight.dtype)
 
 
 def average_degree(items: list[LabelledGraph]) -> float:

@@ -162,24 +162,24 @@ def save_recipe(recipe: Recipe, path: Path) -> None:
     Path(path).write_text(header + yaml.safe_dump(recipe.to_dict(), sort_keys=False, width=120))
 
 
-def is_recipe_file(path) -> bool:
-    """Whether a YAML file is a multi-stage train.yaml (it has ``stages``) rather than one TrainConfig."""
+def _yaml_mapping(path) -> dict:
+    """The top-level mapping of a YAML file; {} when it is unreadable, not YAML or not a mapping."""
     try:
         d = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError):
-        return False
-    return isinstance(d, dict) and "stages" in d
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def is_recipe_file(path) -> bool:
+    """Whether a YAML file is a multi-stage train.yaml (it has ``stages``) rather than one TrainConfig."""
+    return "stages" in _yaml_mapping(path)
 
 
 def committee_commands(path) -> list[str]:
     """The ``commands`` of a committee's train.yaml (``kind: committee``); [] for any other file."""
-    try:
-        d = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return []
-    if not (isinstance(d, dict) and d.get("kind") == "committee"):
-        return []
-    return [str(c) for c in d.get("commands") or []]
+    d = _yaml_mapping(path)
+    return [str(c) for c in d.get("commands") or []] if d.get("kind") == "committee" else []
 
 
 def read_recipe(path) -> Recipe:
