@@ -632,7 +632,7 @@ def cmd_train(args) -> int:
     from etgnn_core.train.trainer import run_finished
 
     if args.dry_run:
-        return _dry_run(args.config)
+        return _dry_run(args.config, args.member)
     if recipe.is_recipe_file(args.config):  # a model folder's train.yaml: every stage in order
         if args.member is not None:
             raise CLIError("--member applies to a training config, not to a model folder's train.yaml")
@@ -698,11 +698,11 @@ def _num(x) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def _dry_run(path) -> int:
+def _dry_run(path, member: int | None = None) -> int:
     """Print the plan of a config or train.yaml and check its configs and data without training."""
     from etgnn_core.train.recipe import dry_run
 
-    lines, problems = dry_run(path)
+    lines, problems = dry_run(path, member)
     print("\n".join(lines))
     for p in problems:
         print(f"etgnn: error: {path}: {p}", file=sys.stderr)

@@ -575,6 +575,17 @@ def render_committee_card(name: str, description: str, card: dict) -> str:
     return "\n".join(lines)
 
 
+def stage_configs(config) -> list[str]:
+    """The committee configs whose members ``config``'s members continue, earliest first."""
+    from etgnn_core.train.config import TrainConfig
+
+    chain, parent = [], config.committee_parent
+    while parent and parent not in chain:
+        chain.insert(0, parent)
+        parent = TrainConfig.from_file(parent).committee_parent
+    return chain
+
+
 def committee_recipe(config, folders, names) -> dict:
     """The committee's train.yaml: the member config, the commands that rebuild it, each member's weights hash.
 
@@ -594,7 +605,7 @@ def committee_recipe(config, folders, names) -> dict:
         "kind": "committee",
         "name": config.name,
         "git_commit": git_commit(),
-        "commands": [f"etgnn train {cfg} --member {k}" for k in ks]
+        "commands": [f"etgnn train {c} --member {k}" for c in [*stage_configs(config), cfg] for k in ks]
         + [f"etgnn committee {cfg} --members {','.join(map(str, ks))} --install"],
         "member_config": base.to_dict(),
         "members": {n: {"seed": base.seed + k, "weights_sha256": sha256_file(f / "weights.pt")}

@@ -359,3 +359,43 @@ def test_moduli_loss_adds_the_voigt_bulk_and_shear_errors(tmp_path):
     assert float(extra) == pytest.approx(want, rel=1e-4) and want > 0
     with pytest.raises(ConfigError, match="moduli_weights.dielectric"):
         tiny_config(tmp_path, moduli_weights={"dielectric": 1.0})
+
+
+@pytest.mark.slow
+def test_committee_stage_continues_the_same_member(tmp_path):
+    """finetune_from naming a committee config: member K starts from member K of it; its train.yaml
+    holds both stages and the committee's commands rebuild the first stage before the second."""
+    import yaml
+
+    from etgnn_core.committee import committee_recipe
+    from etgnn_core.train.recipe import RECIPE_FILE, read_recipe, sha256_file
+
+    first = {"name": "tiny_s1", "targets": ["born_charges", "dielectric"], "data": {"dataset": "unused"},
+             "model": dict(TINY), "optim": {"max_epochs": 1, "batch_size": 8, "patience": 0},
+             "split": {"seed": 1, "train": 0.6, "val": 0.1, "calib": 0.1, "test": 0.2, "group": False},
+             "output": str(tmp_path / "s1")}
+    (tmp_path / "s1.yaml").write_text(yaml.safe_dump(first))
+    second = TrainConfig.from_dict({**first, "name": "tiny", "output": str(tmp_path / "s2"),
+                                    "finetune_from": str(tmp_path / "s1.yaml"),
+                                    "optim": {"max_epochs": 1, "batch_size": 8, "lr": 1e-12, "patience": 0}})
+    with pytest.raises(ConfigError, match="--member"):
+        train(second, samples=zno_samples(), progress_bar=False)
+    for k in (0, 1):
+        train(TrainConfig.from_dict(first).for_member(k), samples=zno_samples(), progress_bar=False)
+    other = TrainConfig.from_dict({**second.to_dict(), "split": {**first["split"], "seed": 2}})
+    with pytest.raises(ConfigError, match="differs from that of"):
+        other.for_member(1)
+    m1 = second.for_member(1)
+    assert m1.finetune_from == str(tmp_path / "s1" / "member1" / "model")
+    res = train(m1, samples=zno_samples(), progress_bar=False)
+    parent = tmp_path / "s1" / "member1" / "model"
+    stages = read_recipe(res.model_dir / RECIPE_FILE).stages
+    assert len(stages) == 2 and stages[1].parent["sha256"] == sha256_file(parent / "weights.pt")
+    assert stages[0].config.split.member == 1 and stages[0].parent is None
+    base, _ = load_model_folder(parent)  # lr 1e-12: the second stage starts from member 1's weights
+    got, _ = load_model_folder(res.model_dir)
+    assert torch.allclose(got.state_dict()["edge_embedding.emb.weight"], base.state_dict()["edge_embedding.emb.weight"],
+                          atol=1e-6)
+    commands = committee_recipe(second, [res.model_dir], ["member1"])["commands"]
+    assert commands == [f"etgnn train {tmp_path / 's1.yaml'} --member 1", "etgnn train configs/tiny.yaml --member 1",
+                        "etgnn committee configs/tiny.yaml --members 1 --install"]

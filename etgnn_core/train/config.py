@@ -120,7 +120,9 @@ class TrainConfig:
     # per-target TensorSpec overrides, e.g. {dipole: {unit: e*bohr}, born_charges: {triplets: false}}
     tensor_options: dict[str, dict] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    finetune_from: str | None = None  # pretrained model name or folder
+    # pretrained model name or folder; or a committee's training config (.yaml): then each member
+    # (``--member K``) continues member K of that committee, so a committee can be trained in stages
+    finetune_from: str | None = None
     # elements (symbols) whose per-element parameters the fine-tune starts afresh: the two element
     # embeddings (re-drawn) and the on-site species bias (re-fitted to the new labels).  What a parent
     # learned about an element from data that disagree with the new labels (phonon_becs near-metals
@@ -162,8 +164,27 @@ class TrainConfig:
 
         if member < 0:
             raise ConfigError(f"committee member must be >= 0, got {member}")
+        parent = self.finetune_from
+        if self.committee_parent:  # the same member of the earlier stage, wherever that config writes it
+            earlier = TrainConfig.from_file(parent)
+            if earlier.split != self.split:  # else member K's first stage may have trained on this calib/test
+                raise ConfigError(f"{self.name}: split {asdict(self.split)} differs from that of {parent} "
+                                  f"({asdict(earlier.split)}); a committee continued in stages keeps one split")
+            parent = str(Path(earlier.for_member(member).output) / "model")
         return replace(self, split=replace(self.split, member=member), seed=self.seed + member,
-                       output=str(Path(self.output) / f"member{member}"))
+                       output=str(Path(self.output) / f"member{member}"), finetune_from=parent)
+
+    @property
+    def committee_parent(self) -> str | None:
+        """``finetune_from`` when it names a committee's training config (each member continues its own)."""
+        f = self.finetune_from
+        return f if isinstance(f, str) and f.endswith((".yaml", ".yml")) else None
+
+    def check_trainable(self) -> None:
+        """A committee parent is resolved per member: training without ``--member`` has no weights to start from."""
+        if self.committee_parent:
+            raise ConfigError(f"{self.name}: finetune_from {self.committee_parent} is a committee's training config; "
+                              "train with --member K (member K continues member K of it)")
 
     def to_dict(self) -> dict:
         return asdict(self)

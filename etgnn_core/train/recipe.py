@@ -270,9 +270,9 @@ def plan_lines(recipe: Recipe) -> list[str]:
     return lines
 
 
-def dry_run(path) -> tuple[list[str], list[str]]:
+def dry_run(path, member: int | None = None) -> tuple[list[str], list[str]]:
     """(plan lines, problems) for a train.yaml or a single-stage config file, without training."""
-    recipe = load_any(path)
+    recipe = load_any(path, member)
     problems = check_first_parent(recipe)
     for i, s in enumerate(recipe.stages, 1):
         if s.data_files:
@@ -285,8 +285,8 @@ def dry_run(path) -> tuple[list[str], list[str]]:
     return plan_lines(recipe), problems
 
 
-def load_any(path) -> Recipe:
-    """A train.yaml as it is, or a single TrainConfig file as a one-stage recipe."""
+def load_any(path, member: int | None = None) -> Recipe:
+    """A train.yaml as it is, or a single TrainConfig file (committee member ``member``) as a one-stage recipe."""
     if is_recipe_file(path):
         return read_recipe(path)
     commands = committee_commands(path)
@@ -294,6 +294,9 @@ def load_any(path) -> Recipe:
         raise ConfigError(f"{path} rebuilds a committee, not one model: run its commands in order: "
                           + "; ".join(commands))
     config = TrainConfig.from_file(path)
+    if member is not None:
+        config = config.for_member(member)
+    config.check_trainable()
     parent = None
     if config.finetune_from:  # kept as written (a folder path stays a path) for run_recipe to find
         try:

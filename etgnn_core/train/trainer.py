@@ -251,6 +251,7 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
     """
     from etgnn_core.data import validate_samples
 
+    config.check_trainable()
     L.seed_everything(config.seed, workers=True, verbose=False)
     if config.threads:
         torch.set_num_threads(config.threads)
