@@ -10,6 +10,11 @@ members share).  Per tensor: the committee-mean MAE, its ratio to the baseline f
 train part (:mod:`etgnn_core.metrics`), and every member's MAE.  The test split is never read: choose
 on this table, then assemble the chosen committee (``etgnn committee CONFIG``) and report its test
 numbers once.
+
+``--split-from FOLDER`` scores every set on the calibration split (and fits the baseline on the
+train part) of that model folder's split.json instead: two candidates trained with different
+calibration fractions are then compared on crystals neither trained on.  Rank-3/4 tensors add their
+rotation-invariant rows (``norm``: ||e||; ``bulk`` / ``shear``: Voigt moduli from C_ijkl).
 """
 
 from __future__ import annotations
@@ -46,15 +51,17 @@ def has_transition_metal(sample) -> bool:
     return bool(TRANSITION_METALS & set(sample.atoms.numbers.tolist()))
 
 
-def calib_metrics(folders: list[Path], samples: list, label: str, by_tm: bool = False) -> dict[str, tuple]:
+def calib_metrics(folders: list[Path], samples: list, label: str, by_tm: bool = False,
+                  split_from: Path | None = None) -> dict[str, tuple]:
     """{part: (number of calibration structures, evaluate_model's metrics of the members' mean)};
-    part "all", and with ``by_tm`` also "with a transition metal" and "without"."""
+    part "all", and with ``by_tm`` also "with a transition metal" and "without".  ``split_from``: a
+    model folder whose calib/train split is used instead of the members' own."""
     from etgnn_core.committee import Committee, committee_split, evaluate_model, predict_for_metrics
     from etgnn_core.registry import ModelInfo, load_model_folder
     from etgnn_core.spectra.piezo import load_known_parts
 
     nets, infos = zip(*(load_model_folder(f) for f in folders))
-    split = committee_split(folders, samples)
+    split = committee_split([split_from] if split_from else folders, samples)
     calib, train = ([samples[i] for i in split[k]] for k in ("calib", "train"))
     info = ModelInfo(label, Path(label), "", dict(infos[0].targets), [], members=[f.parent.name for f in folders])
     committee = Committee(list(nets), info, device="cpu")
@@ -76,6 +83,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--transition-metals", action="store_true",
                    help="also score the crystals with and without a transition metal apart")
+    p.add_argument("--split-from", type=Path, metavar="FOLDER",
+                   help="score on the calib split of this model folder's split.json (default: each set's own)")
     args = p.parse_args(argv)
     import torch
 
@@ -89,12 +98,17 @@ def main(argv=None) -> int:
     print("| candidate | calib structures | tensor | mean MAE | baseline | ratio | members' MAE |")
     print("|---|---|---|---|---|---|---|")
     for label, folders in sets.items():
-        for part, (n, res) in calib_metrics(folders, samples, label, args.transition_metals).items():
+        metrics = calib_metrics(folders, samples, label, args.transition_metals, args.split_from)
+        for part, (n, res) in metrics.items():
             where = label if part == "all" else f"{label} ({part})"
             for name, r in res.items():
                 members = ", ".join(f"{m:.4g}" for m in r.get("member_mae", []))
                 print(f"| {where} | {n} | {name} | {r['mae']:.4g} | {r['baseline_mae']:.4g} | "
                       f"{r['mae'] / r['baseline_mae']:.3f} | {members} |", flush=True)
+                for extra in ("norm", "bulk", "shear"):  # rotation invariants of rank-3/4 tensors
+                    if f"{extra}_mae" in r:
+                        print(f"| {where} | {n} | {name} {extra} | {r[f'{extra}_mae']:.4g} | "
+                              f"{r[f'{extra}_baseline_mae']:.4g} | {r[f'{extra}_ratio']:.3f} | |", flush=True)
     return 0
 
 

@@ -445,6 +445,14 @@ def test_compare_members_scores_candidates_on_calib_only(tmp_path):
     assert n == 12 and parts["with a transition metal"][0] == 12
     for r in res.values():  # |mean of members - label| <= mean of |member - label|, equal only by chance
         assert r["mae"] < np.mean(r["member_mae"]) and 0 < r["baseline_mae"] < 10 and r["mae"] < 10
+    # --split-from: another folder's calib part (here its calib = these members' test: labels shifted by 100)
+    other = tmp_path / "other"
+    other.mkdir()
+    split = json.loads((folders[0] / "split.json").read_text())
+    split["calib"], split["test"] = split["test"], split["calib"]
+    (other / "split.json").write_text(json.dumps(split))
+    n, res = cm.calib_metrics(folders, data, "tiny", split_from=other)["all"]
+    assert n == 12 and all(r["mae"] > 50 for r in res.values())
     assert cm.has_transition_metal(Sample(atoms=bulk("Fe"), targets={}))
     assert not cm.has_transition_metal(Sample(atoms=bulk("Si"), targets={}))
     with pytest.raises(SystemExit, match="LABEL=FOLDER"):
