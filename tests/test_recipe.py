@@ -90,6 +90,18 @@ def test_configs_hold_one_recipe_per_shipped_model():
         assert (ROOT / "configs" / f"{folder.name}.yaml").read_text() == (folder / RECIPE_FILE).read_text(), folder.name
 
 
+def test_every_shipped_recipe_reads_back():
+    """Each model folder's and committee member's train.yaml parses with its stages' checks (a stage that
+    resets elements of its parent is valid: its parent is named by the stage, not by finetune_from)."""
+    files = [*(p / RECIPE_FILE for p in SHIPPED), *sorted((ROOT / "pretrained").glob(f"*/member*/{RECIPE_FILE}"))]
+    assert len(files) > len(SHIPPED)
+    for f in files:
+        stages = read_recipe(f).stages
+        assert all(s.config.finetune_from is None for s in stages), f
+    reset = [s for f in files for s in read_recipe(f).stages if s.config.finetune_reset_elements]
+    assert reset and all(s.parent for s in reset)
+
+
 def test_cli_dry_run_prints_the_plan_and_trains_nothing(tmp_path, capsys):
     from etgnn_core import cli
 

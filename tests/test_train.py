@@ -157,11 +157,22 @@ def test_bad_labels_are_refused_before_training(tmp_path):
         ({"finetune_from": "parent", "finetune_reset_elements": ["Cr", "Qq"]}, r"not element symbols: \['Qq'\]"),
         ({"finetune_from": "parent", "finetune_reset_elements": ["Cr"], "finetune_reset_parts": ["bias", "heads"]},
          "finetune_reset_parts"),
+        ({"optim": {"clip": "ten"}}, "optim: clip must be a number, got 'ten'"),
+        ({"optim": {"warmup": True}}, "optim: warmup must be a number"),
+        ({"split": {"seed": "a", "train": 0.6, "val": 0.2, "test": 0.2}}, "split: seed must be a number"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         tiny_config(tmp_path, **change)
+
+
+def test_config_yaml_exponents_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 reads 1e-3 (no dot) as the string '1e-3'; a float setting takes it as the number."""
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\ntargets: [elastic]\ndata: {dataset: mp/elastic}\noptim: {lr: 1e-3, weight_decay: 1e-4}\n")
+    o = TrainConfig.from_file(p).optim
+    assert (o.lr, o.weight_decay) == (1e-3, 1e-4) and isinstance(o.weight_decay, float)
 
 
 def test_config_file_yaml(tmp_path):

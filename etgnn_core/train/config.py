@@ -196,6 +196,25 @@ class TrainConfig:
 _NESTED = {"data": DataConfig, "split": SplitConfig, "optim": OptimConfig}
 
 
+def _yaml_float(v, annotation):
+    """``1e-3`` in YAML (no dot) is read as the string '1e-3': for a float field that is meant as a number."""
+    if isinstance(v, str) and "float" in str(annotation):
+        try:
+            return float(v)
+        except ValueError:
+            return v  # left as written: the checks below name the key
+    return v
+
+
+def _check_numbers(obj, where: str) -> None:
+    """Every int / float field of a nested section holds a number (or None where allowed)."""
+    for f in fields(obj):
+        v, t = getattr(obj, f.name), str(f.type)
+        if ("float" in t or t.startswith("int")) and not (v is None and "None" in t) and (
+                isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ConfigError(f"{where}: {f.name} must be a number, got {v!r}")
+
+
 def _build(cls, d: dict, where: str):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(d) - known)
@@ -205,7 +224,7 @@ def _build(cls, d: dict, where: str):
     for f in fields(cls):
         if f.name not in d:
             continue
-        v = d[f.name]
+        v = _yaml_float(d[f.name], f.type)
         if f.name in _NESTED and cls is TrainConfig:
             if not isinstance(v, dict):
                 raise ConfigError(f"{where}: '{f.name}' must be a mapping")
@@ -215,6 +234,8 @@ def _build(cls, d: dict, where: str):
         obj = cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+    if cls in _NESTED.values():
+        _check_numbers(obj, where)
     if cls is TrainConfig:
         _check(obj, where)
     return obj

@@ -199,12 +199,15 @@ def read_recipe(path) -> Recipe:
         unknown = sorted(set(s) - {"config", "parent", "data_files", "git_commit", "result"})
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown}")
-        config = TrainConfig.from_dict(s.get("config") or {}, where)
-        if config.finetune_from:
+        raw = dict(s.get("config") or {})
+        if raw.get("finetune_from"):
             raise ConfigError(f"{where}: config.finetune_from must be null; 'parent' names the starting weights")
         parent = s.get("parent")
         if parent is not None and not (isinstance(parent, dict) and {"name", "sha256"} <= set(parent)):
             raise ConfigError(f"{where}: parent must be null or {{name, sha256}}")
+        # checked as the stage ran: fine-tuning its parent (finetune_reset_elements needs one)
+        config = TrainConfig.from_dict({**raw, "finetune_from": parent["name"] if parent else None}, where)
+        config = replace(config, finetune_from=None)
         stages.append(Stage(config, parent, dict(s.get("data_files") or {}), s.get("git_commit"),
                             dict(s.get("result") or {})))
     for i in range(1, len(stages)):
