@@ -370,3 +370,17 @@ def test_diverging_rgb():
     np.testing.assert_allclose(rgb[1], (1 + blue) / 2, atol=1e-3)  # half way to blue
     np.testing.assert_allclose(rgb[4], 0.75 + red / 4, atol=1e-3)
     np.testing.assert_allclose(diverging_rgb(np.zeros((2, 3)), 0.0), np.ones((2, 3, 3)))  # vmax 0: white
+
+
+def test_value_pm_std_is_written_to_the_precision_of_the_std():
+    """Both numbers end at the std's second significant digit; a symmetry zero (float noise far below the
+    tensor's scale) reads 0.0000 ± 0.0000, never -1.5e-08 ± 4.8e-07; a NaN stays visible."""
+    from etgnn_core.viz import format_pm, pm_table
+
+    assert format_pm([3.01, -1.531e-08, 0.2943], [0.035, 4.8e-7, 0.016]) == \
+        ["3.010 ± 0.035", "0.0000 ± 0.0000", "0.294 ± 0.016"]
+    assert format_pm([120.3], [3.2]) == ["120.3 ± 3.2"]
+    assert format_pm([-1e-9], [1e-9], scale=5.0) == ["0.0000 ± 0.0000"]  # no "-0.0000"
+    assert format_pm([float("nan")], [1.0])[0].startswith("nan")
+    df = pm_table(np.diag([5.1, 5.1, 5.3]), np.full((3, 3), 0.12), "")
+    assert df.loc["z", "z"] == "5.30 ± 0.12" and df.loc["x", "y"] == "0.00 ± 0.12"

@@ -38,6 +38,7 @@ from etgnn_core.viz import (
     NON_PD_COLOR,
     diverging_rgb,
     error_bar_figure,
+    format_pm,
     mesh_normals,
     outer_tensor,
     piezo_surface_figure,
@@ -138,11 +139,12 @@ def pm_atom_table(atoms, arr: np.ndarray, std: np.ndarray, mask=None) -> pd.Data
     df = per_atom_table(atoms, arr, mask)
     sd = per_atom_table(atoms, std, mask)
     comps = [c for c in df.columns if c not in ("atom", "element", "iso (tr/3)", "pos. def.", "norm")]
-    for c in comps:
-        df[c] = [f"{v:.4g} ± {e:.2g}" for v, e in zip(df[c], sd[c])]
+    scale = float(np.nanmax(np.abs(df[comps].to_numpy(dtype=float)))) if comps and len(df) else 0.0
+    for c in comps:  # one precision floor for the whole tensor: symmetry zeros read 0.000
+        df[c] = format_pm(df[c], sd[c], scale)
     if "iso (tr/3)" in df and np.asarray(arr).ndim == 3:
         iso_s = iso_std(std)[df["atom"].to_numpy()]
-        df["iso (tr/3)"] = [f"{v:.4g} ± {e:.2g}" for v, e in zip(df["iso (tr/3)"], iso_s)]
+        df["iso (tr/3)"] = format_pm(df["iso (tr/3)"], iso_s, scale)
     return df
 
 

@@ -30,13 +30,39 @@ def outer_tensor(T, std) -> np.ndarray:
     return (v * (np.abs(w) + sw)) @ v.T
 
 
-def pm_table(T, std, unit: str, digits: int = 4) -> pd.DataFrame:
-    """:func:`tensor_table` of T with every cell written "value ± std" (strings; Voigt for rank 3 and 4)."""
+# a std below this fraction of the tensor's largest |component| is float noise of a symmetry zero, not
+# a spread worth two significant digits: it sets the last decimal shown instead
+REL_FLOOR = 1e-3
+
+
+def format_pm(values, stds, scale: float | None = None) -> list[str]:
+    """"value ± std" strings, both to the decimal of the std's second significant digit (3.010 ± 0.035).
+
+    ``scale`` (default: the largest |value|) floors that precision at ``REL_FLOOR * scale``, so a
+    component that is zero by symmetry reads 0.0000 ± 0.0000, not -1.5e-08 ± 4.8e-07.
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    e = np.asarray(stds, dtype=float).ravel()
+    finite = np.abs(v[np.isfinite(v)])
+    scale = float(scale if scale is not None else (finite.max() if finite.size else 0.0))
+    out = []
+    for x, d in zip(v, e):
+        if not (np.isfinite(x) and np.isfinite(d)):
+            out.append(f"{x:.4g} ± {d:.2g}")
+            continue
+        step = max(d, REL_FLOOR * scale)
+        dec = 4 if step <= 0 else min(max(0, 1 - int(np.floor(np.log10(step)))), 10)
+        x, d = round(x, dec) + 0.0, round(d, dec)  # + 0.0: no "-0.000"
+        out.append(f"{x:.{dec}f} ± {d:.{dec}f}")
+    return out
+
+
+def pm_table(T, std, unit: str) -> pd.DataFrame:
+    """:func:`tensor_table` of T with every cell written "value ± std" (strings; Voigt for rank 3 and 4;
+    :func:`format_pm`'s precision)."""
     a, b = tensor_table(T, unit), tensor_table(std, unit)
-    out = a.copy().astype(object)
-    for r in range(a.shape[0]):
-        for c in range(a.shape[1]):
-            out.iat[r, c] = f"{a.iat[r, c]:.{digits}g} ± {b.iat[r, c]:.2g}"
+    cells = format_pm(a.to_numpy(), b.to_numpy())
+    out = pd.DataFrame(np.asarray(cells, dtype=object).reshape(a.shape), index=a.index, columns=a.columns)
     out.attrs.update(a.attrs)
     return out
 
