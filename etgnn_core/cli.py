@@ -417,8 +417,25 @@ def _table(path: str, index: int, pred) -> str:
                     lines.append(f"  {j:4d} {symbols[j]:>2s}  " + _fmt(v, None if std is None else std[j]))
         else:
             lines.append(f"{name} [{unit}]{pm}")
-            lines.append("  " + _fmt(value, std))
+            lines += ["  " + line for line in _matrix_lines(value, std, unit)]
     return "\n".join(lines) + "\n\n"
+
+
+def _matrix_lines(value, std, unit: str) -> list[str]:
+    """A crystal tensor as rows: 3 x 3 Cartesian, 3 x 6 / 6 x 6 Voigt for rank 3 / 4 (as the app shows it)."""
+    from etgnn_core.viz.tables import tensor_table
+    from etgnn_core.viz.uncertainty import pm_table
+
+    value = np.asarray(value)
+    if value.ndim < 2:
+        return [_fmt(value, std)]
+    if std is None:
+        df = tensor_table(value, unit)
+        text = (df.round(5) + 0.0).to_string(float_format="{:.5f}".format)  # + 0.0: no "-0.00000"
+    else:
+        df = pm_table(value, std, unit)
+        text = df.to_string()
+    return text.splitlines() + ([f"({df.attrs['note']})"] if df.attrs.get("note") else [])
 
 
 def _fmt(v, std=None) -> str:

@@ -109,6 +109,12 @@ def test_predict_table_cif_and_poscar_with_and_without_extension(capsys, files):
     ]
     assert out.count("born_charges [e] (per atom)") == 3 and out.count("dielectric [dimensionless]") == 3
     assert len([line for line in out.splitlines() if line.startswith("     0 ")]) == 3  # atom rows
+    # a crystal tensor prints as a 3 x 3 table (columns x y z, one row each), not one flat line
+    lines = out.splitlines()
+    first = lines.index("dielectric [dimensionless]")
+    assert lines[first + 1].split() == ["x", "y", "z"]
+    assert [line.split()[0] for line in lines[first + 2:first + 5]] == ["x", "y", "z"]
+    assert all(len(line.split()) == 4 and "-0.00000" not in line for line in lines[first + 2:first + 5])
 
 
 def test_predict_json_schema_one_record_per_frame(capsys, files):
