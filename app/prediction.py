@@ -16,7 +16,7 @@ import streamlit as st
 from app import settings
 from app.errors import show_error
 from app.models import committee_note, select_model
-from app.structures import Entry, select_structure
+from app.structures import Entry, explain_no_structure, select_structure
 from etgnn_core.structure import StructureWarning
 
 _PREDICTION_CACHE = 8
@@ -66,7 +66,7 @@ def selected_prediction(committee_detail: str = ""):
     model = select_model()
     entry = select_structure(model=model)
     if entry is None or model is None:
-        st.info("Pick a model and a structure in the sidebar.", icon=":material/arrow_back:")
+        explain_no_structure("Pick a model and a structure in the sidebar.")
         return None
     try:
         with st.spinner(f"Predicting with {model.name}…"):

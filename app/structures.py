@@ -151,6 +151,16 @@ def select_structure(container=None, model=None, key: str = "structure") -> Entr
     return entry
 
 
+def explain_no_structure(hint: str) -> None:
+    """Why a page has no structure to show: the upload that failed (its error, in the page too, not only
+    in the sidebar), else ``hint`` (where to pick one)."""
+    exc = st.session_state.get("etgnn_upload_error")
+    if exc is not None and st.session_state.get("etgnn_source") == "Upload a file":
+        show_error(exc, "The uploaded file was not loaded")
+    else:
+        st.info(hint, icon=":material/arrow_back:")
+
+
 def _upload_picker(box, model, key):
     from app.worker import worker
 

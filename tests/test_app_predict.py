@@ -227,6 +227,19 @@ def test_pick_demo_and_change_model(tiny_models):
     assert any(t.get("name") == "unit cell" for t in spec["data"])
 
 
+def test_a_first_upload_that_fails_is_explained_in_the_page(tiny_models):
+    """Nothing loaded yet: the page says why it is empty (the file's error, not 'pick a structure'),
+    besides the message beside the uploader in the sidebar."""
+    at = new_app(tiny_models)
+    upload(at, "broken.xyz", b"2\nbroken\nO 1 1\nO 0 0 0\n")
+    msgs = errors(at)
+    assert len(msgs) == 2 and all("broken.xyz" in m and "line 3 (atom 0" in m for m in msgs), msgs
+    assert msgs[0].startswith("The uploaded file was not loaded: broken.xyz")  # the page's, drawn first
+    assert not any("Pick a demo structure" in i.value for i in at.info)
+    at.radio(key="structure_source").set_value("Demo structures").run()
+    ok(at)  # another source: the upload's error is not the page's business any more
+
+
 def test_bad_input_gives_one_line_messages(tiny_models):
     at = new_app(tiny_models)
     upload(at, "quartz.cif", (DEMO / "SiO2_alpha_quartz.cif").read_bytes())

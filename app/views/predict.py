@@ -21,7 +21,7 @@ from ase.data import chemical_symbols
 from app.errors import page_guard, show_error
 from app.models import HOW_TO_GET_A_MODEL, committee_note, get_model, model_choices, select_model
 from app.prediction import memo, predict, prediction_key
-from app.structures import Entry, select_structure
+from app.structures import Entry, explain_no_structure, select_structure
 from app.widgets import keep_widget
 from etgnn_core import keys
 from etgnn_core.io import phonopy_born_text, to_json, write_extxyz
@@ -464,7 +464,7 @@ def page() -> None:
     models, several = select_models()
     entry = select_structure(model=models[0] if len(models) == 1 else None)
     if entry is None:
-        st.info("Pick a demo structure or upload a structure file in the sidebar.", icon=":material/arrow_back:")
+        explain_no_structure("Pick a demo structure or upload a structure file in the sidebar.")
         return
     st.subheader(entry.label)
     st.caption(structure_caption(entry.atoms))

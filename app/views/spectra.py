@@ -12,7 +12,7 @@ import streamlit as st
 
 from app.errors import page_guard, show_error
 from app.models import select_model
-from app.structures import select_structure
+from app.structures import explain_no_structure, select_structure
 from app.widgets import keep_widget
 from etgnn_core.io import to_json
 from etgnn_core.spectra import INTENSITY_UNIT, SpectraConfig, compute_spectrum
@@ -154,7 +154,7 @@ def page() -> None:
     source, relax, fwhm, upload = options()
     if source != PHONOPY_FILE:
         if entry is None:
-            st.info("Pick a crystal in the sidebar.", icon=":material/arrow_back:")
+            explain_no_structure("Pick a crystal in the sidebar.")
             return
         if not (is_periodic(entry.atoms) and np.all(entry.atoms.pbc)):
             st.warning(f"{entry.label} is not a 3D-periodic crystal: IR spectra need a cell.")
