@@ -74,15 +74,6 @@ def _iso_tensor(iso: np.ndarray, rank: int) -> np.ndarray:
     return np.zeros((len(iso), 3**rank))
 
 
-def _bias_columns(model):
-    """(target index, spec, species_bias column) of every target with an isotropic on-site bias."""
-    col = 0
-    for i, spec in enumerate(model.config.targets):
-        if spec.n_self and spec.rank in (0, 2):
-            yield i, spec, col
-        col += spec.n_self
-
-
 def apply_normalization(model, items: list[LabelledGraph]) -> dict[str, float]:
     """Set ``model.scales`` and the isotropic species bias of every target; returns the scales."""
     fits = [fit_normalization(items, spec) for spec in model.config.targets]  # (scale, bias) per target
