@@ -378,9 +378,12 @@ def test_value_pm_std_is_written_to_the_precision_of_the_std():
     from etgnn_core.viz import format_pm, pm_table
 
     assert format_pm([3.01, -1.531e-08, 0.2943], [0.035, 4.8e-7, 0.016]) == \
-        ["3.010 ± 0.035", "0.0000 ± 0.0000", "0.294 ± 0.016"]
+        ["3.010 ± 0.035", "0.000 ± 0.000", "0.294 ± 0.016"]
+    assert format_pm([3.6894], [0.0075]) == ["3.689 ± 0.008"]  # at most 1 % of the tensor's scale apart
     assert format_pm([120.3], [3.2]) == ["120.3 ± 3.2"]
-    assert format_pm([-1e-9], [1e-9], scale=5.0) == ["0.0000 ± 0.0000"]  # no "-0.0000"
+    assert format_pm([-1e-9], [1e-9], scale=5.0) == ["0.000 ± 0.000"]  # no "-0.000"
+    # a spread far above the values sets the scale too: the zeros follow the std's precision
+    assert format_pm([0.0021, -1e-7], [0.63, 1e-8]) == ["0.00 ± 0.63", "0.0000 ± 0.0000"]
     assert format_pm([float("nan")], [1.0])[0].startswith("nan")
     df = pm_table(np.diag([5.1, 5.1, 5.3]), np.full((3, 3), 0.12), "")
     assert df.loc["z", "z"] == "5.30 ± 0.12" and df.loc["x", "y"] == "0.00 ± 0.12"

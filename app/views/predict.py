@@ -42,6 +42,7 @@ from etgnn_core.viz import (
     mesh_normals,
     outer_tensor,
     piezo_surface_figure,
+    pm_scale,
     pm_table,
     structure_figure,
     structure_frame,
@@ -139,7 +140,7 @@ def pm_atom_table(atoms, arr: np.ndarray, std: np.ndarray, mask=None) -> pd.Data
     df = per_atom_table(atoms, arr, mask)
     sd = per_atom_table(atoms, std, mask)
     comps = [c for c in df.columns if c not in ("atom", "element", "iso (tr/3)", "pos. def.", "norm")]
-    scale = float(np.nanmax(np.abs(df[comps].to_numpy(dtype=float)))) if comps and len(df) else 0.0
+    scale = pm_scale(df[comps].to_numpy(dtype=float), sd[comps].to_numpy(dtype=float))
     for c in comps:  # one precision floor for the whole tensor: symmetry zeros read 0.000
         df[c] = format_pm(df[c], sd[c], scale)
     if "iso (tr/3)" in df and np.asarray(arr).ndim == 3:

@@ -6,7 +6,7 @@ from etgnn_core.viz.pca import pca_figure
 from etgnn_core.viz.structure import contribution_sign, contributions_figure, structure_figure, tensor_summary
 from etgnn_core.viz.surface import piezo_surface_figure
 from etgnn_core.viz.tables import tensor_table
-from etgnn_core.viz.uncertainty import error_bar_figure, format_pm, outer_tensor, pm_table
+from etgnn_core.viz.uncertainty import error_bar_figure, format_pm, outer_tensor, pm_scale, pm_table
 from etgnn_core.viz.viewer3d import assets_dir, viewer_html
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "outer_tensor",
     "pca_figure",
     "piezo_surface_figure",
+    "pm_scale",
     "pm_table",
     "structure_figure",
     "structure_frame",

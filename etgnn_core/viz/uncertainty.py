@@ -30,21 +30,27 @@ def outer_tensor(T, std) -> np.ndarray:
     return (v * (np.abs(w) + sw)) @ v.T
 
 
-# a std below this fraction of the tensor's largest |component| is float noise of a symmetry zero, not
-# a spread worth two significant digits: it sets the last decimal shown instead
-REL_FLOOR = 1e-3
+# a std below this fraction of the tensor's scale (its largest |component| or std) is float noise of a
+# symmetry zero, or a digit nobody reads next to the others: it sets the last decimal shown instead
+REL_FLOOR = 1e-2
+
+
+def pm_scale(values, stds) -> float:
+    """The largest finite |value| or std: what a tensor's precision floor is relative to."""
+    a = np.abs(np.concatenate([np.asarray(values, dtype=float).ravel(), np.asarray(stds, dtype=float).ravel()]))
+    a = a[np.isfinite(a)]
+    return float(a.max()) if a.size else 0.0
 
 
 def format_pm(values, stds, scale: float | None = None) -> list[str]:
     """"value ± std" strings, both to the decimal of the std's second significant digit (3.010 ± 0.035).
 
-    ``scale`` (default: the largest |value|) floors that precision at ``REL_FLOOR * scale``, so a
-    component that is zero by symmetry reads 0.0000 ± 0.0000, not -1.5e-08 ± 4.8e-07.
+    ``scale`` (default: :func:`pm_scale` of these numbers) floors that precision at ``REL_FLOOR * scale``,
+    so a component that is zero by symmetry reads 0.000 ± 0.000, not -1.5e-08 ± 4.8e-07.
     """
     v = np.asarray(values, dtype=float).ravel()
     e = np.asarray(stds, dtype=float).ravel()
-    finite = np.abs(v[np.isfinite(v)])
-    scale = float(scale if scale is not None else (finite.max() if finite.size else 0.0))
+    scale = pm_scale(v, e) if scale is None else float(scale)
     out = []
     for x, d in zip(v, e):
         if not (np.isfinite(x) and np.isfinite(d)):
