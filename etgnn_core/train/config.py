@@ -206,11 +206,14 @@ def _yaml_float(v, annotation):
     return v
 
 
+_NUMBER_TYPES = {"int": False, "float": False, "int | None": True, "float | None": True}  # -> None allowed
+
+
 def _check_numbers(obj, where: str) -> None:
     """Every int / float field of a nested section holds a number (or None where allowed)."""
     for f in fields(obj):
         v, t = getattr(obj, f.name), str(f.type)
-        if ("float" in t or t.startswith("int")) and not (v is None and "None" in t) and (
+        if t in _NUMBER_TYPES and not (v is None and _NUMBER_TYPES[t]) and (
                 isinstance(v, bool) or not isinstance(v, (int, float))):
             raise ConfigError(f"{where}: {f.name} must be a number, got {v!r}")
 
