@@ -52,6 +52,9 @@ TENSOR_NAMES = (
 
 # --- per-atom label masks (e.g. NMR shielding only on selected atoms) ---------------
 MASK_SUFFIX = "_mask"
+# Sample.info flag and split part of a structure from a data.train_only set: trained on, never
+# validated, calibrated or tested on
+TRAIN_ONLY = "train_only"
 
 
 def mask_key(name: str) -> str:

@@ -399,6 +399,8 @@ def test_committee_stage_continues_the_same_member(tmp_path):
     m1 = second.for_member(1)
     assert m1.finetune_from == str(tmp_path / "s1" / "member1" / "model")
     res = train(m1, samples=zno_samples(), progress_bar=False)
+    assert {m["split"] for m in res.metrics.values()} == {"val"}  # a member never reports the test split
+    assert read_recipe(res.model_dir / RECIPE_FILE).stages[1].result["test_mae"] == {}
     parent = tmp_path / "s1" / "member1" / "model"
     stages = read_recipe(res.model_dir / RECIPE_FILE).stages
     assert len(stages) == 2 and stages[1].parent["sha256"] == sha256_file(parent / "weights.pt")

@@ -56,6 +56,13 @@ class DataConfig:
     # above this (PBE eps_inf of metals and small-gap crystals runs to hundreds; the Materials Project
     # set flags > 20 as such); test and calibration keep every crystal, so the split stays comparable
     max_eps_inf: float | None = None
+    # train and validate only on crystals whose elastic label (Voigt 6x6) is positive definite:
+    # mechanically unstable phases (the ABO3 P4mm set has 24) are not what a stiffness model should learn
+    stable_elastic: bool = False
+    # data sets that only ever train: none of their structures enters validation, calibration or test, and
+    # one sharing a reduced formula + space group with a test or calibration crystal is left out, so adding
+    # one leaves every split part of `dataset` as it was and the test error stays comparable
+    train_only: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -266,6 +273,7 @@ def _check(c: TrainConfig, where: str) -> None:
             raise ConfigError(f"{where}: moduli_weights.{t} is {w!r}; expected a number >= 0")
     if not (c.data.dataset or c.data.extxyz):
         raise ConfigError(f"{where}: data needs 'dataset' or 'extxyz'")
+    _check_data_extras(c, where)
     fr = (c.split.train, c.split.val, c.split.calib, c.split.test)
     if min(fr) < 0 or abs(sum(fr) - 1) > 1e-6 or c.split.train <= 0:
         raise ConfigError(f"{where}: split fractions train, val, calib, test {fr} must be non-negative, "
@@ -280,6 +288,21 @@ def _check(c: TrainConfig, where: str) -> None:
     d = c.optim.ema_decay
     if d is not None and not (isinstance(d, (int, float)) and 0 < d < 1):
         raise ConfigError(f"{where}: optim.ema_decay must lie strictly between 0 and 1 (e.g. 0.999), got {d!r}")
+
+
+def _check_data_extras(c: TrainConfig, where: str) -> None:
+    d = c.data
+    if not isinstance(d.stable_elastic, bool):
+        raise ConfigError(f"{where}: data.stable_elastic must be true or false, got {d.stable_elastic!r}")
+    extra = d.train_only
+    if not isinstance(extra, list) or not all(isinstance(x, str) and x for x in extra):
+        raise ConfigError(f"{where}: data.train_only must be a list of data set names, got {extra!r}")
+    main = [d.dataset] if isinstance(d.dataset, str) else list(d.dataset or [])
+    if extra and not main:
+        raise ConfigError(f"{where}: data.train_only adds to 'dataset'; name the main data set(s) there")
+    twice = sorted(set(extra) & set(main))
+    if twice:
+        raise ConfigError(f"{where}: data set(s) {twice} are in both data.dataset and data.train_only")
 
 
 def _check_reset_elements(c: TrainConfig, where: str) -> None:

@@ -88,7 +88,7 @@ def data_paths(config: TrainConfig) -> dict[str, Path]:
         return {d.extxyz: Path(d.extxyz)}
     root = _root(d.root)
     out = {}
-    for name in [d.dataset] if isinstance(d.dataset, str) else d.dataset:
+    for name in ([d.dataset] if isinstance(d.dataset, str) else list(d.dataset)) + list(d.train_only):
         if name not in REGISTRY:
             raise ConfigError(f"data.dataset: unknown data set {name!r}")
         rel = REGISTRY[name][0]().path
@@ -128,7 +128,7 @@ def stage_result(model_dir: Path, card: dict) -> dict:
         "epochs": t.get("epochs"),
         "minutes": t.get("minutes"),
         "hardware": t.get("hardware"),
-        "test_mae": {k: v["mae"] for k, v in card.get("metrics", {}).items()},
+        "test_mae": {k: v["mae"] for k, v in card.get("metrics", {}).items() if v.get("split", "test") == "test"},
         "val_mae": {k: v["mae"] for k, v in card.get("val_metrics", {}).items()},
     }
 
@@ -259,7 +259,8 @@ def plan_lines(recipe: Recipe) -> list[str]:
             f"fine-tune {s.parent['name']} ({s.parent['sha256'][:12]})" if i == 1 else f"fine-tune stage {i - 1}")
         if c.finetune_reset_elements:
             start += f", {'/'.join(c.finetune_reset_parts)} of {' '.join(c.finetune_reset_elements)} afresh"
-        data = c.data.dataset or c.data.extxyz
+        data = f"{c.data.dataset or c.data.extxyz}"
+        data += f" + training only {c.data.train_only}" if c.data.train_only else ""
         lines += [
             f"  stage {i}: {start} -> {c.output}/model",
             f"    data {data} ({len(s.data_files)} file(s)), targets {', '.join(c.targets)}, "

@@ -36,13 +36,15 @@ from etgnn_core.train.normalize import Baseline, apply_normalization, average_de
 from etgnn_core.train.recipe import write_recipe_and_history
 
 log = logging.getLogger(__name__)
+TRAIN_ONLY = keys.TRAIN_ONLY
 
 
 @dataclass
 class TrainResult:
     model: ETGNN
     model_dir: Path
-    metrics: dict[str, dict]  # per target: mae, baseline_mae, unit (test split, or validation if no test)
+    # per target: mae, baseline_mae, unit, split (test; val for a committee member or without a test split)
+    metrics: dict[str, dict]
     split: dict[str, list[str]]
     minutes: float
     epochs: int
@@ -65,30 +67,53 @@ def load_samples(config: TrainConfig) -> tuple[list, str]:
         samples = load_labelled_extxyz(d.extxyz, name=Path(d.extxyz).name)
         samples = samples[: d.limit] if d.limit else samples
         described.append(f"labelled extended XYZ {d.extxyz}")
+    for name in d.train_only:  # after the main sets, flagged: split_samples keeps them in training only
+        part, info = load_dataset(name, root=d.root, limit=d.limit)
+        for smp in part:
+            smp.info[TRAIN_ONLY] = True
+        samples += part
+        described.append(f"{info.name} ({len(part)} structures, training only): {info.description}")
     for target, path in d.offsets.items():
         samples, left = attach_offsets(samples, target, read_offsets(path))
         described.append(f"{target} offsets from {path} ({left} structures without one left out)")
     return samples, "; ".join(described)
 
 
-def learnable_split(split: dict, samples: list, max_eps_inf: float | None) -> dict:
-    """``split`` with train and val cleared of crystals whose eps_inf label exceeds ``max_eps_inf``.
+def is_train_only(smp) -> bool:
+    """A structure of a ``data.train_only`` set (never validated, calibrated or tested on)."""
+    return bool((getattr(smp, "info", None) or {}).get(TRAIN_ONLY))
+
+
+def learnable_split(split: dict, samples: list, max_eps_inf: float | None, stable_elastic: bool = False) -> dict:
+    """``split`` with the training parts cleared of crystals whose eps_inf label exceeds ``max_eps_inf``
+    and, with ``stable_elastic``, of those whose elastic label is not positive definite.
 
     Test and calib keep them: they are scored as before, on the same crystals.
     """
-    if max_eps_inf is None:
+    if max_eps_inf is None and not stable_elastic:
         return split
 
     def ok(i) -> bool:
-        eps = samples[i].targets.get(keys.DIELECTRIC)
-        return eps is None or float(principal_values(eps)[-1]) <= max_eps_inf  # eps [3, 3], shape checked
+        t = samples[i].targets
+        eps, c = t.get(keys.DIELECTRIC), t.get(keys.ELASTIC)
+        if max_eps_inf is not None and eps is not None and float(principal_values(eps)[-1]) > max_eps_inf:
+            return False  # eps [3, 3], shape checked
+        return not (stable_elastic and c is not None and not is_positive_definite(c))
 
     out = dict(split)
-    for part in ("train", "val"):
+    for part in (p for p in ("train", "val", TRAIN_ONLY) if p in split):
         out[part] = np.asarray([i for i in split[part] if ok(i)], dtype=np.int64)
-        log.info("%s: %d crystals with eps_inf above %g left out", part, len(split[part]) - len(out[part]),
-                 max_eps_inf)
+        log.info("%s: %d crystals left out (eps_inf above %s, unstable elastic tensor: %s)", part,
+                 len(split[part]) - len(out[part]), max_eps_inf, stable_elastic)
     return out
+
+
+def is_positive_definite(c) -> bool:
+    """C_ijkl [3, 3, 3, 3] (GPa) is mechanically stable: its Voigt 6x6 form is positive definite."""
+    from etgnn_core.tensors.algebra import full_rank4_to_voigt
+
+    v = np.asarray(full_rank4_to_voigt(np.asarray(c, dtype=np.float64)))  # [6, 6]
+    return bool(np.linalg.eigvalsh(0.5 * (v + v.T))[0] > 0)
 
 
 def infer_species(config: TrainConfig, samples: list) -> TrainConfig:
@@ -188,8 +213,10 @@ def split_samples(samples: list, config: TrainConfig) -> dict[str, np.ndarray]:
     from etgnn_core.data.split import grouped_split, merge_groups, near_duplicate_groups
 
     s = config.split
+    main = np.array([i for i, smp in enumerate(samples) if not is_train_only(smp)], dtype=np.int64)
     if not s.group and not s.calib and s.member is None and not s.near_duplicates:
-        return split_indices(len(samples), seed=s.seed, fractions=(s.train, s.val, s.test))
+        out = {k: main[v] for k, v in split_indices(len(main), seed=s.seed, fractions=(s.train, s.val, s.test)).items()}
+        return _with_train_only(samples, out, main)
     groups = ([smp.info.get("group") or structure_group(smp.atoms) for smp in samples] if s.group
               else [str(i) for i in range(len(samples))])
     if s.near_duplicates:
@@ -198,8 +225,26 @@ def split_samples(samples: list, config: TrainConfig) -> dict[str, np.ndarray]:
     if s.exclude_from_test:
         ids = _trained_ids(s.exclude_from_test)
         seen = np.array([str(smp.id) in ids for smp in samples])
-    return grouped_split(groups, seed=s.seed, fractions=(s.train, s.val, s.calib, s.test), member=s.member,
-                         seen=seen, unseen_val=s.unseen_val)
+    sub = grouped_split([groups[i] for i in main], seed=s.seed, fractions=(s.train, s.val, s.calib, s.test),
+                        member=s.member, seen=None if seen is None else seen[main], unseen_val=s.unseen_val)
+    out = {k: main[v] for k, v in sub.items()}  # the main sets split exactly as without the extra ones
+    return _with_train_only(samples, out, main)
+
+
+def _with_train_only(samples: list, split: dict, main: np.ndarray) -> dict:
+    """``split`` plus part ``train_only``: the train_only structures whose reduced formula + space group
+    no test or calib crystal has (when there are any)."""
+    if len(main) == len(samples):
+        return split
+    from etgnn_core.data.datasets import structure_group
+
+    group = lambda i: samples[i].info.get("group") or structure_group(samples[i].atoms)  # noqa: E731
+    held = {group(i) for part in ("test", "calib") for i in split.get(part, [])}
+    extra = [i for i, smp in enumerate(samples) if is_train_only(smp)]
+    kept = np.array([i for i in extra if group(i) not in held], dtype=np.int64)
+    log.info("train_only: %d structures, %d left out (formula + space group of a test or calib crystal)",
+             len(extra), len(extra) - len(kept))
+    return {**split, TRAIN_ONLY: kept}
 
 
 def _trained_ids(name_or_path) -> set[str]:
@@ -258,32 +303,41 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
     tune_cpu_allocator()  # fewer page faults in every step on the CPU
     if samples is None:
         samples, data_description = load_samples(config)
-    several_sets = isinstance(config.data.dataset, list) and len(config.data.dataset) > 1
+    d = config.data
+    several_sets = (isinstance(d.dataset, list) and len(d.dataset) > 1) or bool(d.train_only)
     validate_samples(samples, config.targets, allow_missing=several_sets)  # clear DataError before training
     config = infer_species(config, samples)
     model, keep_norm = build_model(config)
-    split = learnable_split(split_samples(samples, config), samples, config.data.max_eps_inf)
-    if config.data.max_eps_inf is not None:
+    split = learnable_split(split_samples(samples, config), samples, d.max_eps_inf, d.stable_elastic)
+    if d.max_eps_inf is not None:
         data_description = (f"{data_description or 'data'}; trained and validated only on crystals whose eps_inf has "
-                            f"no principal value above {config.data.max_eps_inf:g} (test and calib keep every crystal)")
+                            f"no principal value above {d.max_eps_inf:g} (test and calib keep every crystal)")
+    if d.stable_elastic:
+        data_description = (f"{data_description or 'data'}; trained and validated only on crystals whose elastic "
+                            "tensor is positive definite (test and calib keep every crystal)")
     c = model.config
     items = [label_graph(s, c.targets, c.cutoff, c.max_neighbors) for s in samples]
     parts = {k: [items[i] for i in idx] for k, idx in split.items()}
-    if not parts["train"]:
+    # what the network learns from: the training part plus the train_only sets (baselines use the former)
+    fit = parts["train"] + parts.get(TRAIN_ONLY, [])
+    if not fit:
         raise ValueError("the training split is empty: add structures or change the split fractions")
     if not keep_norm:
-        c.avg_degree = average_degree(parts["train"])
-        scales = apply_normalization(model, parts["train"])
+        c.avg_degree = average_degree(fit)
+        scales = apply_normalization(model, fit)
         log.info("target scales: %s", scales)
-    reset_elements(model, config.finetune_reset_elements, parts["train"], config.finetune_reset_parts)
-    c.elements = sorted(set(c.elements) | {int(z) for it in parts["train"] for z in it.graph.atomic_numbers})
+    reset_elements(model, config.finetune_reset_elements, fit, config.finetune_reset_parts)
+    c.elements = sorted(set(c.elements) | {int(z) for it in fit for z in it.graph.atomic_numbers})
 
     out = Path(config.output)
     ckpt_dir = out / "checkpoints"
-    result = _fit(config, model, parts, ckpt_dir, out, callbacks or [], progress_bar, resume, force)
+    result = _fit(config, model, {**parts, "train": fit}, ckpt_dir, out, callbacks or [], progress_bar, resume, force)
     epochs, minutes = result
 
-    eval_part = "test" if parts["test"] else "val"
+    # A committee member (split with a calib part) reports its validation split: the test split is scored
+    # once, on the committee mean when it is assembled, so no member is chosen by its test error.
+    member = "calib" in split and bool(parts["val"])
+    eval_part = "test" if parts["test"] and not member else "val"
     mae = evaluate(model, parts[eval_part])
     base = baseline_mae(parts["train"], parts[eval_part], model)
     metrics = {s.name: {"mae": mae[s.name], "baseline_mae": base[s.name], "unit": s.unit, "split": eval_part}
@@ -302,7 +356,7 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
                      "finetuned_from": config.finetune_from, "torch": torch.__version__},
         "metrics": metrics,
     }
-    if eval_part == "test" and parts["val"]:  # for choosing between rounds without looking at the test split
+    if parts["val"]:  # for choosing between rounds without looking at the test split
         card["val_metrics"] = {k: {"mae": v} for k, v in evaluate(model, parts["val"]).items()}
     model_dir = save_model(model.cpu(), out / "model", name=config.name, description=config.description,
                            card=card, split=ids)
