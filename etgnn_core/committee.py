@@ -40,9 +40,10 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
-from etgnn_core import metrics
+from etgnn_core import keys, metrics
 from etgnn_core.api import DEFAULT_MAX_ATOMS, Model, Prediction, add_known_parts, add_part, map_batches
 from etgnn_core.data.offsets import write_known_parts
+from etgnn_core.data.sample import is_train_only
 from etgnn_core.graph import collate
 from etgnn_core.model.etgnn import ModelOutput
 from etgnn_core.registry import (
@@ -323,7 +324,12 @@ def committee_split(folders: Sequence[Path], samples: list) -> dict[str, np.ndar
                                  f"({len(unknown)} unknown); was the data set changed since training?")
         out[p] = np.array(sorted({j for i in id_list for j in index[i]}), dtype=np.int64)
     held = set(out["calib"].tolist()) | set(out["test"].tolist())
-    out["train"] = np.array([i for i in range(len(samples)) if i not in held], dtype=np.int64)
+    rest = [i for i in range(len(samples)) if i not in held]
+    # a data.train_only set trained the members but is not the data the baselines describe
+    out["train"] = np.array([i for i in rest if not is_train_only(samples[i])], dtype=np.int64)
+    extra = np.array([i for i in rest if is_train_only(samples[i])], dtype=np.int64)
+    if len(extra):
+        out[keys.TRAIN_ONLY] = extra
     return out
 
 
@@ -497,7 +503,8 @@ def assemble_committee(config, members: Sequence[int] | None = None, samples: li
     t0 = time.monotonic()
     scale, spreads, calib_preds = calibrate(committee, parts["calib"], batch_size=batch_size)
     # the domain's element counts cover every training structure; the embeddings those member 0 knows
-    domain, reference = domain_statistics(committee, parts["train"], calib_preds, spreads, batch_size=batch_size)
+    domain, reference = domain_statistics(committee, parts["train"] + parts.get(keys.TRAIN_ONLY, []), calib_preds,
+                                          spreads, batch_size=batch_size)
     committee.std_scale.update(scale)
     test_metrics = evaluate_model(committee, parts["test"], parts["train"], batch_size)
     minutes = (time.monotonic() - t0) / 60

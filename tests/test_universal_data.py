@@ -242,3 +242,82 @@ def test_max_eps_inf_is_a_data_setting():
     cfg = TrainConfig.from_dict({"name": "m", "targets": ["dielectric"], "data": {"dataset": "phonon_becs",
                                                                                    "max_eps_inf": 20}})
     assert cfg.data.max_eps_inf == 20
+
+
+def _with_extra(n_extra=6):
+    """_samples() plus structures flagged as a train_only set: NaCl (a group of the main set) and ZnO."""
+    extra = []
+    for i in range(n_extra):
+        a = bulk("NaCl", "rocksalt", a=5.6) if i % 2 else bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+        extra.append(Sample(atoms=a, targets={keys.DIELECTRIC: np.eye(3)}, id=f"x{i}", info={keys.TRAIN_ONLY: True}))
+    return _samples(40) + extra
+
+
+@pytest.mark.parametrize("split", [{"seed": 2, "train": 0.6, "val": 0.2, "test": 0.2},
+                                   {"seed": 2, "train": 0.5, "val": 0.2, "calib": 0.1, "test": 0.2, "group": True,
+                                    "member": 1}])
+def test_train_only_sets_leave_the_main_split_as_it_was(split):
+    """data.train_only: the main structures split exactly as without the extra set; an extra structure
+    only trains, and never when a test or calib crystal has its formula + space group."""
+    cfg = TrainConfig.from_dict({"name": "x", "targets": ["dielectric"], "data": {"dataset": "unused"},
+                                 "split": split})
+    main = split_samples(_samples(40), cfg)
+    both = _with_extra()
+    parts = split_samples(both, cfg)
+    assert all(np.array_equal(main[k], parts[k]) for k in main)
+    extra = [both[i] for i in parts[keys.TRAIN_ONLY]]
+    held = {structure_group(both[i].atoms) for k in ("test", "calib") if k in parts for i in parts[k]}
+    assert extra and all(s.info[keys.TRAIN_ONLY] for s in extra)
+    assert not {structure_group(s.atoms) for s in extra} & held
+    if "ClNa|225" not in held:  # the split kept NaCl in training: its extra copies train too
+        assert len(extra) == 6
+    else:
+        assert {s.id for s in extra} == {"x0", "x2", "x4"}
+
+
+def test_train_only_config_is_checked():
+    from etgnn_core.train.config import ConfigError
+
+    base = {"name": "x", "targets": ["elastic"], "data": {"dataset": ["mp/elastic"], "train_only": ["mp/elastic"]}}
+    with pytest.raises(ConfigError, match="both data.dataset and data.train_only"):
+        TrainConfig.from_dict(base)
+    with pytest.raises(ConfigError, match="data.train_only must be a list"):
+        TrainConfig.from_dict({**base, "data": {"dataset": "mp/elastic", "train_only": "abo3_piezo"}})
+    with pytest.raises(ConfigError, match="stable_elastic must be true or false"):
+        TrainConfig.from_dict({**base, "data": {"dataset": "mp/elastic", "stable_elastic": "yes"}})
+
+
+def test_stable_elastic_clears_unstable_labels_from_training_only():
+    from etgnn_core.tensors.algebra import voigt_rank4_to_full
+    from etgnn_core.train.trainer import is_positive_definite, learnable_split
+
+    atoms = bulk("Si", "diamond", a=5.43)
+    stable = np.diag([200.0, 200, 200, 80, 80, 80])
+    stable[:3, :3] += 60 * (1 - np.eye(3))
+    unstable = stable.copy()
+    unstable[0, 1] = unstable[1, 0] = 260.0  # C11 - C12 < 0: a shear instability
+    assert is_positive_definite(voigt_rank4_to_full(stable)) and not is_positive_definite(voigt_rank4_to_full(unstable))
+    samples = [Sample(atoms, {keys.ELASTIC: voigt_rank4_to_full(c)}, id=str(i))
+               for i, c in enumerate([stable, unstable, unstable, stable])]
+    split = {"train": np.array([0, 1]), "val": np.array([], dtype=np.int64), "test": np.array([2]),
+             keys.TRAIN_ONLY: np.array([3])}
+    out = learnable_split(split, samples, None, stable_elastic=True)
+    assert out["train"].tolist() == [0] and out["test"].tolist() == [2] and out[keys.TRAIN_ONLY].tolist() == [3]
+    assert learnable_split(split, samples, None) is split
+
+
+def test_committee_split_keeps_train_only_sets_out_of_the_baseline_data(tmp_path):
+    """The committee's "train" (what baselines describe) excludes a train_only set; it has its own part."""
+    import json
+
+    from etgnn_core.committee import committee_split
+
+    samples = _with_extra()
+    folder = tmp_path / "member0"
+    folder.mkdir()
+    (folder / "split.json").write_text(json.dumps({"calib": ["0"], "test": ["1", "2"], "train": ["3"]}))
+    out = committee_split([folder], samples)
+    assert out["calib"].tolist() == [0] and out["test"].tolist() == [1, 2]
+    assert out["train"].tolist() == list(range(3, 40))
+    assert out[keys.TRAIN_ONLY].tolist() == list(range(40, 46))
+    assert keys.TRAIN_ONLY not in committee_split([folder], _samples(40))

@@ -13,6 +13,8 @@ from typing import Any
 import ase
 import numpy as np
 
+from etgnn_core import keys
+
 
 @dataclass
 class Sample:
@@ -77,3 +79,8 @@ def where(source: str, loc: str = "", key: str = "") -> str:
     if key:
         parts.append(f"key {key!r}")
     return ", ".join(parts)
+
+
+def is_train_only(sample) -> bool:
+    """A structure of a ``data.train_only`` set: trained on, never validated, calibrated or tested on."""
+    return bool((getattr(sample, "info", None) or {}).get(keys.TRAIN_ONLY))

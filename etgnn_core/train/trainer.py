@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from etgnn_core import keys
 from etgnn_core.data.offsets import write_known_parts
+from etgnn_core.data.sample import is_train_only
 from etgnn_core.device import tune_cpu_allocator
 from etgnn_core.model.etgnn import ETGNN, ModelConfig
 from etgnn_core.registry import find_model, load_model_folder, load_state_strict, save_model
@@ -77,11 +78,6 @@ def load_samples(config: TrainConfig) -> tuple[list, str]:
         samples, left = attach_offsets(samples, target, read_offsets(path))
         described.append(f"{target} offsets from {path} ({left} structures without one left out)")
     return samples, "; ".join(described)
-
-
-def is_train_only(smp) -> bool:
-    """A structure of a ``data.train_only`` set (never validated, calibrated or tested on)."""
-    return bool((getattr(smp, "info", None) or {}).get(TRAIN_ONLY))
 
 
 def learnable_split(split: dict, samples: list, max_eps_inf: float | None, stable_elastic: bool = False) -> dict:
