@@ -412,9 +412,13 @@ def _table(path: str, index: int, pred) -> str:
             mask = pred.masks.get(name)
             only = f"; only {pred.carriers(name) or 'no'} atoms" if mask is not None else ""
             lines.append(f"{name} [{unit}] (per atom{only}){pm}")
+            from etgnn_core.viz.uncertainty import pm_scale
+
+            scale = None if std is None else pm_scale(value, std)  # one precision floor for every atom
             for j, v in enumerate(value):
                 if mask is None or mask[j]:
-                    lines.append(f"  {j:4d} {symbols[j]:>2s}  " + _fmt(v, None if std is None else std[j]))
+                    row = _fmt(v) if std is None else _fmt_pm(v, std[j], scale)
+                    lines.append(f"  {j:4d} {symbols[j]:>2s}  " + row)
         else:
             lines.append(f"{name} [{unit}]{pm}")
             lines += ["  " + line for line in _matrix_lines(value, std, unit)]
@@ -440,12 +444,21 @@ def _matrix_lines(value, std, unit: str) -> list[str]:
 
 def _fmt(v, std=None) -> str:
     v = np.asarray(v)
-    s = None if std is None else np.asarray(std)
+    if std is not None:
+        return _fmt_pm(v, std, None)
     if v.ndim <= 1:
-        if s is None:
-            return " ".join(f"{x: .5f}" for x in np.atleast_1d(v))
-        return " ".join(f"{x: .5f}±{d:.5f}" for x, d in zip(np.atleast_1d(v), np.atleast_1d(s)))
-    return " | ".join(_fmt(r, None if s is None else s[i]) for i, r in enumerate(v))
+        return " ".join(f"{x: .5f}" for x in np.atleast_1d(v))
+    return " | ".join(_fmt(r) for r in v)
+
+
+def _fmt_pm(v, std, scale) -> str:
+    """Rows of "value ± std" (format_pm: to the std's precision, floored at 1 % of ``scale``), rows split by |."""
+    from etgnn_core.viz.uncertainty import format_pm
+
+    v, s = np.atleast_2d(np.asarray(v, dtype=float)), np.atleast_2d(np.asarray(std, dtype=float))
+    cells = np.array(format_pm(v, s, scale), dtype=object).reshape(v.shape)
+    width = max(len(c) for c in cells.ravel())
+    return " | ".join(" ".join(c.rjust(width) for c in row) for row in cells)
 
 
 def _write_born(target: str, structures, preds, quiet: bool = False) -> None:

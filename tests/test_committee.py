@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -283,6 +284,14 @@ def test_cli_json_and_table_with_std_and_warnings(committee_dir, tmp_path, capsy
     assert main(["predict", str(path), "--model", str(committee_dir), "-q"]) == 0
     out = capsys.readouterr().out
     assert "±" in out and "warning: Cd appears" in out
+    lines = out.splitlines()
+    row = lines[lines.index(next(x for x in lines if x.startswith("born_charges"))) + 1]  # atom 0, Cd
+    assert row.split()[:2] == ["0", "Cd"] and row.count("|") == 2
+    cells = [c.split("±") for c in re.findall(r"-?\d+\.\d+ ± \d+\.\d+", row)]
+    assert len(cells) == 9  # Z_xx ... Z_zz of the atom, each value ± std to the std's precision
+    for (x, d), want, sd in zip(cells, np.ravel(t["values"][0]), np.ravel(t["std"][0])):
+        half = 0.5 * 10.0 ** -len(x.strip().split(".")[1]) + 1e-9  # rounded to the printed decimal
+        assert abs(float(x) - want) <= half and abs(float(d) - sd) <= half
 
 
 def test_cli_committee_command_assembles(tmp_path, monkeypatch, capsys):
