@@ -259,6 +259,32 @@ def test_loading_is_strict(committee_dir, tmp_path):
         load_model_folder(str(committee_dir))
 
 
+def test_train_only_set_counts_in_the_domain_not_in_the_baselines(tmp_path):
+    """Structures of a data.train_only set: in the domain's element counts (the members learned them),
+    not in the training data the test baselines are fitted on, and in a split part of their own."""
+    from etgnn_core import keys
+    from etgnn_core.committee import assemble_committee
+
+    run = tmp_path / "run"
+    write_members(run, seeds=(0, 1))
+    extra = samples(6, rare=6, seed=5)  # Cd on site 0, labels far from the main set's
+    for i, s in enumerate(extra):
+        s.id, s.info[keys.TRAIN_ONLY] = f"x{i}", True
+        s.targets["dielectric"] = 9.0 * np.eye(3)
+    cards = {}
+    for label, data in (("plain", samples()), ("extra", samples() + extra)):
+        folder = assemble_committee(config(run), samples=data, output=tmp_path / label, data_description="synthetic")
+        cards[label] = [json.loads((folder / f).read_text()) for f in ("card.json", "committee.json")]
+    (plain, plain_meta), (more, more_meta) = cards["plain"], cards["extra"]
+    assert more["split"]["train_only"] == 6 and more["split"]["train"] == plain["split"]["train"]
+    assert "train_only" not in plain["split"]
+    assert more_meta["domain"]["element_counts"]["Cd"] == plain_meta["domain"]["element_counts"]["Cd"] + 6
+    base = lambda card: card["metrics"]["dielectric"]["baseline_mae"]  # noqa: E731
+    assert base(more) == pytest.approx(base(plain))
+    split = json.loads((tmp_path / "extra" / "split.json").read_text())
+    assert split["train_only"] == [f"x{i}" for i in range(6)]
+
+
 def test_single_model_prediction_has_no_std(committee):
     from etgnn_core.api import Model
 
