@@ -412,12 +412,9 @@ def _table(path: str, index: int, pred) -> str:
             mask = pred.masks.get(name)
             only = f"; only {pred.carriers(name) or 'no'} atoms" if mask is not None else ""
             lines.append(f"{name} [{unit}] (per atom{only}){pm}")
-            from etgnn_core.viz.uncertainty import pm_scale
-
-            scale = None if std is None else pm_scale(value, std)  # one precision floor for every atom
-            for j, v in enumerate(value):
+            rows = [_fmt(v) for v in value] if std is None else _pm_rows(value, std)
+            for j, row in enumerate(rows):
                 if mask is None or mask[j]:
-                    row = _fmt(v) if std is None else _fmt_pm(v, std[j], scale)
                     lines.append(f"  {j:4d} {symbols[j]:>2s}  " + row)
         else:
             lines.append(f"{name} [{unit}]{pm}")
@@ -445,20 +442,21 @@ def _matrix_lines(value, std, unit: str) -> list[str]:
 def _fmt(v, std=None) -> str:
     v = np.asarray(v)
     if std is not None:
-        return _fmt_pm(v, std, None)
+        return _pm_rows(v[None], np.asarray(std)[None])[0]
     if v.ndim <= 1:
         return " ".join(f"{x: .5f}" for x in np.atleast_1d(v))
     return " | ".join(_fmt(r) for r in v)
 
 
-def _fmt_pm(v, std, scale) -> str:
-    """Rows of "value ± std" (format_pm: to the std's precision, floored at 1 % of ``scale``), rows split by |."""
+def _pm_rows(value, std) -> list[str]:
+    """One line per atom of "value ± std" cells (format_pm: to the std's precision, one floor for the whole
+    tensor), 3 x 3 rows split by |, every column as wide as the widest cell so atoms line up."""
     from etgnn_core.viz.uncertainty import format_pm
 
-    v, s = np.atleast_2d(np.asarray(v, dtype=float)), np.atleast_2d(np.asarray(std, dtype=float))
-    cells = np.array(format_pm(v, s, scale), dtype=object).reshape(v.shape)
+    v, s = np.asarray(value, dtype=float), np.asarray(std, dtype=float)
+    cells = np.array(format_pm(v, s), dtype=object).reshape(len(v), -1, v[0].shape[-1] if v.ndim > 1 else 1)
     width = max(len(c) for c in cells.ravel())
-    return " | ".join(" ".join(c.rjust(width) for c in row) for row in cells)
+    return [" | ".join(" ".join(c.rjust(width) for c in row) for row in atom) for atom in cells]
 
 
 def _write_born(target: str, structures, preds, quiet: bool = False) -> None:
