@@ -16,7 +16,7 @@ import ase
 import numpy as np
 
 from .. import keys
-from ..tensors.algebra import principal_values, voigt_rank3_to_full, voigt_rank4_to_full
+from ..tensors.algebra import principal_values, softest_voigt_eigenvalue, voigt_rank3_to_full, voigt_rank4_to_full
 from .extxyz import frame_targets, molecule_or_crystal, plain_atoms, read_frames_file
 from .poscar import load_poscar_zip
 from .sample import DataError, DatasetInfo, Sample
@@ -415,8 +415,7 @@ def load_abo3_piezo(root=None, limit=None, piezo: str = "electronic") -> tuple[l
             }
         except ValueError as exc:
             raise DataError(f"{src} (id {sid!r}): unexpected tensor shape ({exc})") from None
-        c6 = np.asarray(data[ABO3_KEYS["elastic_total"]], dtype=np.float64)
-        if np.linalg.eigvalsh(0.5 * (c6 + c6.T))[0] <= 0:
+        if softest_voigt_eigenvalue(data[ABO3_KEYS["elastic_total"]]) <= 0:
             not_pd.append(sid)
         samples.append(Sample(atoms=plain_atoms(atoms), targets=t, source=src, id=sid))
     info.extra.update(elastic_not_positive_definite=not_pd)

@@ -207,6 +207,13 @@ def voigt_rank4_to_full(C_6x6, check: bool = False, rtol: float = _DEFAULT_RTOL)
     return C[..., I, J]
 
 
+def softest_voigt_eigenvalue(C6) -> float:
+    """Smallest eigenvalue of the symmetric part of Voigt ``C_IJ [6, 6]`` (GPa): > 0 for a mechanically
+    stable crystal (positive definite; Born criteria)."""
+    c = np.asarray(C6, dtype=np.float64)
+    return float(np.linalg.eigvalsh(0.5 * (c + c.T))[0])
+
+
 def full_rank4_to_voigt(C, check: bool = False, rtol: float = _DEFAULT_RTOL) -> np.ndarray:
     """``C_ijkl [..., 3, 3, 3, 3]`` -> Voigt ``C_IJ [..., 6, 6]`` (order 11, 22, 33, 23, 13, 12).
 

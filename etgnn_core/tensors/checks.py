@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from etgnn_core import keys
-from etgnn_core.tensors.algebra import full_rank4_to_voigt, principal_values
+from etgnn_core.tensors.algebra import full_rank4_to_voigt, principal_values, softest_voigt_eigenvalue
 
 if TYPE_CHECKING:
     import ase
@@ -148,11 +148,10 @@ def polarizability_warning(alpha: np.ndarray, unit: str) -> list[str]:
 
 
 def elastic_warning(c: np.ndarray) -> list[str]:
-    voigt = full_rank4_to_voigt(c)
-    ev = np.linalg.eigvalsh(0.5 * (voigt + voigt.T))  # [6] GPa
-    if not np.all(np.isfinite(ev)) or ev[0] > 0:
+    ev = softest_voigt_eigenvalue(full_rank4_to_voigt(c))  # GPa
+    if not np.isfinite(ev) or ev > 0:
         return []
-    return [f"the predicted stiffness tensor is not positive definite (softest Voigt eigenvalue {ev[0]:.3g} GPa): "
+    return [f"the predicted stiffness tensor is not positive definite (softest Voigt eigenvalue {ev:.3g} GPa): "
             "it describes a mechanically unstable crystal, which for a relaxed structure means the prediction "
             "is wrong"]
 

@@ -37,7 +37,6 @@ from etgnn_core.train.normalize import Baseline, apply_normalization, average_de
 from etgnn_core.train.recipe import write_recipe_and_history
 
 log = logging.getLogger(__name__)
-TRAIN_ONLY = keys.TRAIN_ONLY
 
 
 @dataclass
@@ -71,7 +70,7 @@ def load_samples(config: TrainConfig) -> tuple[list, str]:
     for name in d.train_only:  # after the main sets, flagged: split_samples keeps them in training only
         part, info = load_dataset(name, root=d.root, limit=d.limit)
         for smp in part:
-            smp.info[TRAIN_ONLY] = True
+            smp.info[keys.TRAIN_ONLY] = True
         samples += part
         described.append(f"{info.name} ({len(part)} structures, training only): {info.description}")
     for target, path in d.offsets.items():
@@ -97,7 +96,7 @@ def learnable_split(split: dict, samples: list, max_eps_inf: float | None, stabl
         return not (stable_elastic and c is not None and not is_positive_definite(c))
 
     out = dict(split)
-    for part in (p for p in ("train", "val", TRAIN_ONLY) if p in split):
+    for part in (p for p in ("train", "val", keys.TRAIN_ONLY) if p in split):
         out[part] = np.asarray([i for i in split[part] if ok(i)], dtype=np.int64)
         log.info("%s: %d crystals left out (eps_inf above %s, unstable elastic tensor: %s)", part,
                  len(split[part]) - len(out[part]), max_eps_inf, stable_elastic)
@@ -106,10 +105,9 @@ def learnable_split(split: dict, samples: list, max_eps_inf: float | None, stabl
 
 def is_positive_definite(c) -> bool:
     """C_ijkl [3, 3, 3, 3] (GPa) is mechanically stable: its Voigt 6x6 form is positive definite."""
-    from etgnn_core.tensors.algebra import full_rank4_to_voigt
+    from etgnn_core.tensors.algebra import full_rank4_to_voigt, softest_voigt_eigenvalue
 
-    v = np.asarray(full_rank4_to_voigt(np.asarray(c, dtype=np.float64)))  # [6, 6]
-    return bool(np.linalg.eigvalsh(0.5 * (v + v.T))[0] > 0)
+    return softest_voigt_eigenvalue(full_rank4_to_voigt(np.asarray(c, dtype=np.float64))) > 0  # Voigt [6, 6]
 
 
 def infer_species(config: TrainConfig, samples: list) -> TrainConfig:
@@ -224,23 +222,24 @@ def split_samples(samples: list, config: TrainConfig) -> dict[str, np.ndarray]:
     sub = grouped_split([groups[i] for i in main], seed=s.seed, fractions=(s.train, s.val, s.calib, s.test),
                         member=s.member, seen=None if seen is None else seen[main], unseen_val=s.unseen_val)
     out = {k: main[v] for k, v in sub.items()}  # the main sets split exactly as without the extra ones
-    return _with_train_only(samples, out, main)
+    return _with_train_only(samples, out, main, groups if s.group and not s.near_duplicates else None)
 
 
-def _with_train_only(samples: list, split: dict, main: np.ndarray) -> dict:
+def _with_train_only(samples: list, split: dict, main: np.ndarray, groups: list | None = None) -> dict:
     """``split`` plus part ``train_only``: the train_only structures whose reduced formula + space group
-    no test or calib crystal has (when there are any)."""
+    no test or calib crystal has (when there are any).  ``groups``: those of every sample, if known."""
     if len(main) == len(samples):
         return split
     from etgnn_core.data.datasets import structure_group
 
-    group = lambda i: samples[i].info.get("group") or structure_group(samples[i].atoms)  # noqa: E731
+    group = (groups.__getitem__ if groups is not None else
+             lambda i: samples[i].info.get("group") or structure_group(samples[i].atoms))
     held = {group(i) for part in ("test", "calib") for i in split.get(part, [])}
     extra = [i for i, smp in enumerate(samples) if is_train_only(smp)]
     kept = np.array([i for i in extra if group(i) not in held], dtype=np.int64)
     log.info("train_only: %d structures, %d left out (formula + space group of a test or calib crystal)",
              len(extra), len(extra) - len(kept))
-    return {**split, TRAIN_ONLY: kept}
+    return {**split, keys.TRAIN_ONLY: kept}
 
 
 def _trained_ids(name_or_path) -> set[str]:
@@ -315,7 +314,7 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
     items = [label_graph(s, c.targets, c.cutoff, c.max_neighbors) for s in samples]
     parts = {k: [items[i] for i in idx] for k, idx in split.items()}
     # what the network learns from: the training part plus the train_only sets (baselines use the former)
-    fit = parts["train"] + parts.get(TRAIN_ONLY, [])
+    fit = parts["train"] + parts.get(keys.TRAIN_ONLY, [])
     if not fit:
         raise ValueError("the training split is empty: add structures or change the split fractions")
     if not keep_norm:
@@ -353,7 +352,8 @@ def train(config: TrainConfig, samples: list | None = None, callbacks: list | No
         "metrics": metrics,
     }
     if parts["val"]:  # for choosing between rounds without looking at the test split
-        card["val_metrics"] = {k: {"mae": v} for k, v in evaluate(model, parts["val"]).items()}
+        val = mae if eval_part == "val" else evaluate(model, parts["val"])
+        card["val_metrics"] = {k: {"mae": v} for k, v in val.items()}
     model_dir = save_model(model.cpu(), out / "model", name=config.name, description=config.description,
                            card=card, split=ids)
     card = write_recipe_and_history(model_dir, config, card)  # train.yaml; the card's settings and history
