@@ -2,7 +2,7 @@
 
     python benchmarks/piezo_ionic.py [--shard K/N] [--out runs/piezo_ionic] [--limit N]
     python benchmarks/piezo_ionic.py --merge benchmarks/data/mp_piezo_ionic.npz [--out runs/piezo_ionic]
-    python benchmarks/piezo_ionic.py --from-relaxation --merge benchmarks/data/mp_piezo_ionic.npz
+    python benchmarks/piezo_ionic.py --from-relaxation --merge benchmarks/data/mp_piezo_ionic.npz [--bec-model DIR]
     python benchmarks/piezo_ionic.py --report [--out runs/piezo_ionic] [--part calib]
 
 For every crystal of ``mp/piezo`` (configs/universal_piezo.yaml) whose elements the Born-charge
@@ -41,13 +41,17 @@ BEC_MODEL = "universal_dielectric_bec"
 RELAX_TABLE = ROOT / "benchmarks" / "data" / "mp_piezo_relaxation.npz"
 
 
-def meta() -> str:
-    """What made the tensors (the offset table's ``meta``, copied into the model's known_parts.json)."""
+def meta(bec_folder: str = BEC_MODEL) -> str:
+    """What made the tensors (the offset table's ``meta``, copied into the model's known_parts.json).
+
+    ``bec_folder``: where the Born charges came from; a candidate committee folder fingerprints as it
+    will once installed under the name BEC_MODEL (the fingerprint reads paths relative to the folder).
+    """
     from etgnn_core.registry import weights_fingerprint
     from etgnn_core.spectra.phonons import DEFAULT_POTENTIAL
 
     return json.dumps({"kind": "ionic_piezo", "bec_model": BEC_MODEL, "potential": DEFAULT_POTENTIAL,
-                       "bec_model_sha256": weights_fingerprint(BEC_MODEL)})
+                       "bec_model_sha256": weights_fingerprint(bec_folder)})
 
 
 def load_piezo():
@@ -135,12 +139,12 @@ def from_relaxation(args) -> int:
     relax = read_relaxations(RELAX_TABLE)
     by_id = {str(s.id): s for s in load_piezo()}
     ids = sorted(i for i in relax if i in by_id)
-    bec = load_model(BEC_MODEL, device="cpu")
+    bec = load_model(args.bec_model, device="cpu")
     preds = bec.predict([by_id[i].atoms for i in ids])
     values = np.stack([ionic_piezo(p["born_charges"], relax[i], by_id[i].atoms.get_volume())
                        for i, p in zip(ids, preds)])
-    np.savez_compressed(args.merge, ids=np.array(ids), values=values, meta=meta())
-    print(f"{args.merge}: {len(ids)} crystals, Born charges of the installed {BEC_MODEL}")
+    np.savez_compressed(args.merge, ids=np.array(ids), values=values, meta=meta(args.bec_model))
+    print(f"{args.merge}: {len(ids)} crystals, Born charges of {args.bec_model}")
     return 0
 
 
@@ -176,6 +180,9 @@ def main(argv=None) -> int:
     p.add_argument("--merge", metavar="NPZ", help="write the shards into one offset table (and RELAX_TABLE)")
     p.add_argument("--from-relaxation", action="store_true",
                    help=f"write the --merge table from {RELAX_TABLE.name} and the installed Born-charge model")
+    p.add_argument("--bec-model", default=BEC_MODEL, metavar="NAME_OR_FOLDER",
+                   help=f"with --from-relaxation: the Born-charge committee (default: the installed {BEC_MODEL}; "
+                        "a candidate's committee folder tries it before installing)")
     p.add_argument("--part", default="calib")
     p.add_argument("--split", default=None, help="split.json (default: runs/universal_piezo/committee)")
     args = p.parse_args(argv)

@@ -182,3 +182,28 @@ def test_relaxation_tables_round_trip_crystals_of_different_sizes(tmp_path):
     assert sorted(got) == ["a", "b", "c"]
     for k, u in relax.items():
         np.testing.assert_array_equal(got[k], u)
+
+
+def test_ionic_table_meta_fingerprints_a_candidate_as_it_will_be_installed(tmp_path):
+    """--bec-model FOLDER: a committee folder copied elsewhere (a candidate) fingerprints like the
+    installed one, so a piezo model trained on its table will not warn once the candidate is installed;
+    changed weights change the fingerprint."""
+    import json
+    import shutil
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    try:
+        import piezo_ionic
+    finally:
+        sys.path.remove(str(root / "benchmarks"))
+    copy = tmp_path / "committee"
+    shutil.copytree(root / "pretrained" / piezo_ionic.BEC_MODEL, copy)
+    installed = json.loads(piezo_ionic.meta())
+    candidate = json.loads(piezo_ionic.meta(str(copy)))
+    assert candidate == installed and candidate["bec_model"] == piezo_ionic.BEC_MODEL
+    with open(copy / "member1" / "weights.pt", "ab") as fh:
+        fh.write(b"changed")
+    assert json.loads(piezo_ionic.meta(str(copy)))["bec_model_sha256"] != installed["bec_model_sha256"]
