@@ -40,3 +40,19 @@ def test_shipped_model_matches_reference(name):
             scale = max(1.0, float(np.abs(want).max())) if want.size else 1.0
             np.testing.assert_allclose(np.array(now[file][key]), want, rtol=0,
                                        atol=stored["tolerance"] * scale, err_msg=f"{name} on {file}: {key}")
+
+
+#: issue 13: "pretrained/ stays <= 80 MB in all" (decimal megabytes, the stricter reading)
+PRETRAINED_BUDGET_BYTES = 80_000_000
+
+
+def test_shipped_models_fit_the_size_budget():
+    root = REF.parents[1] / "pretrained"
+    sizes = {}
+    for f in root.rglob("*"):
+        if f.is_file():
+            top = f.relative_to(root).parts[0]
+            sizes[top] = sizes.get(top, 0) + f.stat().st_size
+    total = sum(sizes.values())
+    largest = ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sorted(sizes.items(), key=lambda kv: -kv[1])[:3])
+    assert total <= PRETRAINED_BUDGET_BYTES, f"pretrained/ is {total / 1e6:.1f} MB (largest: {largest})"
