@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     p.add_argument("--report", action="store_true")
     p.add_argument("--merge", metavar="NPZ", help="write the shards into one offset table (and RELAX_TABLE)")
     p.add_argument("--from-relaxation", action="store_true",
-                   help=f"write the --merge table from {RELAX_TABLE.name} and the installed Born-charge model")
+                   help=f"write the --merge table from {RELAX_TABLE.name} and the Born charges of --bec-model")
     p.add_argument("--bec-model", default=BEC_MODEL, metavar="NAME_OR_FOLDER",
                    help=f"with --from-relaxation: the Born-charge committee (default: the installed {BEC_MODEL}; "
                         "a candidate's committee folder tries it before installing)")

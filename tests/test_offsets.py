@@ -161,18 +161,22 @@ def test_a_known_part_warns_when_the_born_charge_model_changed_since_training(tm
     assert pred.warnings.count(term.warning) == 1
 
 
+def _piezo_ionic():
+    """benchmarks/piezo_ionic.py as a module (benchmarks/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "piezo_ionic.py"
+    spec = importlib.util.spec_from_file_location("piezo_ionic", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_relaxation_tables_round_trip_crystals_of_different_sizes(tmp_path):
     """benchmarks/piezo_ionic.py stores u [n_atoms, 3, 3, 3] of crystals of any size, so that e_ion can be
     recomputed for a new Born-charge model without phonons."""
-    import sys
-    from pathlib import Path
-
-    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        import piezo_ionic
-    finally:
-        sys.path.remove(bench)
+    piezo_ionic = _piezo_ionic()
     rng = np.random.default_rng(0)
     relax = {"a": rng.normal(size=(2, 3, 3, 3)), "b": rng.normal(size=(5, 3, 3, 3)), "c": rng.normal(size=(1, 3, 3, 3))}
     np.savez(tmp_path / "shard_0_of_2.npz", ids=np.array(["a", "b"]), **piezo_ionic.ragged([relax["a"], relax["b"]]))
@@ -190,17 +194,10 @@ def test_ionic_table_meta_fingerprints_a_candidate_as_it_will_be_installed(tmp_p
     changed weights change the fingerprint."""
     import json
     import shutil
-    import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(root / "benchmarks"))
-    try:
-        import piezo_ionic
-    finally:
-        sys.path.remove(str(root / "benchmarks"))
+    piezo_ionic = _piezo_ionic()
     copy = tmp_path / "committee"
-    shutil.copytree(root / "pretrained" / piezo_ionic.BEC_MODEL, copy)
+    shutil.copytree(piezo_ionic.ROOT / "pretrained" / piezo_ionic.BEC_MODEL, copy)
     installed = json.loads(piezo_ionic.meta())
     candidate = json.loads(piezo_ionic.meta(str(copy)))
     assert candidate == installed and candidate["bec_model"] == piezo_ionic.BEC_MODEL
