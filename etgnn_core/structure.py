@@ -314,6 +314,9 @@ def _xyz_line_problem(text: str | None) -> str | None:
             if not ok:
                 return (f"line {j + 1} (atom {k} of frame {frame}): expected 'symbol x y z', "
                         f"got {_one_line(lines[j], 40)!r}")
+            if parts[0].capitalize() not in chemical_symbols[1:] and not parts[0].isdigit():  # ASE takes 'si' and Z
+                return (f"line {j + 1} (atom {k} of frame {frame}): {_one_line(parts[0], 12)!r} is not an "
+                        "element symbol (written as in the periodic table: 'Si', 'O', 'Cl')")
         i, frame = i + 2 + n, frame + 1
     return None
 

@@ -215,6 +215,8 @@ def test_empty_file(tmp_path):
      "line 4 (atom 1 of frame 0): expected 'symbol x y z', got 'H 0.96 0'"),
     ("3\nwater\nO 0 0 0\nH 0.96 0 0\n", "frame 0 promises 3 atoms but the file ends after 2 of them (line 4)"),
     ("1\na\nO 0 0 0\n2\nb\nO 0 0 0\nH x 0 0\n", "line 7 (atom 1 of frame 1)"),
+    ("3\nbad\nSi 0 0 0\nO 1.6 0 0\nXx 0 1 0\n", "line 5 (atom 2 of frame 0): 'Xx' is not an element symbol"),
+    ("2\nASE takes 'si'\nsi 0 0 0\nQ 1.6 0 0\n", "line 4 (atom 1 of frame 0): 'Q' is not an element symbol"),
 ])
 def test_broken_xyz_names_the_line(text, where):
     with pytest.raises(StructureError) as e:
