@@ -11,8 +11,24 @@ import torch
 from etgnn_core.model.etgnn import ETGNN, ModelConfig
 from etgnn_core.tensors.specs import DEFAULT_SPECS, spec_for
 
+REPO = Path(__file__).resolve().parents[1]
 CUTOFF = 5.0
 PERTURB = 0.1
+
+
+def load_script(relpath: str, name: str | None = None):
+    """A file of the repository (e.g. ``benchmarks/accuracy.py``, not a package) as a fresh module, without
+    touching sys.path; registered in sys.modules under ``name`` (its stem) while it runs, as dataclasses need."""
+    import importlib.util
+    import sys
+
+    path = REPO / relpath
+    name = name or path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def rattled_ethanol(rattle: float, seed: int = 1):

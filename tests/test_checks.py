@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 from ase.build import bulk
+from conftest import load_script
 
 from etgnn_core.api import load_model
 from etgnn_core.tensors.algebra import voigt_rank4_to_full
@@ -75,15 +76,8 @@ def test_checks_rarely_fire_on_dft_labels(root, capsys):
     """benchmarks/physics_checks.py: DFT Born charges almost never get the sign warning (false alarms);
     the unstable ABO3 cells do get the stiffness warning (a check that can fire on real data)."""
     import re
-    import sys
-    from pathlib import Path
 
-    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        import physics_checks
-    finally:
-        sys.path.remove(bench)
+    physics_checks = load_script("benchmarks/physics_checks.py")
     assert physics_checks.main(["--sets", "phonon_becs", "abo3_piezo"]) == 0
     out = capsys.readouterr().out
     phonon = next(line for line in out.splitlines() if line.startswith("phonon_becs "))

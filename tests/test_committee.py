@@ -20,6 +20,7 @@ import torch
 import yaml
 from ase import Atoms
 from ase.build import bulk
+from conftest import load_script
 
 from etgnn_core import metrics
 from etgnn_core.data import Sample
@@ -441,11 +442,7 @@ def test_fit_scale_is_the_conformal_quantile():
 
 
 def test_accuracy_benchmark_skips_models_without_data(tmp_path, monkeypatch, capsys):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import accuracy
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    accuracy = load_script("benchmarks/accuracy.py")
     monkeypatch.setenv("ETGNN_DATA", str(tmp_path))  # an empty data root: nothing to evaluate on
     assert accuracy.main(["--models", "piezo_zno", "--markdown"]) == 0
     out = capsys.readouterr().out
@@ -456,13 +453,7 @@ def test_accuracy_benchmark_skips_models_without_data(tmp_path, monkeypatch, cap
 
 
 def _compare_members():
-    bench = str(ROOT / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        import compare_members
-    finally:
-        sys.path.remove(bench)
-    return compare_members
+    return load_script("benchmarks/compare_members.py")
 
 
 def test_compare_members_scores_candidates_on_calib_only(tmp_path):

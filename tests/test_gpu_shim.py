@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from conftest import load_script
 
-SHIM = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu" / "pymatgen_shim" / "pymatgen"
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+SHIM = "benchmarks/gpu/pymatgen_shim/pymatgen"
 
 
 def test_shim_matches_pymatgen_on_a_skewed_cell_with_coordinates_outside_it():
@@ -25,8 +16,8 @@ def test_shim_matches_pymatgen_on_a_skewed_cell_with_coordinates_outside_it():
     real = Structure(lattice, ["Ba", "Ti", "O", "O", "O"],
                      [[0, 0, 0], [0.5, 0.52, 0.48], [0.5, 0.5, 1.03], [-0.02, 0.5, 0.5], [0.5, 0.0, 0.5]])
     d = real.as_dict()
-    core = _load("shim_core", SHIM / "core.py")
-    adaptor = _load("shim_io_ase", SHIM / "io" / "ase.py").AseAtomsAdaptor
+    core = load_script(f"{SHIM}/core.py", "shim_core")  # not "pymatgen.core": the real one stays importable
+    adaptor = load_script(f"{SHIM}/io/ase.py", "shim_io_ase").AseAtomsAdaptor
     want, got = AseAtomsAdaptor.get_atoms(real), adaptor.get_atoms(core.Structure.from_dict(d))
     assert got.get_chemical_symbols() == want.get_chemical_symbols()
     np.testing.assert_allclose(got.positions, want.positions, atol=1e-12)

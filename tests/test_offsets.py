@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, load_script
 from test_train import zno_samples
 
 from etgnn_core.data import DataError
@@ -161,22 +161,10 @@ def test_a_known_part_warns_when_the_born_charge_model_changed_since_training(tm
     assert pred.warnings.count(term.warning) == 1
 
 
-def _piezo_ionic():
-    """benchmarks/piezo_ionic.py as a module (benchmarks/ is not a package)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "piezo_ionic.py"
-    spec = importlib.util.spec_from_file_location("piezo_ionic", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_relaxation_tables_round_trip_crystals_of_different_sizes(tmp_path):
     """benchmarks/piezo_ionic.py stores u [n_atoms, 3, 3, 3] of crystals of any size, so that e_ion can be
     recomputed for a new Born-charge model without phonons."""
-    piezo_ionic = _piezo_ionic()
+    piezo_ionic = load_script("benchmarks/piezo_ionic.py")
     rng = np.random.default_rng(0)
     relax = {"a": rng.normal(size=(2, 3, 3, 3)), "b": rng.normal(size=(5, 3, 3, 3)), "c": rng.normal(size=(1, 3, 3, 3))}
     np.savez(tmp_path / "shard_0_of_2.npz", ids=np.array(["a", "b"]), **piezo_ionic.ragged([relax["a"], relax["b"]]))
@@ -195,7 +183,7 @@ def test_ionic_table_meta_fingerprints_a_candidate_as_it_will_be_installed(tmp_p
     import json
     import shutil
 
-    piezo_ionic = _piezo_ionic()
+    piezo_ionic = load_script("benchmarks/piezo_ionic.py")
     copy = tmp_path / "committee"
     shutil.copytree(piezo_ionic.ROOT / "pretrained" / piezo_ionic.BEC_MODEL, copy)
     installed = json.loads(piezo_ionic.meta())
