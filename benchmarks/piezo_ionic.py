@@ -2,7 +2,8 @@
 
     python benchmarks/piezo_ionic.py [--shard K/N] [--out runs/piezo_ionic] [--limit N]
     python benchmarks/piezo_ionic.py --merge benchmarks/data/mp_piezo_ionic.npz [--out runs/piezo_ionic]
-    python benchmarks/piezo_ionic.py --from-relaxation --merge benchmarks/data/mp_piezo_ionic.npz [--bec-model DIR]
+    python benchmarks/piezo_ionic.py --from-relaxation --merge benchmarks/data/mp_piezo_ionic.npz \
+        [--bec-model DIR] [--scale S]
     python benchmarks/piezo_ionic.py --report [--out runs/piezo_ionic] [--part calib]
 
 For every crystal of ``mp/piezo`` (configs/universal_piezo.yaml) whose elements the Born-charge
@@ -16,7 +17,8 @@ etgnn_core.data.offsets) for configs/universal_piezo.yaml, and the relaxations i
 ``benchmarks/data/mp_piezo_relaxation.npz`` (``ids``, ``u_flat`` [sum of atoms, 3, 3, 3],
 ``n_atoms``).  ``--from-relaxation`` writes the offset table anew from that file and the Born-charge
 model installed now, in seconds: what to run after replacing universal_dielectric_bec (then
-retrain universal_piezo's members; docs/piezo.md).  ``--report`` compares e_ion with the DFT total
+retrain universal_piezo's members; docs/piezo.md); ``--scale S`` writes S x e_ion and records S, so a
+network trained beside that table is predicted with the same multiple.  ``--report`` compares e_ion with the DFT total
 tensor on one split part of the shipped split (components on sign-certain frames vs the zero
 tensor, ||e|| on all frames vs the median training norm): e_ion lacks the clamped-ion term.
 """
@@ -41,17 +43,21 @@ BEC_MODEL = "universal_dielectric_bec"
 RELAX_TABLE = ROOT / "benchmarks" / "data" / "mp_piezo_relaxation.npz"
 
 
-def meta(bec_folder: str = BEC_MODEL) -> str:
+def meta(bec_folder: str = BEC_MODEL, scale: float = 1.0) -> str:
     """What made the tensors (the offset table's ``meta``, copied into the model's known_parts.json).
 
     ``bec_folder``: where the Born charges came from; a candidate committee folder fingerprints as it
     will once installed under the name BEC_MODEL (the fingerprint reads paths relative to the folder).
+    ``scale``: the table holds scale x e_ion (recorded, so predictions add the same multiple).
     """
     from etgnn_core.registry import weights_fingerprint
     from etgnn_core.spectra.phonons import DEFAULT_POTENTIAL
 
-    return json.dumps({"kind": "ionic_piezo", "bec_model": BEC_MODEL, "potential": DEFAULT_POTENTIAL,
-                       "bec_model_sha256": weights_fingerprint(bec_folder)})
+    spec = {"kind": "ionic_piezo", "bec_model": BEC_MODEL, "potential": DEFAULT_POTENTIAL,
+            "bec_model_sha256": weights_fingerprint(bec_folder)}
+    if scale != 1.0:
+        spec["scale"] = scale
+    return json.dumps(spec)
 
 
 def load_piezo():
@@ -141,10 +147,10 @@ def from_relaxation(args) -> int:
     ids = sorted(i for i in relax if i in by_id)
     bec = load_model(args.bec_model, device="cpu")
     preds = bec.predict([by_id[i].atoms for i in ids])
-    values = np.stack([ionic_piezo(p["born_charges"], relax[i], by_id[i].atoms.get_volume())
-                       for i, p in zip(ids, preds)])
-    np.savez_compressed(args.merge, ids=np.array(ids), values=values, meta=meta(args.bec_model))
-    print(f"{args.merge}: {len(ids)} crystals, Born charges of {args.bec_model}")
+    values = args.scale * np.stack([ionic_piezo(p["born_charges"], relax[i], by_id[i].atoms.get_volume())
+                                    for i, p in zip(ids, preds)])
+    np.savez_compressed(args.merge, ids=np.array(ids), values=values, meta=meta(args.bec_model, args.scale))
+    print(f"{args.merge}: {len(ids)} crystals, {args.scale:g} x the ionic term with Born charges of {args.bec_model}")
     return 0
 
 
@@ -183,6 +189,8 @@ def main(argv=None) -> int:
     p.add_argument("--bec-model", default=BEC_MODEL, metavar="NAME_OR_FOLDER",
                    help=f"with --from-relaxation: the Born-charge committee (default: the installed {BEC_MODEL}; "
                         "a candidate's committee folder tries it before installing)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="with --from-relaxation: write this multiple of e_ion (the network learns the rest)")
     p.add_argument("--part", default="calib")
     p.add_argument("--split", default=None, help="split.json (default: runs/universal_piezo/committee)")
     args = p.parse_args(argv)

@@ -192,3 +192,28 @@ def test_ionic_table_meta_fingerprints_a_candidate_as_it_will_be_installed(tmp_p
     with open(copy / "member1" / "weights.pt", "ab") as fh:
         fh.write(b"changed")
     assert json.loads(piezo_ionic.meta(str(copy)))["bec_model_sha256"] != installed["bec_model_sha256"]
+
+
+def test_a_scaled_ionic_table_is_recorded_and_predictions_add_the_same_multiple(tmp_path, monkeypatch):
+    """--scale S writes S x e_ion and says so in meta; a model folder carrying that meta adds S x e_ion,
+    and an old table (no scale) adds e_ion itself."""
+    import json
+
+    from ase.build import bulk
+
+    from etgnn_core.spectra import piezo
+
+    piezo_ionic = load_script("benchmarks/piezo_ionic.py")
+    assert "scale" not in json.loads(piezo_ionic.meta())
+    spec = json.loads(piezo_ionic.meta(scale=0.5))
+    assert spec["scale"] == 0.5
+    rng = np.random.default_rng(1)
+    z, u = rng.normal(size=(4, 3, 3)), rng.normal(size=(4, 3, 3, 3))
+    monkeypatch.setattr(piezo.IonicPiezoTerm, "parts", lambda self, atoms: (z, u))
+    atoms = bulk("AlN", "wurtzite", a=3.11, c=4.98)
+    full = piezo.ionic_piezo(z, u, atoms.get_volume())
+    for meta, factor in ((spec, 0.5), ({k: v for k, v in spec.items() if k != "scale"}, 1.0)):
+        (tmp_path / piezo.KNOWN_PARTS_FILE).write_text(json.dumps({"piezoelectric": meta}))
+        term = piezo.load_known_parts(tmp_path)["piezoelectric"]
+        np.testing.assert_allclose(term(atoms), factor * full)
+        assert ("0.5 x" in term.describe()) == (factor == 0.5)

@@ -107,8 +107,10 @@ class IonicPiezoTerm:
     #: a P1 cell needs 6 force calls per atom plus 12: beyond this the term would take minutes
     max_atoms = 48
 
-    def __init__(self, bec_model: str, potential: str, device: str = "auto", bec_sha256: str | None = None):
+    def __init__(self, bec_model: str, potential: str, device: str = "auto", bec_sha256: str | None = None,
+                 scale: float = 1.0):
         self.bec_model, self.potential, self.device = bec_model, potential, device
+        self.scale = scale  # the multiple of e_ion the network was trained beside (offset table's meta)
         self.bec_sha256 = bec_sha256  # weights_fingerprint of the Born-charge model the network was trained with
         self.warning = ""  # set when the installed Born-charge model is another one (add_known_parts shows it)
         self._bec = self._calc = None
@@ -124,11 +126,12 @@ class IonicPiezoTerm:
         return self.warning
 
     def describe(self) -> str:
-        return f"ionic term: Born charges of {self.bec_model} x internal strain from {self.potential}"
+        times = f"{self.scale:g} x " if self.scale != 1.0 else ""
+        return f"ionic term: {times}Born charges of {self.bec_model} x internal strain from {self.potential}"
 
     def __call__(self, atoms: Atoms) -> np.ndarray:
         z, u = self.parts(atoms)
-        return ionic_piezo(z, u, atoms.get_volume())
+        return self.scale * ionic_piezo(z, u, atoms.get_volume())
 
     def parts(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
         """(Born charges [n, 3, 3] e, internal relaxation u [n, 3, 3, 3] Å): e_ion = ionic_piezo(z, u, V)."""
@@ -164,5 +167,6 @@ def load_known_parts(folder) -> dict:
     for target, spec in json.loads(path.read_text()).items():
         if spec.get("kind") != "ionic_piezo":
             raise ValueError(f"{path}: unknown known-part kind {spec.get('kind')!r} for {target}")
-        out[target] = IonicPiezoTerm(spec["bec_model"], spec["potential"], bec_sha256=spec.get("bec_model_sha256"))
+        out[target] = IonicPiezoTerm(spec["bec_model"], spec["potential"], bec_sha256=spec.get("bec_model_sha256"),
+                                     scale=float(spec.get("scale", 1.0)))
     return out
