@@ -4,7 +4,7 @@
     python benchmarks/piezo_ionic.py --merge benchmarks/data/mp_piezo_ionic.npz [--out runs/piezo_ionic]
     python benchmarks/piezo_ionic.py --from-relaxation --merge benchmarks/data/mp_piezo_ionic.npz \
         [--bec-model DIR] [--scale S]
-    python benchmarks/piezo_ionic.py --report [--out runs/piezo_ionic] [--part calib]
+    python benchmarks/piezo_ionic.py --report [--out runs/piezo_ionic | TABLE.npz] [--part calib]
 
 For every crystal of ``mp/piezo`` (configs/universal_piezo.yaml) whose elements the Born-charge
 committee ``universal_dielectric_bec`` knows: Born charges (committee mean, e) of the crystal as
@@ -20,7 +20,8 @@ model installed now, in seconds: what to run after replacing universal_dielectri
 retrain universal_piezo's members; docs/piezo.md); ``--scale S`` writes S x e_ion and records S, so a
 network trained beside that table is predicted with the same multiple.  ``--report`` compares e_ion with the DFT total
 tensor on one split part of the shipped split (components on sign-certain frames vs the zero
-tensor, ||e|| on all frames vs the median training norm): e_ion lacks the clamped-ion term.
+tensor, ||e|| on all frames vs the median training norm) and prints the least-squares multiple of
+e_ion on its sign-certain frames (``--part train`` chose ``--scale``): e_ion lacks the clamped-ion term.
 """
 
 from __future__ import annotations
@@ -159,8 +160,7 @@ def report(args) -> int:
     from etgnn_core.metrics import sign_certain
 
     cache = read_offsets(args.out)
-    split = json.loads((ROOT / "runs" / "universal_piezo" / "committee" / "split.json").read_text()) \
-        if args.split is None else json.loads(Path(args.split).read_text())
+    split = json.loads(Path(args.split).read_text())
     by_id = {str(s.id): s for s in load_piezo()}
     part = [by_id[i] for i in map(str, split[args.part]) if i in by_id and i in cache]
     train_norms = [np.linalg.norm(by_id[i].targets["piezoelectric"]) for i in map(str, split["train"]) if i in by_id]
@@ -172,8 +172,13 @@ def report(args) -> int:
     zero = np.mean([np.abs(b).mean() for b, c in zip(y, cert) if c])
     norm = np.mean([abs(np.linalg.norm(a) - np.linalg.norm(b)) for a, b in zip(e, y)])
     norm0 = np.mean([abs(med - np.linalg.norm(b)) for b in y])
+    # the multiple s of e_ion closest to the labels (least squares over sign-certain frames): --scale
+    ec, yc = (np.stack([t for t, c in zip(v, cert) if c]) for v in (e, y))
+    scale = float((ec * yc).sum() / (ec * ec).sum())
+    print("| part | crystals | components | zero tensor | ratio | ||e|| | median norm | ratio | L2 scale |")
+    print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {args.part} | {len(part)} ({sum(cert)} sign-certain) | {comp:.4f} | {zero:.4f} | {comp / zero:.2f} "
-          f"| {norm:.3f} | {norm0:.3f} | {norm / norm0:.2f} |")
+          f"| {norm:.3f} | {norm0:.3f} | {norm / norm0:.2f} | {scale:.2f} |")
     return 0
 
 
@@ -192,7 +197,8 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=float, default=1.0,
                    help="with --from-relaxation: write this multiple of e_ion (the network learns the rest)")
     p.add_argument("--part", default="calib")
-    p.add_argument("--split", default=None, help="split.json (default: runs/universal_piezo/committee)")
+    p.add_argument("--split", default=str(ROOT / "pretrained" / "universal_piezo" / "split.json"),
+                   help="split.json with the part (default: the shipped universal_piezo's)")
     args = p.parse_args(argv)
     if args.from_relaxation:
         if not args.merge:

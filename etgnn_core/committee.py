@@ -359,10 +359,17 @@ def predict_with_offsets(model: Model, samples: list, **kwargs) -> list[Predicti
     """``model.predict`` of the samples; a known part of the model (``model.known_parts``) that every
     sample has stored (Sample.offsets, the same computation) is taken from there instead of anew.
 
-    Only the model's own known parts are added: a model trained on whole tensors gets no offset.
+    Only the model's own known parts are added: a model trained on whole tensors gets no offset.  A
+    stored offset of another multiple than the model's part (a table written with ``--scale``) is not
+    used: that part is computed anew.
     """
     parts = model.known_parts
-    stored = {k for k in parts if all(k in getattr(s, "offsets", {}) for s in samples)}
+
+    def same_part(name, smp) -> bool:
+        return (name in getattr(smp, "offsets", {})
+                and getattr(smp, "offset_scales", {}).get(name, 1.0) == getattr(parts[name], "scale", 1.0))
+
+    stored = {k for k in parts if all(same_part(k, s) for s in samples)}
     model.known_parts = {k: v for k, v in parts.items() if k not in stored}
     try:
         preds = model.predict([s.atoms for s in samples], **kwargs)

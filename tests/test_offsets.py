@@ -9,7 +9,7 @@ from conftest import TINY, load_script
 from test_train import zno_samples
 
 from etgnn_core.data import DataError
-from etgnn_core.data.offsets import attach_offsets, read_offsets
+from etgnn_core.data.offsets import attach_offsets, read_offsets, table_meta
 from etgnn_core.model.etgnn import ETGNN, ModelConfig
 from etgnn_core.tensors.specs import spec_for
 from etgnn_core.train.batching import collate_labelled, label_graph
@@ -24,6 +24,11 @@ def test_table_is_read_and_structures_without_an_offset_are_left_out(tmp_path):
     kept, left = attach_offsets(s, "dielectric", table)
     assert [x.id for x in kept] == ["zno0", "zno2", "zno3"] and left == 1
     assert kept[2].offsets["dielectric"][0, 0] == 2.0
+    assert table_meta(tmp_path) == {} and kept[0].offset_scales == {"dielectric": 1.0}
+    np.savez(tmp_path / "half.npz", ids=np.array(["zno0"]), values=np.ones((1, 3, 3)), meta='{"scale": 0.5}')
+    assert table_meta(tmp_path / "half.npz") == {"scale": 0.5}
+    assert attach_offsets(zno_samples(1), "dielectric", read_offsets(tmp_path / "half.npz"), 0.5)[0][0] \
+        .offset_scales == {"dielectric": 0.5}
     np.savez(tmp_path / "bad.npz", ids=np.array(["zno1"]), values=np.ones((1, 2)))
     with pytest.raises(DataError, match="shape"):
         attach_offsets(zno_samples(4), "dielectric", read_offsets(tmp_path / "bad.npz"))
@@ -115,6 +120,20 @@ def test_scoring_takes_a_known_part_from_the_samples_and_ignores_offsets_a_model
     got = [p["dielectric"] for p in predict_with_offsets(model, samples)]
     np.testing.assert_allclose(np.array(got) - np.array(plain), np.stack([3.0 * np.eye(3)] * 3), atol=1e-9)
     assert model.known_parts == {"dielectric": never}  # restored afterwards
+
+    class Half:  # a part trained beside a table of half the term: the stored full-size offsets do not fit it
+        scale = 0.5
+
+        def __call__(self, atoms):
+            return 7.0 * np.eye(3)
+
+    model.known_parts = {"dielectric": Half()}
+    got = [p["dielectric"] for p in predict_with_offsets(model, samples)]
+    np.testing.assert_allclose(np.array(got) - np.array(plain), np.stack([7.0 * np.eye(3)] * 3), atol=1e-9)
+    for s in samples:
+        s.offset_scales["dielectric"] = 0.5  # as attach_offsets records a table written with --scale 0.5
+    got = [p["dielectric"] for p in predict_with_offsets(model, samples)]
+    np.testing.assert_allclose(np.array(got) - np.array(plain), np.stack([3.0 * np.eye(3)] * 3), atol=1e-9)
 
 
 def test_ionic_term_refuses_a_molecule_and_a_large_cell_before_any_force_call():

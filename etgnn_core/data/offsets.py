@@ -39,8 +39,18 @@ def read_offsets(path: str | Path) -> dict[str, np.ndarray]:
     return table
 
 
-def attach_offsets(samples: list, target: str, table: dict[str, np.ndarray]) -> tuple[list, int]:
+def table_meta(path: str | Path) -> dict:
+    """The table's ``meta`` (JSON: what made its values, e.g. kind, bec_model, potential, scale); {} if none."""
+    import json
+
+    with np.load(_table_files(Path(path))[0]) as d:
+        return json.loads(str(d["meta"])) if "meta" in d else {}
+
+
+def attach_offsets(samples: list, target: str, table: dict[str, np.ndarray],
+                   scale: float = 1.0) -> tuple[list, int]:
     """Samples with ``offsets[target]`` set from ``table``; samples the table lacks are left out.
+    ``scale``: the multiple of the known part the table holds (``meta`` ``scale``), kept in ``offset_scales``.
 
     Returns (kept samples, number left out): a model trained on offsets always predicts with one,
     so a structure without it cannot be scored either.
@@ -54,6 +64,7 @@ def attach_offsets(samples: list, target: str, table: dict[str, np.ndarray]) -> 
             raise DataError(f"offset of {s.id} for {target}: shape {np.shape(value)}, "
                             f"the label has {np.shape(s.targets[target])}")
         s.offsets[target] = np.asarray(value, dtype=np.float64).reshape(np.shape(s.targets[target]))
+        s.offset_scales[target] = float(scale)
         kept.append(s)
     return kept, len(samples) - len(kept)
 
@@ -65,15 +76,12 @@ def known_parts_spec(offsets: dict[str, str]) -> dict[str, dict]:
     "potential": ...}; a model folder carries it so predictions add the same part
     (etgnn_core.spectra.piezo.load_known_parts).
     """
-    import json
-
     out = {}
     for target, path in offsets.items():
-        files = _table_files(Path(path))
-        with np.load(files[0]) as d:
-            meta = json.loads(str(d["meta"])) if "meta" in d else {}
+        meta = table_meta(path)
         if not meta.get("kind"):
-            raise DataError(f"{files[0]}: the offset table does not say how its values were made ('meta')")
+            raise DataError(f"{_table_files(Path(path))[0]}: the offset table does not say how its values were "
+                            "made ('meta')")
         out[target] = meta
     return out
 

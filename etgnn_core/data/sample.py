@@ -35,6 +35,8 @@ class Sample:
     ``offsets``: target name -> a known part of that structure tensor, in the target's unit and shape
     (e.g. the ionic piezo term from Born charges and a force model, etgnn_core.data.offsets): a model
     trained with offsets learns the rest, and its prediction plus the offset is compared with the label.
+    ``offset_scales``: target name -> the multiple of the known part its table holds (the table's
+    ``meta`` ``scale``, 1 when absent): a model whose known part has another multiple gets it computed anew.
     """
 
     atoms: ase.Atoms
@@ -44,6 +46,7 @@ class Sample:
     id: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     offsets: dict[str, np.ndarray] = field(default_factory=dict)
+    offset_scales: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_atoms(self) -> int:
