@@ -206,6 +206,26 @@ def test_finetune_copies_backbone_and_keeps_heads(tmp_path):
                           base.state_dict()["edge_updates.0.lin_kj.weight"], atol=1e-6)
 
 
+def test_finetune_may_change_the_neighbour_cap_but_not_the_architecture(tmp_path):
+    """model.max_neighbors in a fine-tune caps the new graphs (saved with the model, weights continued);
+    any other model key that differs from the parent's is refused, naming it (it was silently ignored)."""
+    from etgnn_core.train.config import ConfigError
+
+    res = train(tiny_config(tmp_path), samples=zno_samples(), progress_bar=False)
+    base, _ = load_model_folder(res.model_dir)
+    assert base.config.max_neighbors == 8
+    cfg = tiny_config(tmp_path, output=str(tmp_path / "cap"), finetune_from=str(res.model_dir),
+                      model={**TINY, "max_neighbors": 4}, optim={"max_epochs": 1, "batch_size": 8, "lr": 1e-12})
+    ft, _ = load_model_folder(train(cfg, samples=zno_samples(seed=5), progress_bar=False).model_dir)
+    assert ft.config.max_neighbors == 4
+    w = "edge_embedding.emb.weight"
+    assert torch.allclose(ft.state_dict()[w], base.state_dict()[w], atol=1e-6)
+    wider = tiny_config(tmp_path, output=str(tmp_path / "wide"), finetune_from=str(res.model_dir),
+                        model={**TINY, "hidden": 32})
+    with pytest.raises(ConfigError, match=r"model.hidden is 32 .* has 16; a fine-tune keeps"):
+        train(wider, samples=zno_samples(seed=5), progress_bar=False)
+
+
 @pytest.mark.slow
 def test_finetune_reset_elements_starts_their_parameters_afresh(tmp_path):
     """finetune_reset_elements: Zn's embeddings are re-drawn and its on-site bias re-fitted to the new

@@ -31,7 +31,7 @@ from etgnn_core.registry import find_model, load_model_folder, load_state_strict
 from etgnn_core.tensors.algebra import principal_values
 from etgnn_core.tensors.specs import spec_for
 from etgnn_core.train.batching import LabelledGraph, collate_labelled, label_graph
-from etgnn_core.train.config import TrainConfig
+from etgnn_core.train.config import ConfigError, TrainConfig
 from etgnn_core.train.module import ETGNNModule, target_errors
 from etgnn_core.train.normalize import Baseline, apply_normalization, average_degree, refit_species_bias
 from etgnn_core.train.recipe import write_recipe_and_history
@@ -140,6 +140,7 @@ def build_model(config: TrainConfig) -> tuple[ETGNN, bool]:
     if not config.finetune_from:
         return ETGNN(ModelConfig(targets=specs, **config.model)), False
     base, _ = load_model_folder(config.finetune_from)
+    finetune_model_section(base.config, config)
     if [t.name for t in base.config.targets] == config.targets:
         return base.train(), True  # same heads: keep its normalisation, continue from its weights
     cfg = ModelConfig.from_dict({**base.config.to_dict(), "targets": [s.to_dict() for s in specs]})
@@ -150,6 +151,21 @@ def build_model(config: TrainConfig) -> tuple[ETGNN, bool]:
     model.load_state_dict({**own, **shared})
     log.info("fine-tuning: copied %d backbone tensors from %s", len(shared), config.finetune_from)
     return model, False
+
+
+def finetune_model_section(parent, config: TrainConfig) -> None:
+    """A fine-tune keeps its parent's architecture: a ``model`` key of the config must repeat the parent's
+    value, except ``max_neighbors``, which only caps the neighbour list (no weight depends on it) and is
+    set on the parent's config (a larger cap lets the network see farther atoms it can learn to use)."""
+    for key, value in config.model.items():
+        if key == "max_neighbors":
+            if value != parent.max_neighbors:
+                log.info("fine-tuning: neighbour cap %s (the parent's was %s)", value, parent.max_neighbors)
+                parent.max_neighbors = value
+        elif getattr(parent, key) != value:
+            raise ConfigError(f"{config.name}: model.{key} is {value!r} but {config.finetune_from} has "
+                              f"{getattr(parent, key)!r}; a fine-tune keeps its parent's architecture "
+                              "(only max_neighbors may change)")
 
 
 def reset_elements(model: ETGNN, symbols: list[str], train: list[LabelledGraph],
