@@ -37,6 +37,8 @@ class Sample:
     trained with offsets learns the rest, and its prediction plus the offset is compared with the label.
     ``offset_scales``: target name -> the multiple of the known part its table holds (the table's
     ``meta`` ``scale``, 1 when absent): a model whose known part has another multiple gets it computed anew.
+    ``eps_ionic``: (kernel [3n, 3n], ε0 - ε∞ label [3, 3]) where the ionic dielectric response labels the
+    Born charges indirectly (etgnn_core.data.ionic), else None.
     """
 
     atoms: ase.Atoms
@@ -47,6 +49,7 @@ class Sample:
     info: dict[str, Any] = field(default_factory=dict)
     offsets: dict[str, np.ndarray] = field(default_factory=dict)
     offset_scales: dict[str, float] = field(default_factory=dict)
+    eps_ionic: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def n_atoms(self) -> int:

@@ -55,20 +55,27 @@ def internal_strain_forces(atoms: Atoms, calc, delta: float = 0.01) -> np.ndarra
 
 def relaxation_per_strain(force_constants: np.ndarray, lam: np.ndarray,
                           rel_tol: float = 1e-3) -> tuple[np.ndarray, int]:
-    """u[a, l, j, k] = (Φ⁺ Λ)  in Å per unit strain, and the number of unstable modes left out.
+    """u[a, l, j, k] = (Φ⁺ Λ)  in Å per unit strain, and the number of unstable modes left out of Φ⁺
+    (:func:`force_constant_pinv`; ``force_constants`` [n, n, 3, 3] eV/Å^2)."""
+    n = lam.shape[0]
+    pinv, unstable = force_constant_pinv(force_constants, rel_tol)
+    u = pinv @ lam.reshape(3 * n, 9)  # [3n, 9] Å
+    return u.reshape(n, 3, 3, 3), unstable
+
+
+def force_constant_pinv(force_constants: np.ndarray, rel_tol: float = 1e-3) -> tuple[np.ndarray, int]:
+    """Φ⁺ [3n, 3n] in Å^2/eV (row a*3+l) and the number of unstable modes left out of it.
 
     ``force_constants`` [n, n, 3, 3] eV/Å^2 (phonopy's layout, Γ sum over images); only eigenvalues
-    above ``rel_tol`` × the largest enter the inverse: the three translations (zero) and any
-    negative (unstable) mode, whose inverse would give a relaxation that is not there, are left out.
+    above ``rel_tol`` × the largest enter: the three translations (zero) and any negative (unstable)
+    mode, whose inverse would describe a response that is not there, are left out.
     """
-    n = lam.shape[0]
+    n = np.shape(force_constants)[0]
     phi = np.asarray(force_constants, dtype=float).transpose(0, 2, 1, 3).reshape(3 * n, 3 * n)
     w, v = np.linalg.eigh(0.5 * (phi + phi.T))  # eV/Å^2
     top = max(float(w.max()), 1e-12)
     keep = w > rel_tol * top
-    pinv = (v[:, keep] / w[keep]) @ v[:, keep].T  # [3n, 3n] Å^2/eV
-    u = pinv @ lam.reshape(3 * n, 9)  # [3n, 9] Å
-    return u.reshape(n, 3, 3, 3), int((w < -rel_tol * top).sum())
+    return (v[:, keep] / w[keep]) @ v[:, keep].T, int((w < -rel_tol * top).sum())
 
 
 def ionic_piezo(born_charges: np.ndarray, u: np.ndarray, volume: float) -> np.ndarray:

@@ -20,6 +20,8 @@ class LabelledGraph:
     # candidate frames of a rotation-ambiguous label (etgnn_core.tensors.frames): [n_cand, 3, 3], identity first
     frames: torch.Tensor | None = None
     offsets: dict[str, torch.Tensor] | None = None  # per-structure [1, ...]: known part of a target
+    # (kernel [3n, 3n], eps0 - eps_inf label [3, 3]) of Sample.eps_ionic (etgnn_core.data.ionic), or None
+    eps_ionic: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 @dataclass
@@ -30,6 +32,8 @@ class Batch:
     frames: torch.Tensor | None = None  # [n_structures, n_cand, 3, 3] or None when no label is ambiguous
     # target -> [n_structures, ...] known part added to the prediction before the loss (Sample.offsets)
     offsets: dict[str, torch.Tensor] | None = None
+    # per structure: LabelledGraph.eps_ionic (None where the structure has none); None when no structure has
+    eps_ionic: list | None = None
 
     def to(self, device, dtype=None) -> Batch:
         return Batch(
@@ -39,6 +43,9 @@ class Batch:
             None if self.frames is None else self.frames.to(device=device, dtype=dtype or self.frames.dtype),
             None if self.offsets is None else {k: v.to(device=device, dtype=dtype or v.dtype)
                                                for k, v in self.offsets.items()},
+            None if self.eps_ionic is None else [
+                None if e is None else tuple(t.to(device=device, dtype=dtype or t.dtype) for t in e)
+                for e in self.eps_ionic],
         )
 
 
@@ -65,7 +72,9 @@ def label_graph(sample, specs: list[TensorSpec], cutoff: float, max_neighbors: i
                                           dtype=torch.float32)
                for spec in specs if not spec.per_atom
                and (off := getattr(sample, "offsets", {}).get(spec.name)) is not None} or None
-    return LabelledGraph(g, targets, masks, str(getattr(sample, "id", "")), frames, offsets)
+    ionic = getattr(sample, "eps_ionic", None)
+    ionic = None if ionic is None else tuple(torch.as_tensor(np.asarray(x), dtype=torch.float32) for x in ionic)
+    return LabelledGraph(g, targets, masks, str(getattr(sample, "id", "")), frames, offsets, ionic)
 
 
 def collate_labelled(items: list[LabelledGraph]) -> Batch:
@@ -76,6 +85,7 @@ def collate_labelled(items: list[LabelledGraph]) -> Batch:
         {k: torch.cat([it.masks[k] for it in items]) for k in names},
         _stack_frames(items),
         _stack_offsets(items),
+        [it.eps_ionic for it in items] if any(it.eps_ionic is not None for it in items) else None,
     )
 
 

@@ -63,6 +63,14 @@ class DataConfig:
     # one sharing a reduced formula + space group with a test or calibration crystal is left out, so adding
     # one leaves every split part of `dataset` as it was and the test error stays comparable
     train_only: list[str] = field(default_factory=list)
+    # Γ force-constant table (benchmarks/eps_ionic_table.py) of crystals labelled with eps0 - eps_inf: an
+    # extra loss (weight eps_ionic_weight x the relative error) compares the principal values of
+    # eps_ionic = (4π e²/V) Z Φ⁺ Z from the predicted Born charges with the label's, so crystals without
+    # Born-charge labels still teach the charges (etgnn_core.data.ionic); needs the born_charges target.
+    # eps_ionic_scale multiplies Φ⁺: a universal potential's systematic softening, fitted on training crystals
+    eps_ionic: str | None = None
+    eps_ionic_weight: float = 0.1
+    eps_ionic_scale: float = 1.0
 
 
 @dataclass
@@ -294,6 +302,12 @@ def _check_data_extras(c: TrainConfig, where: str) -> None:
     d = c.data
     if not isinstance(d.stable_elastic, bool):
         raise ConfigError(f"{where}: data.stable_elastic must be true or false, got {d.stable_elastic!r}")
+    if d.eps_ionic is not None and (not isinstance(d.eps_ionic, str) or "born_charges" not in c.targets):
+        raise ConfigError(f"{where}: data.eps_ionic (a force-constant table path) needs the born_charges target, "
+                          f"got {d.eps_ionic!r} with targets {c.targets}")
+    if d.eps_ionic_weight < 0 or d.eps_ionic_scale <= 0:
+        raise ConfigError(f"{where}: data.eps_ionic_weight must be >= 0 and data.eps_ionic_scale > 0, got "
+                          f"{d.eps_ionic_weight!r} and {d.eps_ionic_scale!r}")
     extra = d.train_only
     if not isinstance(extra, list) or not all(isinstance(x, str) and x for x in extra):
         raise ConfigError(f"{where}: data.train_only must be a list of data set names, got {extra!r}")

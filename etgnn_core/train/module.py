@@ -15,11 +15,13 @@ from etgnn_core.train.batching import Batch
 
 
 def target_errors(model: ETGNN, batch: Batch, squared: frozenset[str] = frozenset(),
-                  moduli: frozenset[str] = frozenset()) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+                  moduli: frozenset[str] = frozenset(), ionic: bool = False
+                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Per target: (sum of |prediction - label| over labelled components, number of those components);
     for the targets named in ``squared``, the sum of (prediction - label)**2 instead.  For the rank-4
     targets named in ``moduli`` also ``"<name>:moduli"``: the summed |error| of the Voigt bulk and shear
-    moduli and their number (frame-independent, so no candidate frames are needed).
+    moduli and their number (frame-independent, so no candidate frames are needed).  With ``ionic``, also
+    ``"eps_ionic"`` (:func:`eps_ionic_error`) where the batch carries ionic dielectric labels.
 
     A per-structure label whose frame is ambiguous (``batch.frames``) is compared in the candidate frame
     closest to the prediction (:mod:`etgnn_core.tensors.frames`).  A known part of a target
@@ -47,7 +49,30 @@ def target_errors(model: ETGNN, batch: Batch, squared: frozenset[str] = frozense
         diff = (pred - label)[mask]
         total = diff.square().sum() if spec.name in squared else diff.abs().sum()
         errs[spec.name] = (total, torch.tensor(diff.numel(), device=diff.device))
+        if ionic and spec.name == "born_charges" and batch.eps_ionic is not None:
+            errs["eps_ionic"] = eps_ionic_error(pred, batch)
     return errs
+
+
+def eps_ionic_error(born_charges: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed relative error of the principal values of ε_ion from the predicted charges, their number) over
+    the structures with an ionic label (etgnn_core.data.ionic; principal values: the label's frame is moot).
+
+    Relative: |pred - label| / (mean label principal value + 1) per principal value, because the force
+    constants of a universal potential are off by a fraction (softer or stiffer), not by an amount.
+    """
+    counts = torch.bincount(batch.graph.batch, minlength=batch.graph.n_structures).tolist()
+    total, n = born_charges.new_zeros(()), 0
+    for z, ionic in zip(torch.split(born_charges, counts), batch.eps_ionic):  # z [n_atoms, 3, 3]
+        if ionic is None:
+            continue
+        kernel, label = ionic  # [3n, 3n], [3, 3]
+        zf = (z - z.mean(dim=0)).transpose(0, 1).reshape(3, -1)  # [3, 3n]
+        eps = zf @ kernel @ zf.T
+        pred_pv = torch.linalg.eigvalsh(0.5 * (eps + eps.T))
+        label_pv = torch.linalg.eigvalsh(0.5 * (label + label.T))
+        total, n = total + (pred_pv - label_pv).abs().sum() / (label_pv.mean().abs() + 1), n + 3
+    return total, torch.tensor(n, device=born_charges.device)
 
 
 class ETGNNModule(L.LightningModule):
@@ -55,18 +80,21 @@ class ETGNNModule(L.LightningModule):
 
     def __init__(self, model: ETGNN, weights: dict[str, float], lr: float, max_epochs: int,
                  max_minutes: float | None = None, weight_decay: float = 0.0, warmup: float = 0.0,
-                 squared: frozenset[str] = frozenset(), moduli_weights: dict[str, float] | None = None):
+                 squared: frozenset[str] = frozenset(), moduli_weights: dict[str, float] | None = None,
+                 eps_ionic_weight: float = 0.0):
         super().__init__()
         self.model = model
         self.weights = {t.name: float(weights.get(t.name, 1.0)) for t in model.config.targets}
         self.squared = frozenset(squared)  # targets with an L2 loss (TrainConfig.l2_targets)
         self.moduli_weights = {k: float(v) for k, v in (moduli_weights or {}).items() if v}
+        self.eps_ionic_weight = float(eps_ionic_weight)  # DataConfig.eps_ionic_weight
         self.lr, self.max_epochs, self.max_minutes, self.weight_decay = lr, max_epochs, max_minutes, weight_decay
         self.warmup = warmup
         self._start = None
 
     def _loss(self, batch: Batch, stage: str) -> torch.Tensor:
-        errs = target_errors(self.model, batch, self.squared, frozenset(self.moduli_weights))
+        errs = target_errors(self.model, batch, self.squared, frozenset(self.moduli_weights),
+                             ionic=bool(self.eps_ionic_weight))
         loss = 0.0
         n_graphs = batch.graph.n_structures
         for i, spec in enumerate(self.model.config.targets):
@@ -82,6 +110,12 @@ class ETGNNModule(L.LightningModule):
                 loss = loss + self.moduli_weights[spec.name] * moduli_mae / self.model.scales[i]
                 self.log(f"{stage}_mae_{spec.name}_moduli", moduli_mae, batch_size=n_graphs, on_epoch=True,
                          on_step=False, sync_dist=stage != "train")
+        if "eps_ionic" in errs and self.eps_ionic_weight:  # an indirect Born-charge label (relative error)
+            total, count = errs["eps_ionic"]
+            rel = total / count.clamp(min=1)
+            loss = loss + self.eps_ionic_weight * rel
+            self.log(f"{stage}_rel_eps_ionic", rel, batch_size=n_graphs, on_epoch=True, on_step=False,
+                     sync_dist=stage != "train")
         self.log(f"{stage}_loss", loss, batch_size=n_graphs, on_epoch=True, on_step=False,
                  prog_bar=True, sync_dist=stage != "train")
         return loss

@@ -77,6 +77,12 @@ def load_samples(config: TrainConfig) -> tuple[list, str]:
         scale = float(table_meta(path).get("scale", 1.0))
         samples, left = attach_offsets(samples, target, read_offsets(path), scale)
         described.append(f"{target} offsets from {path} ({left} structures without one left out)")
+    if d.eps_ionic:
+        from etgnn_core.data.ionic import attach_eps_ionic
+
+        n = attach_eps_ionic(samples, d.eps_ionic, scale=d.eps_ionic_scale)
+        described.append(f"eps0 - eps_inf of {n} crystals as an indirect Born-charge label (Γ force constants "
+                         f"from {d.eps_ionic} x {d.eps_ionic_scale:g}, loss weight {d.eps_ionic_weight:g})")
     return samples, "; ".join(described)
 
 
@@ -383,7 +389,8 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume, f
     o = config.optim
     warmup = o.warmup if o.warmup is not None else (0.05 if config.finetune_from else 0.0)
     module = ETGNNModule(model, config.weights, o.lr, o.max_epochs, o.max_minutes, o.weight_decay, warmup,
-                          config.l2_targets, config.moduli_weights)
+                          config.l2_targets, config.moduli_weights,
+                          config.data.eps_ionic_weight if config.data.eps_ionic else 0.0)
     loader = lambda items, shuffle: DataLoader(items, batch_size=o.batch_size, shuffle=shuffle,  # noqa: E731
                                                collate_fn=collate_labelled, num_workers=0)
     has_val = bool(parts["val"])
