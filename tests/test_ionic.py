@@ -102,5 +102,6 @@ def test_training_with_the_ionic_label_logs_it_and_needs_born_charges(tmp_path):
     metrics = (res.model_dir.parent / "logs").rglob("metrics.csv")
     header = next(open(next(metrics))).strip().split(",")
     assert "train_rel_eps_ionic" in header and "val_rel_eps_ionic" in header
+    assert "eps0 - eps_inf loss 0.5 (Φ⁺ x 1)" in (res.model_dir / "card.md").read_text()  # the card says so
     with pytest.raises(ConfigError, match="eps_ionic .* needs the born_charges target"):
         tiny_config(tmp_path, targets=["dielectric"], data={"dataset": "unused", "eps_ionic": "t.npz"})

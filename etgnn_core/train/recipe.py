@@ -348,7 +348,9 @@ def _weights(config: TrainConfig) -> str:
     squared = config.l2_targets
     text += f"; L2 loss on {', '.join(sorted(squared))}" if squared else ""
     moduli = ", ".join(f"{k} {v:g}" for k, v in config.moduli_weights.items() if v)
-    return text + (f"; Voigt-moduli loss {moduli}" if moduli else "")
+    text += f"; Voigt-moduli loss {moduli}" if moduli else ""
+    d = config.data
+    return text + (f"; eps0 - eps_inf loss {d.eps_ionic_weight:g} (Φ⁺ x {d.eps_ionic_scale:g})" if d.eps_ionic else "")
 
 
 def _fmt(maes) -> str:
