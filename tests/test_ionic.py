@@ -105,3 +105,32 @@ def test_training_with_the_ionic_label_logs_it_and_needs_born_charges(tmp_path):
     assert "eps0 - eps_inf loss 0.5 (Φ⁺ x 1)" in (res.model_dir / "card.md").read_text()  # the card says so
     with pytest.raises(ConfigError, match="eps_ionic .* needs the born_charges target"):
         tiny_config(tmp_path, targets=["dielectric"], data={"dataset": "unused", "eps_ionic": "t.npz"})
+
+
+def test_kernel_form_equals_the_mode_sum_of_the_spectra_code():
+    """(4π e²/V) Z Φ⁺ Z (masses cancel) equals etgnn_core.spectra.ir.eps_ionic's Σ_m S_m / ω_m² over the
+    optical modes of the mass-weighted dynamical matrix: one more check of the units (e² = 14.39964 eV·Å)."""
+    from ase import units
+
+    from etgnn_core.spectra import ir
+
+    rng = np.random.default_rng(3)
+    n, volume = 3, 60.0
+    a = rng.normal(size=(3 * n, 3 * n))
+    phi = a @ a.T
+    t = np.kron(np.ones((n, 1)), np.eye(3)) / np.sqrt(n)  # [3n, 3] rigid translations
+    p_opt = np.eye(3 * n) - t @ t.T
+    phi = p_opt @ phi @ p_opt  # translation-invariant force constants, eV/Å², row a*3+j
+    masses = np.array([16.0, 27.0, 65.4])
+    z = rng.normal(size=(n, 3, 3))
+    z -= z.mean(axis=0)
+    m_inv = np.repeat(1 / np.sqrt(masses), 3)
+    w2, vec = np.linalg.eigh(m_inv[:, None] * phi * m_inv[None, :])  # eV/(Å² amu)
+    omega = np.sqrt(np.clip(w2, 0, None) * units._e / (1e-20 * units._amu))  # rad/s
+    freq_cm1 = omega / (2 * np.pi * units._c * 100.0)
+    q = ir.mode_charges(z, vec.T.reshape(3 * n, n, 3), masses)
+    include = w2 > 1e-8 * w2.max()
+    modes = ir.eps_ionic(q, freq_cm1, volume, include)
+    fc = phi.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)  # phonopy layout [n, n, 3, 3]
+    pinv, _ = force_constant_pinv(fc)
+    np.testing.assert_allclose(eps_ionic(z, FOUR_PI_E2 / volume * pinv), modes, rtol=1e-4)
