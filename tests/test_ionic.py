@@ -134,3 +134,23 @@ def test_kernel_form_equals_the_mode_sum_of_the_spectra_code():
     fc = phi.reshape(n, 3, n, 3).transpose(0, 2, 1, 3)  # phonopy layout [n, n, 3, 3]
     pinv, _ = force_constant_pinv(fc)
     np.testing.assert_allclose(eps_ionic(z, FOUR_PI_E2 / volume * pinv), modes, rtol=1e-4)
+
+
+def test_shards_merge_into_one_table_that_reads_back_the_same(tmp_path):
+    from argparse import Namespace
+
+    from conftest import load_script
+
+    script = load_script("benchmarks/eps_ionic_table.py")
+    rng = np.random.default_rng(4)
+    blocks = {"a": rng.normal(size=(6, 6)), "b": rng.normal(size=(12, 12)), "c": rng.normal(size=(3, 3))}
+    labels = {k: rng.normal(size=(3, 3)) for k in blocks}
+    write_table(tmp_path / "shard_0_of_2.npz", ["a", "b"], [blocks["a"], blocks["b"]], [labels["a"], labels["b"]],
+                [0, 1])
+    write_table(tmp_path / "shard_1_of_2.npz", ["c"], [blocks["c"]], [labels["c"]], [0])
+    script.merge(Namespace(out=str(tmp_path), merge=str(tmp_path / "merged.npz")))
+    back = read_ionic_table(tmp_path / "merged.npz")
+    assert sorted(back) == ["a", "b", "c"] and back["b"][2] == 1
+    for k in blocks:
+        np.testing.assert_array_equal(back[k][0], blocks[k])
+        np.testing.assert_array_equal(back[k][1], labels[k])
