@@ -6,6 +6,7 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from test_train import tiny_config, zno_samples
@@ -124,3 +125,25 @@ def test_a_committee_recipe_names_its_commands_instead_of_unknown_keys(tmp_path,
     assert cli.main(["train", str(path), "--dry-run"]) == 1
     err = capsys.readouterr().err
     assert "rebuilds a committee" in err and all(c in err for c in commands) and "unknown key" not in err
+
+
+def test_data_paths_name_offset_and_force_constant_tables(tmp_path):
+    """A config's offset table and eps_ionic table are data it reads: hashed into train.yaml, and a
+    missing one is a dry-run problem (it said 'data check out' and training then failed)."""
+    from etgnn_core.train.recipe import data_hashes, data_paths
+
+    xyz = tmp_path / "set.xyz"
+    xyz.write_text("1\n\nSi 0 0 0\n")
+    shards = tmp_path / "phonons"
+    shards.mkdir()
+    for k in range(2):
+        np.savez(shards / f"shard_{k}_of_2.npz", ids=np.array([str(k)]))
+    cfg = tiny_config(tmp_path, data={"extxyz": str(xyz), "offsets": {"dielectric": str(tmp_path / "part.npz")},
+                                      "eps_ionic": str(shards)})
+    paths = data_paths(cfg)
+    assert set(paths) == {str(xyz), str(tmp_path / "part.npz"), *(str(shards / f"shard_{k}_of_2.npz")
+                                                                  for k in range(2))}
+    with pytest.raises(Exception, match="part.npz: data file not found"):
+        data_hashes(cfg)
+    np.savez(tmp_path / "part.npz", ids=np.array(["0"]))
+    assert len(data_hashes(cfg)) == 4

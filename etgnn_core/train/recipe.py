@@ -84,17 +84,20 @@ def data_paths(config: TrainConfig) -> dict[str, Path]:
     from etgnn_core.data.datasets import REGISTRY, _root
 
     d = config.data
-    if not d.dataset:
-        return {d.extxyz: Path(d.extxyz)}
-    root = _root(d.root)
-    out = {}
-    for name in ([d.dataset] if isinstance(d.dataset, str) else list(d.dataset)) + list(d.train_only):
+    out = {} if d.dataset else {d.extxyz: Path(d.extxyz)}
+    names = ([d.dataset] if isinstance(d.dataset, str) else list(d.dataset or [])) + list(d.train_only)
+    root = _root(d.root) if names else None
+    for name in names:
         if name not in REGISTRY:
             raise ConfigError(f"data.dataset: unknown data set {name!r}")
         rel = REGISTRY[name][0]().path
         target = root / rel
         files = sorted(p for p in target.rglob("*") if p.is_file()) if target.is_dir() else [target]
         out.update({str(p.relative_to(root)): p for p in files})
+    # offset and force-constant tables (a file, or a folder of .npz shards), as given in the config
+    for table in [*d.offsets.values(), *([d.eps_ionic] if d.eps_ionic else [])]:
+        files = sorted(Path(table).glob("*.npz")) if Path(table).is_dir() else []
+        out.update({str(f): f for f in files or [Path(table)]})
     return out
 
 
