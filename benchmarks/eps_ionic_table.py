@@ -50,6 +50,7 @@ def compute(args) -> int:
     import torch
 
     from etgnn_core.data import load_dataset
+    from etgnn_core.data.ionic import write_ionic_table
     from etgnn_core.spectra.phonons import (
         DEFAULT_POTENTIAL,
         PhononConfig,
@@ -69,26 +70,22 @@ def compute(args) -> int:
     for i, s in enumerate(samples):
         ph, _ = finite_displacement_phonopy(s.atoms, calc, PhononConfig(supercell=(1, 1, 1), displacement=0.01))
         pinv, bad = force_constant_pinv(ph.force_constants)
-        ids.append(str(s.id)), pinvs.append(pinv.ravel()), eps.append(labels[str(s.id)]), unstable.append(bad)
+        ids.append(str(s.id)), pinvs.append(pinv), eps.append(labels[str(s.id)]), unstable.append(bad)
         if i % 10 == 0 or i == len(samples) - 1:  # a checkpoint: a killed run keeps what it did
-            np.savez(out / f"shard_{k}_of_{n}.npz", ids=np.array(ids), pinv_flat=np.concatenate(pinvs),
-                     n_atoms=np.array([round((p.size / 9) ** 0.5) for p in pinvs]), eps_ionic_dft=np.array(eps),
-                     unstable=np.array(unstable))
+            write_ionic_table(out / f"shard_{k}_of_{n}.npz", ids, pinvs, eps, unstable)
             print(f"shard {k}/{n}: {i + 1}/{len(samples)}", flush=True)
     return 0
 
 
 def merge(args) -> int:
-    from etgnn_core.data.ionic import read_ionic_table
+    from etgnn_core.data.ionic import read_ionic_table, write_ionic_table
     from etgnn_core.spectra.phonons import DEFAULT_POTENTIAL
 
     table = read_ionic_table(args.out)
     ids = sorted(table)
     pinvs, eps, unstable = zip(*(table[i] for i in ids))
-    np.savez_compressed(args.merge, ids=np.array(ids), pinv_flat=np.concatenate([p.ravel() for p in pinvs]),
-                        n_atoms=np.array([len(p) // 3 for p in pinvs]), eps_ionic_dft=np.array(eps),
-                        unstable=np.array(unstable),
-                        meta=json.dumps({"kind": "gamma_pinv", "potential": DEFAULT_POTENTIAL, "displacement": 0.01}))
+    write_ionic_table(args.merge, ids, pinvs, eps, unstable, compress=True,
+                      meta=json.dumps({"kind": "gamma_pinv", "potential": DEFAULT_POTENTIAL, "displacement": 0.01}))
     print(f"{args.merge}: {len(ids)} crystals")
     return 0
 

@@ -8,7 +8,7 @@ import torch
 from test_train import tiny_config, zno_samples
 
 from etgnn_core.data import DataError
-from etgnn_core.data.ionic import FOUR_PI_E2, attach_eps_ionic, eps_ionic, read_ionic_table
+from etgnn_core.data.ionic import FOUR_PI_E2, attach_eps_ionic, eps_ionic, read_ionic_table, write_ionic_table
 from etgnn_core.spectra.piezo import force_constant_pinv
 from etgnn_core.train.config import ConfigError
 
@@ -20,12 +20,6 @@ def rock_salt_force_constants(k: float) -> np.ndarray:
         for b in range(2):
             fc[a, b] = (k if a == b else -k) * np.eye(3)
     return fc
-
-
-def write_table(path, ids, pinvs, labels, unstable):
-    np.savez(path, ids=np.array(ids), pinv_flat=np.concatenate([p.ravel() for p in pinvs]),
-             n_atoms=np.array([len(p) // 3 for p in pinvs]), eps_ionic_dft=np.array(labels),
-             unstable=np.array(unstable))
 
 
 def test_rock_salt_ionic_response_has_its_closed_form():
@@ -47,7 +41,7 @@ def test_table_attaches_kernels_and_leaves_out_unstable_and_soft_crystals(tmp_pa
     a = rng.normal(size=(12, 12))
     pinv = a @ a.T
     labels = [np.eye(3), np.eye(3), 40 * np.eye(3), np.eye(3)]
-    write_table(tmp_path / "t.npz", [s.id for s in samples], [pinv] * 4, labels, [0, 2, 0, 0])
+    write_ionic_table(tmp_path / "t.npz", [s.id for s in samples], [pinv] * 4, labels, [0, 2, 0, 0])
     assert set(read_ionic_table(tmp_path / "t.npz")) == {s.id for s in samples}
     assert attach_eps_ionic(samples, tmp_path / "t.npz") == 2  # unstable modes (1), label above 30 (2) left out
     assert samples[1].eps_ionic is None and samples[2].eps_ionic is None
@@ -56,7 +50,7 @@ def test_table_attaches_kernels_and_leaves_out_unstable_and_soft_crystals(tmp_pa
     half = zno_samples(1)
     attach_eps_ionic(half, tmp_path / "t.npz", scale=0.5)  # a potential's softness corrected by a factor
     np.testing.assert_allclose(half[0].eps_ionic[0], 0.5 * kernel)
-    write_table(tmp_path / "bad.npz", [samples[0].id], [np.eye(6)], [np.eye(3)], [0])
+    write_ionic_table(tmp_path / "bad.npz", [samples[0].id], [np.eye(6)], [np.eye(3)], [0])
     with pytest.raises(DataError, match="2 atoms there, 4 in the data"):
         attach_eps_ionic(zno_samples(1), tmp_path / "bad.npz")
     with pytest.raises(DataError, match="no ionic-dielectric table"):
@@ -71,7 +65,7 @@ def test_loss_term_equals_the_numpy_response_and_moves_the_born_charges(tmp_path
     samples = zno_samples(3)
     rng = np.random.default_rng(1)
     a = rng.normal(size=(12, 12))
-    write_table(tmp_path / "t.npz", [samples[0].id, samples[2].id], [a @ a.T] * 2, [np.diag([1.0, 2.0, 3.0])] * 2,
+    write_ionic_table(tmp_path / "t.npz", [samples[0].id, samples[2].id], [a @ a.T] * 2, [np.diag([1.0, 2.0, 3.0])] * 2,
                 [0, 0])
     attach_eps_ionic(samples, tmp_path / "t.npz")
     cfg = tiny_config(tmp_path)
@@ -94,7 +88,7 @@ def test_training_with_the_ionic_label_logs_it_and_needs_born_charges(tmp_path):
     samples = zno_samples(24)
     rng = np.random.default_rng(2)
     a = rng.normal(size=(12, 12))
-    write_table(tmp_path / "t.npz", [s.id for s in samples], [0.01 * a @ a.T] * 24, [np.eye(3)] * 24, [0] * 24)
+    write_ionic_table(tmp_path / "t.npz", [s.id for s in samples], [0.01 * a @ a.T] * 24, [np.eye(3)] * 24, [0] * 24)
     cfg = tiny_config(tmp_path, data={"dataset": "unused", "eps_ionic": str(tmp_path / "t.npz"),
                                       "eps_ionic_weight": 0.5})
     attach_eps_ionic(samples, tmp_path / "t.npz")
@@ -145,9 +139,9 @@ def test_shards_merge_into_one_table_that_reads_back_the_same(tmp_path):
     rng = np.random.default_rng(4)
     blocks = {"a": rng.normal(size=(6, 6)), "b": rng.normal(size=(12, 12)), "c": rng.normal(size=(3, 3))}
     labels = {k: rng.normal(size=(3, 3)) for k in blocks}
-    write_table(tmp_path / "shard_0_of_2.npz", ["a", "b"], [blocks["a"], blocks["b"]], [labels["a"], labels["b"]],
+    write_ionic_table(tmp_path / "shard_0_of_2.npz", ["a", "b"], [blocks["a"], blocks["b"]], [labels["a"], labels["b"]],
                 [0, 1])
-    write_table(tmp_path / "shard_1_of_2.npz", ["c"], [blocks["c"]], [labels["c"]], [0])
+    write_ionic_table(tmp_path / "shard_1_of_2.npz", ["c"], [blocks["c"]], [labels["c"]], [0])
     script.merge(Namespace(out=str(tmp_path), merge=str(tmp_path / "merged.npz")))
     back = read_ionic_table(tmp_path / "merged.npz")
     assert sorted(back) == ["a", "b", "c"] and back["b"][2] == 1

@@ -26,9 +26,20 @@ FOUR_PI_E2 = 4 * np.pi * 14.39964  # eV·Å: ε_ion = FOUR_PI_E2 / V[Å³] · Z 
 def eps_ionic(born_charges: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """ε_ion [3, 3] from Born charges [n, 3, 3] (e; acoustic sum rule imposed here) and a kernel
     [3n, 3n] = (4π e² / V) Φ⁺ (row a*3 + j)."""
-    z = np.asarray(born_charges, dtype=float)
-    zf = (z - z.mean(axis=0)).transpose(1, 0, 2).reshape(3, -1)  # [3, 3n]
+    from etgnn_core.spectra.ir import impose_asr
+
+    zf = impose_asr(born_charges).transpose(1, 0, 2).reshape(3, -1)  # [3, 3n]
     return zf @ kernel @ zf.T
+
+
+def write_ionic_table(path: str | Path, ids, pinvs, labels, unstable, compress: bool = False, **extra) -> None:
+    """The table :func:`read_ionic_table` reads: ``ids``, ``pinv_flat`` (the Φ⁺ blocks [3n, 3n], flattened
+    and concatenated), ``n_atoms``, ``eps_ionic_dft`` [m, 3, 3], ``unstable`` [m], and ``extra`` arrays."""
+    pinvs = [np.asarray(p).reshape(len(p), -1) for p in pinvs]
+    save = np.savez_compressed if compress else np.savez
+    save(path, ids=np.array(ids), pinv_flat=np.concatenate([p.ravel() for p in pinvs]),
+         n_atoms=np.array([len(p) // 3 for p in pinvs]), eps_ionic_dft=np.array(labels),
+         unstable=np.array(unstable), **extra)
 
 
 def read_ionic_table(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:

@@ -80,8 +80,9 @@ def force_constant_pinv(force_constants: np.ndarray, rel_tol: float = 1e-3) -> t
 
 def ionic_piezo(born_charges: np.ndarray, u: np.ndarray, volume: float) -> np.ndarray:
     """e_ion[i, j, k] in C/m^2 from Born charges [n, 3, 3] (e) and u [n, 3, 3, 3] (Å); volume in Å^3."""
-    z = np.asarray(born_charges, dtype=float)
-    z = z - z.mean(axis=0)  # acoustic sum rule: a rigid shift of every atom polarises nothing
+    from etgnn_core.spectra.ir import impose_asr
+
+    z = impose_asr(born_charges)  # acoustic sum rule: a rigid shift of every atom polarises nothing
     return E_PER_A2_IN_C_PER_M2 / float(volume) * np.einsum("ail,aljk->ijk", z, u)
 
 
