@@ -25,6 +25,7 @@ import contextlib
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,7 +134,11 @@ def _make_calculator(pkg: str, name: str, dev: str):
     if pkg == "sevenn":
         from sevenn.calculator import SevenNetCalculator
 
-        return SevenNetCalculator(name, device=dev)
+        # its "no tensor product accelerator" warning names an optional CUDA extension the user cannot act on
+        # here (the potential is exact without it, only slower): not a message for the app or the CLI
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No tensor product accelerator")
+            return SevenNetCalculator(name, device=dev)
     from chgnet.model import CHGNet
     from chgnet.model.dynamics import CHGNetCalculator
 
