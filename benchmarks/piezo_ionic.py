@@ -22,6 +22,7 @@ network trained beside that table is predicted with the same multiple.  ``--repo
 tensor on one split part of the shipped split (components on sign-certain frames vs the zero
 tensor, ||e|| on all frames vs the median training norm) and prints the least-squares multiple of
 e_ion on its sign-certain frames (``--part train`` chose ``--scale``): e_ion lacks the clamped-ion term.
+``--by-point-group`` adds, per point group, how often e_ion points against the label (docs/piezo.md).
 """
 
 from __future__ import annotations
@@ -179,7 +180,31 @@ def report(args) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {args.part} | {len(part)} ({sum(cert)} sign-certain) | {comp:.4f} | {zero:.4f} | {comp / zero:.2f} "
           f"| {norm:.3f} | {norm0:.3f} | {norm / norm0:.2f} | {scale:.2f} |")
+    if args.by_point_group:
+        print_point_groups([s for s, c in zip(part, cert) if c], ec, yc)
     return 0
+
+
+def print_point_groups(samples: list, e_ion: np.ndarray, labels: np.ndarray) -> None:
+    """Per point group (spglib, symprec 0.1 Å as in README_mp): how often e_ion points against the label.
+
+    cos = <e_ion, e> / (|e_ion| |e|) over the 27 components.  Where the clamped-ion term outweighs and
+    opposes the ionic one the total points against e_ion (cos near -1); so does a label whose frame
+    differs from the cell's by a rotation that maps the point group onto itself, which the invariance
+    check of README_mp cannot see.
+    """
+    import spglib
+
+    rows: dict[str, list[float]] = {}
+    for s, e, y in zip(samples, e_ion, labels):
+        cell = (s.atoms.cell.array, s.atoms.get_scaled_positions(), s.atoms.numbers)
+        pg = (spglib.get_symmetry_dataset(cell, symprec=0.1) or None)
+        name = pg.pointgroup if pg is not None else "?"
+        rows.setdefault(name, []).append(float((e * y).sum() / (np.linalg.norm(e) * np.linalg.norm(y) + 1e-12)))
+    print("\n| point group | sign-certain crystals | cos(e_ion, label) < 0 | median cos |")
+    print("|---|---|---|---|")
+    for name, cos in sorted(rows.items(), key=lambda kv: -len(kv[1])):
+        print(f"| {name} | {len(cos)} | {sum(c < 0 for c in cos)} | {np.median(cos):+.2f} |")
 
 
 def main(argv=None) -> int:
@@ -197,6 +222,8 @@ def main(argv=None) -> int:
     p.add_argument("--scale", type=float, default=1.0,
                    help="with --from-relaxation: write this multiple of e_ion (the network learns the rest)")
     p.add_argument("--part", default="calib")
+    p.add_argument("--by-point-group", action="store_true",
+                   help="with --report: also how often e_ion points against the label, per point group")
     p.add_argument("--split", default=str(ROOT / "pretrained" / "universal_piezo" / "split.json"),
                    help="split.json with the part (default: the shipped universal_piezo's)")
     args = p.parse_args(argv)
