@@ -198,8 +198,8 @@ def print_point_groups(samples: list, e_ion: np.ndarray, labels: np.ndarray) -> 
     rows: dict[str, list[float]] = {}
     for s, e, y in zip(samples, e_ion, labels):
         cell = (s.atoms.cell.array, s.atoms.get_scaled_positions(), s.atoms.numbers)
-        pg = (spglib.get_symmetry_dataset(cell, symprec=0.1) or None)
-        name = pg.pointgroup if pg is not None else "?"
+        dataset = spglib.get_symmetry_dataset(cell, symprec=0.1)
+        name = dataset.pointgroup if dataset is not None else "?"
         rows.setdefault(name, []).append(float((e * y).sum() / (np.linalg.norm(e) * np.linalg.norm(y) + 1e-12)))
     print("\n| point group | sign-certain crystals | cos(e_ion, label) < 0 | median cos |")
     print("|---|---|---|---|")
