@@ -89,12 +89,16 @@ def test_normalization_sets_species_bias_from_training_labels():
 @pytest.mark.slow
 def test_resume_continues_from_last_checkpoint(tmp_path):
     cfg = tiny_config(tmp_path)
-    train(cfg, samples=zno_samples(), progress_bar=False)
+    from etgnn_core.train.module import ELAPSED_KEY
+
+    first = train(cfg, samples=zno_samples(), progress_bar=False)
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert last.exists()
+    assert torch.load(last, map_location="cpu", weights_only=True)[ELAPSED_KEY] > 0
     cfg.optim.max_epochs = 3
     res = train(cfg, samples=zno_samples(), progress_bar=False, force=True)  # the run had finished
     assert res.epochs == 3  # resumed at epoch 2, ran one more
+    assert res.minutes > first.minutes  # the card counts both runs' training time
 
 
 @pytest.mark.slow
@@ -432,3 +436,23 @@ def test_committee_stage_continues_the_same_member(tmp_path):
     commands = committee_recipe(second, [res.model_dir], ["member1"])["commands"]
     assert commands == [f"etgnn train {tmp_path / 's1.yaml'} --member 1", "etgnn train configs/tiny.yaml --member 1",
                         "etgnn committee configs/tiny.yaml --members 1 --install"]
+
+
+def test_a_resumed_run_continues_the_wall_clock_schedule():
+    """A run resumed in a later session must not restart its cosine learning rate at the peak."""
+    from etgnn_core.model import ETGNN, ModelConfig
+    from etgnn_core.tensors.specs import spec_for
+    from etgnn_core.train.module import ELAPSED_KEY, ETGNNModule
+
+    tiny_model = lambda: ETGNN(ModelConfig(targets=[spec_for("born_charges")], **TINY))  # noqa: E731
+    module = ETGNNModule(tiny_model(), {}, lr=1e-3, max_epochs=10**6, max_minutes=20)
+    module.on_load_checkpoint({ELAPSED_KEY: 15 * 60.0})  # 15 of 20 minutes were trained before
+    module.on_train_start()
+    assert 0.75 <= module.progress() < 0.8
+    assert module.lr_factor(module.progress()) < 0.2  # late in the cosine, not back at 1
+    saved = {}
+    module.on_save_checkpoint(saved)
+    assert saved[ELAPSED_KEY] >= 15 * 60.0
+    fresh = ETGNNModule(tiny_model(), {}, lr=1e-3, max_epochs=10**6, max_minutes=20)
+    fresh.on_train_start()
+    assert fresh.progress() < 0.01

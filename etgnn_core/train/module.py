@@ -75,6 +75,9 @@ def eps_ionic_error(born_charges: torch.Tensor, batch: Batch) -> tuple[torch.Ten
     return total, torch.tensor(n, device=born_charges.device)
 
 
+ELAPSED_KEY = "etgnn_elapsed_seconds"  # checkpoint entry: training time before the checkpoint
+
+
 class ETGNNModule(L.LightningModule):
     """Per target an L1 (MAE / scale) or L2 (MSE / scale**2) loss, weighted and summed; cosine learning rate."""
 
@@ -91,6 +94,7 @@ class ETGNNModule(L.LightningModule):
         self.lr, self.max_epochs, self.max_minutes, self.weight_decay = lr, max_epochs, max_minutes, weight_decay
         self.warmup = warmup
         self._start = None
+        self._elapsed_before = 0.0  # seconds trained before a resume (from the checkpoint)
 
     def _loss(self, batch: Batch, stage: str) -> torch.Tensor:
         errs = target_errors(self.model, batch, self.squared, frozenset(self.moduli_weights),
@@ -132,14 +136,27 @@ class ETGNNModule(L.LightningModule):
     def on_train_start(self):
         self._start = time.monotonic()
 
+    def elapsed_seconds(self) -> float:
+        """Wall-clock seconds of training, summed over the runs a resume chained together."""
+        return self._elapsed_before + (time.monotonic() - self._start if self._start is not None else 0.0)
+
+    # A resumed run (e.g. in the next session) continues the wall-clock cosine schedule where it stopped:
+    # with the clock restarted, the learning rate would jump back to its peak for an already trained model.
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[ELAPSED_KEY] = self.elapsed_seconds()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._elapsed_before = float(checkpoint.get(ELAPSED_KEY, 0.0))
+
     def progress(self) -> float:
         """Fraction of the training budget used: epochs or wall-clock minutes, whichever is further."""
         frac = 0.0
-        if self.trainer is not None and self.trainer.num_training_batches not in (0, float("inf")):
-            steps = self.max_epochs * self.trainer.num_training_batches
-            frac = self.trainer.global_step / max(steps, 1)
+        trainer = self._trainer  # None outside a fit (the public property raises then)
+        if trainer is not None and trainer.num_training_batches not in (0, float("inf")):
+            steps = self.max_epochs * trainer.num_training_batches
+            frac = trainer.global_step / max(steps, 1)
         if self.max_minutes and self._start is not None:
-            frac = max(frac, (time.monotonic() - self._start) / (60 * self.max_minutes))
+            frac = max(frac, self.elapsed_seconds() / (60 * self.max_minutes))
         return min(frac, 1.0)
 
     def lr_factor(self, progress: float) -> float:

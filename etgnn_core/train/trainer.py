@@ -433,7 +433,7 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume, f
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         load_state_strict(model, {k.removeprefix("model."): v for k, v in state.items()}, best)
-    return trainer.current_epoch, (time.monotonic() - start) / 60
+    return trainer.current_epoch, module.elapsed_seconds() / 60  # all runs a resume chained, not only this one
 
 
 # ------------------------------------------------------------------------------- resume and run state
