@@ -420,7 +420,6 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume, f
         deterministic=False,
         num_sanity_val_steps=0,
     )
-    start = time.monotonic()
     with _stop_on_signals(stopper):
         try:
             trainer.fit(module, loader(parts["train"], True), loader(parts["val"], False) if has_val else None,
