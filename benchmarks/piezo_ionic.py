@@ -3,7 +3,7 @@
     python benchmarks/piezo_ionic.py [--shard K/N] [--out runs/piezo_ionic] [--limit N]
     python benchmarks/piezo_ionic.py --merge benchmarks/data/mp_piezo_ionic.npz [--out runs/piezo_ionic]
     python benchmarks/piezo_ionic.py --from-relaxation --merge benchmarks/data/mp_piezo_ionic.npz \
-        [--bec-model DIR] [--scale S]
+        [--bec-model DIR] [--scale S] [--point-group-scales [--split SPLIT.json]]
     python benchmarks/piezo_ionic.py --report [--out runs/piezo_ionic | TABLE.npz] [--part calib]
 
 For every crystal of ``mp/piezo`` (configs/universal_piezo.yaml) whose elements the Born-charge
@@ -18,7 +18,10 @@ etgnn_core.data.offsets) for configs/universal_piezo.yaml, and the relaxations i
 ``n_atoms``).  ``--from-relaxation`` writes the offset table anew from that file and the Born-charge
 model installed now, in seconds: what to run after replacing universal_dielectric_bec (then
 retrain universal_piezo's members; docs/piezo.md); ``--scale S`` writes S x e_ion and records S, so a
-network trained beside that table is predicted with the same multiple.  ``--report`` compares e_ion with the DFT total
+network trained beside that table is predicted with the same multiple; ``--point-group-scales`` also
+multiplies each crystal's e_ion by the least-squares multiple of its point group, fitted on the sign-certain
+training frames of ``--split`` (groups with fewer than 5 take the multiple of all of them) and recorded in
+``meta``.  ``--report`` compares e_ion with the DFT total
 tensor on one split part of the shipped split (components on sign-certain frames vs the zero
 tensor, ||e|| on all frames vs the median training norm) and prints the least-squares multiple of
 e_ion on its sign-certain frames (``--part train`` chose ``--scale``): e_ion lacks the clamped-ion term.
@@ -45,7 +48,7 @@ BEC_MODEL = "universal_dielectric_bec"
 RELAX_TABLE = ROOT / "benchmarks" / "data" / "mp_piezo_relaxation.npz"
 
 
-def meta(bec_folder: str = BEC_MODEL, scale: float = 1.0) -> str:
+def meta(bec_folder: str = BEC_MODEL, scale: float = 1.0, point_group_scales: dict | None = None) -> str:
     """What made the tensors (the offset table's ``meta``, copied into the model's known_parts.json).
 
     ``bec_folder``: where the Born charges came from; a candidate committee folder fingerprints as it
@@ -59,7 +62,31 @@ def meta(bec_folder: str = BEC_MODEL, scale: float = 1.0) -> str:
             "bec_model_sha256": weights_fingerprint(bec_folder)}
     if scale != 1.0:
         spec["scale"] = scale
+    if point_group_scales:
+        spec["point_group_scales"] = point_group_scales
     return json.dumps(spec)
+
+
+MIN_POINT_GROUP_FRAMES = 5  # fewer sign-certain training frames: the point group takes the global multiple
+
+
+def fit_point_group_scales(samples: list, e_ion: list) -> dict[str, float]:
+    """Point group -> least-squares multiple s of e_ion closest to the labels (sum over the group's
+    sign-certain frames of <e_ion, e> / |e_ion|^2), and "default": the same over all of them."""
+    from etgnn_core.metrics import sign_certain
+    from etgnn_core.spectra.piezo import point_group
+
+    num, den, count = {}, {}, {}
+    for smp, e in zip(samples, e_ion):
+        if not sign_certain(getattr(smp, "info", None)):
+            continue
+        y = np.asarray(smp.targets["piezoelectric"]).reshape(3, 3, 3)
+        g = point_group(smp.atoms)
+        num[g], den[g] = num.get(g, 0.0) + float((e * y).sum()), den.get(g, 0.0) + float((e * e).sum())
+        count[g] = count.get(g, 0) + 1
+    scales = {g: round(num[g] / den[g], 4) for g in num if count[g] >= MIN_POINT_GROUP_FRAMES and den[g] > 0}
+    scales["default"] = round(sum(num.values()) / sum(den.values()), 4)
+    return scales
 
 
 def load_piezo():
@@ -151,8 +178,18 @@ def from_relaxation(args) -> int:
     preds = bec.predict([by_id[i].atoms for i in ids])
     values = args.scale * np.stack([ionic_piezo(p["born_charges"], relax[i], by_id[i].atoms.get_volume())
                                     for i, p in zip(ids, preds)])
-    np.savez_compressed(args.merge, ids=np.array(ids), values=values, meta=meta(args.bec_model, args.scale))
-    print(f"{args.merge}: {len(ids)} crystals, {args.scale:g} x the ionic term with Born charges of {args.bec_model}")
+    scales = None
+    if args.point_group_scales:
+        from etgnn_core.spectra.piezo import point_group_multiple
+
+        train = set(map(str, json.loads(Path(args.split).read_text())["train"]))
+        fit = [k for k, i in enumerate(ids) if i in train]
+        scales = fit_point_group_scales([by_id[ids[k]] for k in fit], [values[k] for k in fit])
+        values = np.stack([point_group_multiple(by_id[i].atoms, scales) * v for i, v in zip(ids, values)])
+        print(f"multiples per point group (from {len(fit)} training crystals of {args.split}): {scales}")
+    np.savez_compressed(args.merge, ids=np.array(ids), values=values, meta=meta(args.bec_model, args.scale, scales))
+    print(f"{args.merge}: {len(ids)} crystals, {args.scale:g} x the ionic term with Born charges of {args.bec_model}"
+          + (" x a multiple per point group" if scales else ""))
     return 0
 
 
@@ -221,6 +258,9 @@ def main(argv=None) -> int:
                         "a candidate's committee folder tries it before installing)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="with --from-relaxation: write this multiple of e_ion (the network learns the rest)")
+    p.add_argument("--point-group-scales", action="store_true",
+                   help="with --from-relaxation: also a multiple of e_ion per point group, fitted on the "
+                        "training part of --split")
     p.add_argument("--part", default="calib")
     p.add_argument("--by-point-group", action="store_true",
                    help="with --report: also how often e_ion points against the label, per point group")

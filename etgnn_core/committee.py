@@ -367,7 +367,7 @@ def predict_with_offsets(model: Model, samples: list, **kwargs) -> list[Predicti
 
     def same_part(name, smp) -> bool:
         return (name in getattr(smp, "offsets", {})
-                and getattr(smp, "offset_scales", {}).get(name, 1.0) == getattr(parts[name], "scale", 1.0))
+                and getattr(smp, "offset_scales", {}).get(name, 1.0) == getattr(parts[name], "key", 1.0))
 
     stored = {k for k in parts if all(same_part(k, s) for s in samples)}
     model.known_parts = {k: v for k, v in parts.items() if k not in stored}

@@ -122,7 +122,7 @@ def test_scoring_takes_a_known_part_from_the_samples_and_ignores_offsets_a_model
     assert model.known_parts == {"dielectric": never}  # restored afterwards
 
     class Half:  # a part trained beside a table of half the term: the stored full-size offsets do not fit it
-        scale = 0.5
+        key = 0.5  # as IonicPiezoTerm.key: the multiple it adds
 
         def __call__(self, atoms):
             return 7.0 * np.eye(3)
@@ -236,3 +236,59 @@ def test_a_scaled_ionic_table_is_recorded_and_predictions_add_the_same_multiple(
         term = piezo.load_known_parts(tmp_path)["piezoelectric"]
         np.testing.assert_allclose(term(atoms), factor * full)
         assert ("0.5 x" in term.describe()) == (factor == 0.5)
+
+
+def test_a_multiple_per_point_group_follows_the_crystal_and_keeps_tables_apart(tmp_path, monkeypatch):
+    """known_parts.json with point_group_scales: the crystal's point group picks the multiple (a rotated
+    crystal the same one, another point group "default"), and its key differs from a plain table's."""
+    import json
+
+    from ase.build import bulk
+
+    from etgnn_core.spectra import piezo
+
+    rng = np.random.default_rng(2)
+    monkeypatch.setattr(piezo.IonicPiezoTerm, "parts", lambda self, atoms: (z, u))
+    spec = {"kind": "ionic_piezo", "bec_model": "b", "potential": "sevenn",
+            "point_group_scales": {"6mm": -0.3, "default": 0.5}}
+    (tmp_path / piezo.KNOWN_PARTS_FILE).write_text(json.dumps({"piezoelectric": spec}))
+    term = piezo.load_known_parts(tmp_path)["piezoelectric"]
+    wurtzite = bulk("AlN", "wurtzite", a=3.11, c=4.98)
+    turned = wurtzite.copy()
+    turned.rotate(37, "x", rotate_cell=True)
+    rocksalt = bulk("NaCl", "rocksalt", a=5.6)
+    assert piezo.point_group(wurtzite) == piezo.point_group(turned) == "6mm"
+    assert piezo.point_group(rocksalt) == "m-3m"
+    for atoms, factor in ((wurtzite, -0.3), (turned, -0.3), (rocksalt, 0.5)):
+        z, u = rng.normal(size=(len(atoms), 3, 3)), rng.normal(size=(len(atoms), 3, 3, 3))
+        np.testing.assert_allclose(term(atoms), factor * piezo.ionic_piezo(z, u, atoms.get_volume()))
+    assert "per point group" in term.describe()
+    assert term.key != 1.0 and term.key == piezo.multiple_key(1.0, {"default": 0.5, "6mm": -0.3})
+    assert term.key != piezo.multiple_key(1.0, {"6mm": -0.3, "default": 0.6})
+    assert piezo.IonicPiezoTerm("b", "sevenn", scale=0.5).key == 0.5  # plain tables keep their float
+
+
+def test_point_group_multiples_are_fitted_on_sign_certain_training_frames():
+    from ase.build import bulk
+
+    from etgnn_core.data import Sample
+
+    piezo_ionic = load_script("benchmarks/piezo_ionic.py")
+    rng = np.random.default_rng(3)
+    samples, e_ion = [], []
+
+    def add(atoms, factor, n, ambiguous=False):
+        for _ in range(n):
+            e = rng.normal(size=(3, 3, 3))
+            samples.append(Sample(atoms=atoms, targets={"piezoelectric": factor * e},
+                                  info={"rotation_ambiguous": ambiguous}))
+            e_ion.append(e)
+
+    add(bulk("AlN", "wurtzite", a=3.11, c=4.98), -0.3, 6)
+    add(bulk("GaAs", "zincblende", a=5.65), 0.8, 5)
+    add(bulk("GaAs", "zincblende", a=5.65), 40.0, 3, ambiguous=True)  # a frame that may be flipped: not used
+    add(bulk("NaCl", "rocksalt", a=5.6), 2.0, 2)  # too few frames for its own multiple
+    scales = piezo_ionic.fit_point_group_scales(samples, e_ion)
+    assert set(scales) == {"6mm", "-43m", "default"}
+    assert scales["6mm"] == pytest.approx(-0.3, abs=1e-4) and scales["-43m"] == pytest.approx(0.8, abs=1e-4)
+    assert -0.3 < scales["default"] < 2.0

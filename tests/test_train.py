@@ -394,6 +394,22 @@ def test_moduli_loss_adds_the_voigt_bulk_and_shear_errors(tmp_path):
     assert float(extra) == pytest.approx(want, rel=1e-4) and want > 0
     with pytest.raises(ConfigError, match="moduli_weights.dielectric"):
         tiny_config(tmp_path, moduli_weights={"dielectric": 1.0})
+    tiny_config(tmp_path, targets=["piezoelectric"], moduli_weights={"piezoelectric": 0.2})  # rank 3: its norm
+
+
+def test_the_rank3_invariant_loss_is_the_norm_error_and_ignores_a_rotation():
+    from scipy.spatial.transform import Rotation
+
+    from etgnn_core.train.module import invariant_errors
+
+    rng = np.random.default_rng(4)
+    e = torch.tensor(rng.normal(size=(2, 3, 3, 3)))
+    r = torch.tensor(Rotation.random(random_state=1).as_matrix())
+    turned = torch.einsum("ai,bj,ck,nijk->nabc", r, r, r, e)
+    total, n = invariant_errors(turned, e)  # an ambiguous frame: no error
+    assert int(n) == 2 and float(total) == pytest.approx(0.0, abs=1e-9)
+    total, _ = invariant_errors(2 * e, e)
+    assert float(total) == pytest.approx(float(e.flatten(1).norm(dim=1).sum()), rel=1e-9)
 
 
 @pytest.mark.slow

@@ -48,9 +48,10 @@ def table_meta(path: str | Path) -> dict:
 
 
 def attach_offsets(samples: list, target: str, table: dict[str, np.ndarray],
-                   scale: float = 1.0) -> tuple[list, int]:
+                   scale=1.0) -> tuple[list, int]:
     """Samples with ``offsets[target]`` set from ``table``; samples the table lacks are left out.
-    ``scale``: the multiple of the known part the table holds (``meta`` ``scale``), kept in ``offset_scales``.
+    ``scale``: the multiple of the known part the table holds (``meta`` ``scale``, or with per-point-group
+    multiples etgnn_core.spectra.piezo.multiple_key), kept in ``offset_scales``.
 
     Returns (kept samples, number left out): a model trained on offsets always predicts with one,
     so a structure without it cannot be scored either.
@@ -64,7 +65,7 @@ def attach_offsets(samples: list, target: str, table: dict[str, np.ndarray],
             raise DataError(f"offset of {s.id} for {target}: shape {np.shape(value)}, "
                             f"the label has {np.shape(s.targets[target])}")
         s.offsets[target] = np.asarray(value, dtype=np.float64).reshape(np.shape(s.targets[target]))
-        s.offset_scales[target] = float(scale)
+        s.offset_scales[target] = float(scale) if isinstance(scale, (int, float)) else scale
         kept.append(s)
     return kept, len(samples) - len(kept)
 

@@ -100,6 +100,34 @@ def internal_relaxation(atoms: Atoms, calc, delta: float = 0.01, displacement: f
 
 
 # ------------------------------------------------------------------------------ a model's known part
+POINT_GROUP_SYMPREC = 0.1  # Å, as README_mp's symmetry checks of the Materials Project labels
+
+
+def point_group(atoms: Atoms, symprec: float = POINT_GROUP_SYMPREC) -> str:
+    """Hermann-Mauguin point group of the crystal (spglib; "1" when spglib finds no symmetry)."""
+    import spglib
+
+    dataset = spglib.get_symmetry_dataset((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers),
+                                          symprec=symprec)
+    return dataset.pointgroup if dataset is not None else "1"
+
+
+def point_group_multiple(atoms: Atoms, scales: dict[str, float]) -> float:
+    """``scales`` of the crystal's point group, else ``scales["default"]`` (1 without one).
+
+    A scalar that depends only on the point group multiplies an equivariant tensor: the product is
+    still equivariant (a rotated crystal has the same point group).
+    """
+    return float(scales.get(point_group(atoms), scales.get("default", 1.0)))
+
+
+def multiple_key(scale: float = 1.0, point_group_scales: dict[str, float] | None = None):
+    """A comparable description of the multiple of e_ion a table holds or a model adds."""
+    if not point_group_scales:
+        return float(scale)
+    return (float(scale), tuple(sorted((k, float(v)) for k, v in point_group_scales.items())))
+
+
 KNOWN_PARTS_FILE = "known_parts.json"
 
 
@@ -116,9 +144,12 @@ class IonicPiezoTerm:
     max_atoms = 48
 
     def __init__(self, bec_model: str, potential: str, device: str = "auto", bec_sha256: str | None = None,
-                 scale: float = 1.0):
+                 scale: float = 1.0, point_group_scales: dict[str, float] | None = None):
         self.bec_model, self.potential, self.device = bec_model, potential, device
         self.scale = scale  # the multiple of e_ion the network was trained beside (offset table's meta)
+        # point group (spglib at POINT_GROUP_SYMPREC) -> a further multiple, "default" for the others
+        # (the offset table's meta): fitted on training labels, where the clamped-ion term opposes e_ion
+        self.point_group_scales = dict(point_group_scales or {})
         self.bec_sha256 = bec_sha256  # weights_fingerprint of the Born-charge model the network was trained with
         self.warning = ""  # set when the installed Born-charge model is another one (add_known_parts shows it)
         self._bec = self._calc = None
@@ -135,11 +166,23 @@ class IonicPiezoTerm:
 
     def describe(self) -> str:
         times = f"{self.scale:g} x " if self.scale != 1.0 else ""
+        times += "a multiple per point group x " if self.point_group_scales else ""
         return f"ionic term: {times}Born charges of {self.bec_model} x internal strain from {self.potential}"
+
+    @property
+    def key(self):
+        """What a stored offset must have been made with to stand for this part (Sample.offset_scales)."""
+        return multiple_key(self.scale, self.point_group_scales)
+
+    def multiple(self, atoms: Atoms) -> float:
+        """The multiple of e_ion this part adds for ``atoms``: scale, times its point group's factor if any."""
+        if not self.point_group_scales:
+            return self.scale
+        return self.scale * point_group_multiple(atoms, self.point_group_scales)
 
     def __call__(self, atoms: Atoms) -> np.ndarray:
         z, u = self.parts(atoms)
-        return self.scale * ionic_piezo(z, u, atoms.get_volume())
+        return self.multiple(atoms) * ionic_piezo(z, u, atoms.get_volume())
 
     def parts(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
         """(Born charges [n, 3, 3] e, internal relaxation u [n, 3, 3, 3] Å): e_ion = ionic_piezo(z, u, V)."""
@@ -176,5 +219,6 @@ def load_known_parts(folder) -> dict:
         if spec.get("kind") != "ionic_piezo":
             raise ValueError(f"{path}: unknown known-part kind {spec.get('kind')!r} for {target}")
         out[target] = IonicPiezoTerm(spec["bec_model"], spec["potential"], bec_sha256=spec.get("bec_model_sha256"),
-                                     scale=float(spec.get("scale", 1.0)))
+                                     scale=float(spec.get("scale", 1.0)),
+                                     point_group_scales=spec.get("point_group_scales"))
     return out

@@ -127,8 +127,9 @@ class TrainConfig:
     # few crystals the network has not learned stay far off (each pulls as hard as one nearly right);
     # L2 pulls in proportion to the error, e.g. for eps_inf that a parent model learned wrong
     losses: dict[str, str] = field(default_factory=dict)
-    # per rank-4 target: weight of an extra L1 loss on its Voigt bulk and shear moduli.  They are
-    # rotation invariants (an ambiguous label frame cannot change them) and what users read off C_ijkl
+    # per rank-4 target: weight of an extra L1 loss on its Voigt bulk and shear moduli; per rank-3 one
+    # (piezoelectric), on its norm ||e||.  They are rotation invariants (an ambiguous label frame cannot
+    # change them) and what users read off C_ijkl and e_ijk
     moduli_weights: dict[str, float] = field(default_factory=dict)
     split: SplitConfig = field(default_factory=SplitConfig)
     model: dict = field(default_factory=dict)  # ModelConfig fields other than targets
@@ -274,9 +275,9 @@ def _check(c: TrainConfig, where: str) -> None:
         if kind not in LOSSES:
             raise ConfigError(f"{where}: losses.{t} is {kind!r}; known: {list(LOSSES)}")
     for t, w in c.moduli_weights.items():
-        if DEFAULT_SPECS[t].rank != 4 or DEFAULT_SPECS[t].per_atom:
-            raise ConfigError(f"{where}: moduli_weights.{t}: moduli exist only for a per-structure rank-4 "
-                              "tensor (elastic)")
+        if DEFAULT_SPECS[t].rank not in (3, 4) or DEFAULT_SPECS[t].per_atom:
+            raise ConfigError(f"{where}: moduli_weights.{t}: moduli (rank 4) or the norm (rank 3) exist only for "
+                              "a per-structure rank-3 or rank-4 tensor (piezoelectric, elastic)")
         if not isinstance(w, (int, float)) or w < 0:
             raise ConfigError(f"{where}: moduli_weights.{t} is {w!r}; expected a number >= 0")
     if not (c.data.dataset or c.data.extxyz):

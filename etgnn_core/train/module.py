@@ -37,9 +37,7 @@ def target_errors(model: ETGNN, batch: Batch, squared: frozenset[str] = frozense
         mask = batch.masks[spec.name]
         label = batch.targets[spec.name]
         if spec.name in moduli:
-            k_err, g_err = (p - t for p, t in zip(voigt_moduli(pred[mask]), voigt_moduli(label[mask])))  # [n]
-            errs[f"{spec.name}:moduli"] = (k_err.abs().sum() + g_err.abs().sum(),
-                                           torch.tensor(2 * k_err.numel(), device=pred.device))
+            errs[f"{spec.name}:moduli"] = invariant_errors(pred[mask], label[mask])
         if batch.frames is not None and not spec.per_atom and spec.rank >= 1:
             power = 2 if spec.name in squared else 1
             per_struct = closest_candidate_error(pred[mask], label[mask], batch.frames[mask], power)  # [n_labelled]
@@ -52,6 +50,18 @@ def target_errors(model: ETGNN, batch: Batch, squared: frozenset[str] = frozense
         if ionic and spec.name == "born_charges" and batch.eps_ionic is not None:
             errs["eps_ionic"] = eps_ionic_error(pred, batch)
     return errs
+
+
+def invariant_errors(pred: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed |error| of the rotation invariants users read off a tensor, their number): the Voigt bulk and
+    shear moduli of a rank-4 tensor, the norm ||e|| of a rank-3 one.  [n, ...] each; an ambiguous label
+    frame cannot change either."""
+    if pred.dim() == 5:  # [n, 3, 3, 3, 3]
+        k_err, g_err = (p - t for p, t in zip(voigt_moduli(pred), voigt_moduli(label)))  # [n]
+        return k_err.abs().sum() + g_err.abs().sum(), torch.tensor(2 * k_err.numel(), device=pred.device)
+    norm = lambda x: (x.flatten(1).square().sum(1) + 1e-12).sqrt()  # noqa: E731  [n]; finite gradient at 0
+    diff = norm(pred) - norm(label)
+    return diff.abs().sum(), torch.tensor(diff.numel(), device=pred.device)
 
 
 def eps_ionic_error(born_charges: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:

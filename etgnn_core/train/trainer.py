@@ -55,6 +55,7 @@ def load_samples(config: TrainConfig) -> tuple[list, str]:
     """Samples named by the config's data section, and a one-line description of the source."""
     from etgnn_core.data import load_dataset, load_labelled_extxyz
     from etgnn_core.data.offsets import attach_offsets, read_offsets, table_meta
+    from etgnn_core.spectra.piezo import multiple_key
 
     d = config.data
     samples, described = [], []
@@ -74,7 +75,8 @@ def load_samples(config: TrainConfig) -> tuple[list, str]:
         samples += part
         described.append(f"{info.name} ({len(part)} structures, training only): {info.description}")
     for target, path in d.offsets.items():
-        scale = float(table_meta(path).get("scale", 1.0))
+        meta = table_meta(path)
+        scale = multiple_key(meta.get("scale", 1.0), meta.get("point_group_scales"))
         samples, left = attach_offsets(samples, target, read_offsets(path), scale)
         described.append(f"{target} offsets from {path} ({left} structures without one left out)")
     if d.eps_ionic:
