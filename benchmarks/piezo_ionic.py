@@ -230,14 +230,12 @@ def print_point_groups(samples: list, e_ion: np.ndarray, labels: np.ndarray) -> 
     differs from the cell's by a rotation that maps the point group onto itself, which the invariance
     check of README_mp cannot see.
     """
-    import spglib
+    from etgnn_core.spectra.piezo import point_group
 
     rows: dict[str, list[float]] = {}
     for s, e, y in zip(samples, e_ion, labels):
-        cell = (s.atoms.cell.array, s.atoms.get_scaled_positions(), s.atoms.numbers)
-        dataset = spglib.get_symmetry_dataset(cell, symprec=0.1)
-        name = dataset.pointgroup if dataset is not None else "?"
-        rows.setdefault(name, []).append(float((e * y).sum() / (np.linalg.norm(e) * np.linalg.norm(y) + 1e-12)))
+        cos = float((e * y).sum() / (np.linalg.norm(e) * np.linalg.norm(y) + 1e-12))
+        rows.setdefault(point_group(s.atoms), []).append(cos)
     print("\n| point group | sign-certain crystals | cos(e_ion, label) < 0 | median cos |")
     print("|---|---|---|---|")
     for name, cos in sorted(rows.items(), key=lambda kv: -len(kv[1])):

@@ -65,7 +65,7 @@ def attach_offsets(samples: list, target: str, table: dict[str, np.ndarray],
             raise DataError(f"offset of {s.id} for {target}: shape {np.shape(value)}, "
                             f"the label has {np.shape(s.targets[target])}")
         s.offsets[target] = np.asarray(value, dtype=np.float64).reshape(np.shape(s.targets[target]))
-        s.offset_scales[target] = float(scale) if isinstance(scale, (int, float)) else scale
+        s.offset_scales[target] = scale
         kept.append(s)
     return kept, len(samples) - len(kept)
 
