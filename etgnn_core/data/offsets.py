@@ -47,11 +47,19 @@ def table_meta(path: str | Path) -> dict:
         return json.loads(str(d["meta"])) if "meta" in d else {}
 
 
+def multiple_key(scale: float = 1.0, point_group_scales: dict[str, float] | None = None):
+    """A comparable description of the multiple of the known part a table holds (its ``meta``) or a
+    model adds: ``scale``, or with per-point-group multiples (etgnn_core.spectra.piezo) a tuple."""
+    if not point_group_scales:
+        return float(scale)
+    return (float(scale), tuple(sorted((k, float(v)) for k, v in point_group_scales.items())))
+
+
 def attach_offsets(samples: list, target: str, table: dict[str, np.ndarray],
                    scale=1.0) -> tuple[list, int]:
     """Samples with ``offsets[target]`` set from ``table``; samples the table lacks are left out.
-    ``scale``: the multiple of the known part the table holds (``meta`` ``scale``, or with per-point-group
-    multiples etgnn_core.spectra.piezo.multiple_key), kept in ``offset_scales``.
+    ``scale``: the multiple of the known part the table holds (:func:`multiple_key` of its ``meta``), kept in
+    ``offset_scales``.
 
     Returns (kept samples, number left out): a model trained on offsets always predicts with one,
     so a structure without it cannot be scored either.

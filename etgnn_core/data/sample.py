@@ -36,7 +36,7 @@ class Sample:
     (e.g. the ionic piezo term from Born charges and a force model, etgnn_core.data.offsets): a model
     trained with offsets learns the rest, and its prediction plus the offset is compared with the label.
     ``offset_scales``: target name -> the multiple of the known part its table holds (the table's
-    ``meta`` ``scale``, 1 when absent; with per-point-group multiples a tuple, etgnn_core.spectra.piezo.multiple_key):
+    ``meta`` ``scale``, 1 when absent; with per-point-group multiples a tuple, etgnn_core.data.offsets.multiple_key):
     a model whose known part has another multiple gets it computed anew.
     ``eps_ionic``: (kernel [3n, 3n], ε0 - ε∞ label [3, 3]) where the ionic dielectric response labels the
     Born charges indirectly (etgnn_core.data.ionic), else None.

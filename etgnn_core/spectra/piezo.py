@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 from ase import Atoms
 
+from etgnn_core.data.offsets import multiple_key
+
 E_PER_A2_IN_C_PER_M2 = 16.02176634  # 1 e/Å^2 in C/m^2
 VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
@@ -119,13 +121,6 @@ def point_group_multiple(atoms: Atoms, scales: dict[str, float]) -> float:
     still equivariant (a rotated crystal has the same point group).
     """
     return float(scales.get(point_group(atoms), scales.get("default", 1.0)))
-
-
-def multiple_key(scale: float = 1.0, point_group_scales: dict[str, float] | None = None):
-    """A comparable description of the multiple of e_ion a table holds or a model adds."""
-    if not point_group_scales:
-        return float(scale)
-    return (float(scale), tuple(sorted((k, float(v)) for k, v in point_group_scales.items())))
 
 
 KNOWN_PARTS_FILE = "known_parts.json"

@@ -54,8 +54,7 @@ class TrainResult:
 def load_samples(config: TrainConfig) -> tuple[list, str]:
     """Samples named by the config's data section, and a one-line description of the source."""
     from etgnn_core.data import load_dataset, load_labelled_extxyz
-    from etgnn_core.data.offsets import attach_offsets, read_offsets, table_meta
-    from etgnn_core.spectra.piezo import multiple_key
+    from etgnn_core.data.offsets import attach_offsets, multiple_key, read_offsets, table_meta
 
     d = config.data
     samples, described = [], []
