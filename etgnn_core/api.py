@@ -104,6 +104,9 @@ class Prediction(Mapping):
     warnings: list[str] = field(default_factory=list)
     # committees with predict(..., members=True): name -> [n_members, ...] every member's tensor
     member_tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    # models with learned multiples of a known part (ModelConfig.gated): name -> [n_members] 1 + g, the
+    # multiple each member adds the part with (api.add_part); absent: the part is added once
+    gates: dict[str, np.ndarray] = field(default_factory=dict)
 
     def with_masks(self) -> tuple[dict[str, np.ndarray], dict[str, bool]]:
         """Tensors plus a boolean ``NAME_mask`` per subset tensor (for files), and their per-atom flags."""
@@ -243,6 +246,8 @@ class Model:
         edge_struct = batch[g.edge_dst.cpu().numpy()]
         atom_start = np.concatenate([[0], np.cumsum([len(a) for a in atoms_list])])
         emb = out.embeddings.cpu().numpy() if out.embeddings is not None else None
+        # [n_members, n_structures] multiples of the known parts (a single model's gates are [n_structures])
+        gates = {k: 1 + v.reshape(-1, g.n_structures).cpu().numpy().astype(np.float64) for k, v in out.gates.items()}
         preds = []
         for s, atoms in enumerate(atoms_list):
             tensors, per_atom, contrib, masks = {}, {}, {}, {}
@@ -255,7 +260,8 @@ class Model:
                 if contributions:
                     contrib[spec.name] = self._contrib(t, out, g, s, batch, edge_struct, int(atom_start[s]))
             preds.append(Prediction(tensors, self.units, per_atom, self.name, atoms,
-                                    emb[batch == s] if emb is not None else None, contrib, masks))
+                                    emb[batch == s] if emb is not None else None, contrib, masks,
+                                    gates={k: v[:, s] for k, v in gates.items()}))
         return preds
 
     @staticmethod
@@ -351,11 +357,20 @@ def add_known_parts(model, preds: list) -> None:
 
 
 def add_part(pred: Prediction, name: str, value) -> None:
-    """``value`` (the tensor's shape and unit) added to tensor ``name`` and to every member's copy of it."""
+    """``value`` (the tensor's shape and unit) added to tensor ``name`` and to every member's copy of it;
+    with learned multiples (``pred.gates``) member m adds it (1 + g_m) times, the mean the mean multiple,
+    and the std is that of the members' whole tensors (times the committee's calibration factor)."""
     value = np.asarray(value, dtype=np.float64).reshape(pred.tensors[name].shape)
-    pred.tensors[name] = pred.tensors[name] + value
-    if name in pred.member_tensors:
-        pred.member_tensors[name] = pred.member_tensors[name] + value[None]
+    factor = pred.gates.get(name, np.ones(1))  # [n_members]
+    pred.tensors[name] = pred.tensors[name] + factor.mean() * value
+    if name not in pred.member_tensors:
+        return
+    members = pred.member_tensors[name]  # [n_members, ...]
+    before = members.std(0, ddof=1).sum() if len(members) > 1 else 0.0
+    members = pred.member_tensors[name] = members + factor.reshape((-1,) + (1,) * value.ndim) * value[None]
+    if name in pred.gates and name in pred.std and before > 0:
+        scale = pred.std[name].sum() / before  # the calibration factor (Committee.std_scale) the std carries
+        pred.std[name] = members.std(0, ddof=1) * scale
 
 
 def batch_starts(n: int, batch_size: int, progress: bool, desc: str):

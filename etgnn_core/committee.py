@@ -78,15 +78,16 @@ MAX_LISTED_ATOMS = 8  # atoms named in one warning
 
 # ------------------------------------------------------------------------------------------ loading
 def check_compatible(nets, names: Sequence[str]) -> None:
-    """ModelLoadError unless every member has the same cutoff, max_neighbors and targets as the first."""
+    """ModelLoadError unless every member has the same cutoff, max_neighbors, targets and gated parts as the first."""
     c0 = nets[0].config
     for net, name in zip(nets[1:], names[1:]):
         c = net.config
         for what, a, b in (("cutoff", c0.cutoff, c.cutoff), ("max_neighbors", c0.max_neighbors, c.max_neighbors),
-                           ("targets", [t.to_dict() for t in c0.targets], [t.to_dict() for t in c.targets])):
+                           ("targets", [t.to_dict() for t in c0.targets], [t.to_dict() for t in c.targets]),
+                           ("gated", c0.gated, c.gated)):
             if a != b:
                 raise ModelLoadError(f"committee member {name}: {what} {b} differs from {names[0]}'s {a}; "
-                                     "members must share cutoff, max_neighbors and targets")
+                                     "members must share cutoff, max_neighbors, targets and gated parts")
 
 
 def load_committee(name_or_path, device=None) -> Committee:
@@ -155,7 +156,7 @@ class Committee(Model):
             outs = [net(graph, embeddings=want_emb and k == 0) for k, net in enumerate(self.nets)]
             mean, spread, stacked = self._combine(outs, contributions)
             preds = self._split(mean, [a for a, _ in chunk], want_emb, contributions)
-            self._attach(preds, spread, stacked if members else None, mean.graph)
+            self._attach(preds, spread, stacked, mean.graph, members)
             return preds
 
         results, notes = map_batches(self, [structures] if single else list(structures), max_atoms, batch_size,
@@ -184,15 +185,18 @@ class Committee(Model):
                       for f in ("edge", "onsite", "asr")}  # only read when contributions are asked for
             tensors[spec.name] = AssembledTensor(atom=atom.mean(0), structure=struct.mean(0), **pieces)
         o = outs[0]
-        return ModelOutput(tensors, o.embeddings, o.graph, o.edge_vectors), spread, stacked
+        gates = {k: torch.stack([out.gates[k] for out in outs]) for k in o.gates}  # [M, n_structures]
+        return ModelOutput(tensors, o.embeddings, o.graph, o.edge_vectors, gates=gates), spread, stacked
 
-    def _attach(self, preds: list[Prediction], spread: dict, stacked: dict | None, graph) -> None:
+    def _attach(self, preds: list[Prediction], spread: dict, stacked: dict, graph, members: bool) -> None:
+        """Std per tensor; every member's tensor when ``members``, and always for a gated one: adding its
+        known part (1 + g_m) times per member changes the spread (api.add_part recomputes it from them)."""
         batch = graph.batch.cpu().numpy()
         for s, p in enumerate(preds):
             for spec in self.config.targets:
                 sel = spread[spec.name][batch == s] if spec.per_atom else spread[spec.name][s]
                 p.std[spec.name] = sel.cpu().numpy().astype(np.float64)
-                if stacked is not None:
+                if members or spec.name in p.gates:
                     arr = stacked[spec.name]  # [M, ...]
                     sel = arr[:, batch == s] if spec.per_atom else arr[:, s]
                     p.member_tensors[spec.name] = sel.cpu().numpy().astype(np.float64)
@@ -402,7 +406,7 @@ def evaluate_model(model: Model, samples: list, train: list, batch_size: int = 3
         base = metrics.Baselines(name, spec.per_atom, ty, tz, tm)
         mean = [preds[i][name] for i in idx]
         res = metrics.tensor_metrics(name, spec.per_atom, mean, y, z, base, m, infos)
-        if preds[idx[0]].member_tensors:
+        if name in preds[idx[0]].member_tensors:
             res["member_mae"] = [
                 metrics.tensor_metrics(name, spec.per_atom, [preds[i].member_tensors[name][k] for i in idx],
                                        y, z, base, m, infos)["mae"]

@@ -292,3 +292,105 @@ def test_point_group_multiples_are_fitted_on_sign_certain_training_frames():
     assert set(scales) == {"6mm", "-43m", "default"}
     assert scales["6mm"] == pytest.approx(-0.3, abs=1e-4) and scales["-43m"] == pytest.approx(0.8, abs=1e-4)
     assert -0.3 < scales["default"] < 2.0
+
+
+# ------------------------------------------------------------------ learned multiples (ModelConfig.gated)
+def gated_net(seed: int = 0):
+    """Tiny model whose dielectric has a known part scaled per structure, gate weights random (not 0)."""
+    torch.manual_seed(seed)
+    specs = [spec_for("born_charges"), spec_for("dielectric")]
+    net = ETGNN(ModelConfig(targets=specs, gated=["dielectric"], **{**TINY, "max_neighbors": 8}))
+    with torch.no_grad():
+        net.gate.weight.normal_(std=0.5)
+        net.gate.bias.fill_(0.2)
+    return net.eval()
+
+
+def test_a_gate_starts_at_the_plain_sum_and_scales_the_known_part_per_structure():
+    specs = [spec_for("born_charges"), spec_for("dielectric")]
+    fresh = ETGNN(ModelConfig(targets=specs, gated=["dielectric"], **{**TINY, "max_neighbors": 8})).eval()
+    samples = zno_samples(3)
+    for s in samples:
+        s.offsets["dielectric"] = np.diag([1.0, 2.0, 3.0])
+    batch = collate_labelled([label_graph(x, specs, 4.0, 8) for x in samples])
+    with torch.no_grad():
+        assert torch.equal(fresh(batch.graph).gates["dielectric"], torch.zeros(3))  # the plain sum at the start
+        net = gated_net()
+        out = net(batch.graph)
+        g = out.gates["dielectric"]  # [3]
+        assert g.shape == (3,) and g.abs().min() > 1e-3 and (g[0] - g[1]).abs() > 1e-6  # per structure
+        want = (out.tensors["dielectric"].structure + (1 + g)[:, None, None] * batch.offsets["dielectric"]
+                - batch.targets["dielectric"]).abs().sum()
+        got, _ = target_errors(net, batch)["dielectric"]
+    assert torch.allclose(got, want)
+
+
+def test_a_gate_is_invariant_so_the_gated_tensor_stays_equivariant():
+    from ase.build import bulk
+    from scipy.spatial.transform import Rotation
+
+    from etgnn_core.graph import build_graph
+
+    net = gated_net().double()
+    atoms = bulk("ZnO", "wurtzite", a=3.25, c=5.2)
+    atoms.rattle(0.05, seed=3)
+    turned = atoms.copy()
+    rot = Rotation.from_euler("xyz", [20, 50, -35], degrees=True).as_matrix()
+    turned.set_cell(atoms.cell @ rot.T, scale_atoms=True)
+    swapped = atoms[[2, 0, 3, 1]]
+    with torch.no_grad():
+        g = [float(net(build_graph(a, 4.0, 8)).gates["dielectric"][0]) for a in (atoms, turned, swapped)]
+    assert abs(g[0]) > 1e-3 and g[1] == pytest.approx(g[0], abs=1e-9) and g[2] == pytest.approx(g[0], abs=1e-9)
+
+
+def test_a_gated_committee_adds_each_members_multiple_and_spreads_the_whole_tensors():
+    """Mean = mean over members of (network + (1 + g_m) K); std = their std x the calibration factor; the
+    same when K is taken from a sample's stored offset (scoring) as when it is computed (predicting)."""
+    from etgnn_core.committee import Committee, predict_with_offsets
+    from etgnn_core.registry import ModelInfo
+
+    nets = [gated_net(seed) for seed in (0, 1, 2)]
+    info = ModelInfo("gated", None, "", {"born_charges": "e", "dielectric": "1"}, [8, 30], members=["a", "b", "c"])
+    committee = Committee(nets, info, std_scale={"dielectric": 2.0}, device="cpu")
+    sample = zno_samples(1)[0]
+    known = np.diag([3.0, -1.0, 2.0])
+    sample.offsets["dielectric"] = known
+    rest = committee.predict(sample.atoms, members=True)
+    factor = rest.gates["dielectric"]  # [3] 1 + g_m
+    assert factor.shape == (3,) and np.ptp(factor) > 1e-3
+    whole = rest.member_tensors["dielectric"] + factor[:, None, None] * known  # [3, 3, 3]
+    committee.known_parts = {"dielectric": lambda atoms: known}
+    for pred in (committee.predict(sample.atoms), predict_with_offsets(committee, [sample])[0]):
+        np.testing.assert_allclose(pred["dielectric"], whole.mean(0), atol=1e-9)
+        np.testing.assert_allclose(pred.std["dielectric"], 2.0 * whole.std(0, ddof=1), rtol=1e-6, atol=1e-9)
+        assert not np.allclose(pred.std["dielectric"], rest.std["dielectric"])  # the multiples spread too
+    single = committee.nets[0]
+    from etgnn_core.api import Model
+
+    alone = Model(single, info, "cpu")
+    alone.known_parts = {"dielectric": lambda atoms: known}
+    np.testing.assert_allclose(alone.predict(sample.atoms)["dielectric"], whole[0], atol=1e-9)
+
+
+def test_training_a_gated_model_learns_the_multiple_and_needs_a_known_part(tmp_path):
+    import json
+
+    from test_train import tiny_config
+
+    from etgnn_core.registry import load_model_folder
+    from etgnn_core.train import train
+    from etgnn_core.train.config import ConfigError
+
+    samples = zno_samples(24)
+    table = tmp_path / "part.npz"
+    np.savez(table, ids=np.array([s.id for s in samples]), values=np.stack([np.eye(3)] * 24),
+             meta=json.dumps({"kind": "ionic_piezo", "bec_model": "b", "potential": "sevenn"}))
+    samples, _ = attach_offsets(samples, "dielectric", read_offsets(table))
+    model = {**TINY, "gated": ["dielectric"]}
+    cfg = tiny_config(tmp_path, data={"dataset": "unused", "offsets": {"dielectric": str(table)}}, model=model)
+    net, _ = load_model_folder(train(cfg, samples=samples, progress_bar=False).model_dir)
+    assert net.config.gated == ["dielectric"] and net.gate.weight.abs().max() > 0  # it trained from 0
+    with pytest.raises(ConfigError, match="gated"):
+        tiny_config(tmp_path, model=model)  # no known part to scale
+    with pytest.raises(ValueError, match="gated"):
+        ModelConfig(targets=[spec_for("born_charges")], gated=["born_charges"])  # a per-atom tensor

@@ -337,6 +337,30 @@ def test_learning_rate_warms_up_then_decays():
     assert 4 <= peak <= 6 and all(a >= b for a, b in zip(steps[peak:], steps[peak + 1:]))
 
 
+def test_decoupled_weight_decay_shrinks_weights_that_get_no_gradient(tmp_path):
+    """AdamW (optim.decoupled_weight_decay) shrinks every weight by lr x decay per step; Adam's L2 term,
+    rescaled by the adaptive step, moves a weight with no loss gradient by the full step instead."""
+    from etgnn_core.model import ETGNN, ModelConfig
+    from etgnn_core.tensors.specs import spec_for
+    from etgnn_core.train.module import ETGNNModule
+
+    assert tiny_config(tmp_path, optim={"weight_decay": 0.1, "decoupled_weight_decay": True}) \
+        .optim.decoupled_weight_decay
+    moved = {}
+    for decoupled in (False, True):
+        net = ETGNN(ModelConfig(targets=[spec_for("born_charges")], **TINY))
+        module = ETGNNModule(net, {}, 1e-2, 10, weight_decay=0.1, decoupled_weight_decay=decoupled)
+        opt = module.configure_optimizers()["optimizer"]
+        assert isinstance(opt, torch.optim.AdamW) == decoupled
+        w = net.species_bias.weight
+        with torch.no_grad():
+            w.fill_(1.0)
+        w.grad = torch.zeros_like(w)  # only the decay acts
+        opt.step()
+        moved[decoupled] = 1.0 - float(w[0, 0])
+    assert moved[True] == pytest.approx(1e-2 * 0.1, rel=1e-3) and moved[False] == pytest.approx(1e-2, rel=1e-2)
+
+
 def test_l2_loss_on_one_target_squares_its_errors_and_leaves_the_others_l1(tmp_path):
     from etgnn_core.model import ETGNN, ModelConfig
     from etgnn_core.tensors.specs import spec_for

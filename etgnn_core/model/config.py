@@ -57,6 +57,10 @@ class ModelConfig:
     envelope_exponent: int = 5
     avg_degree: float = 16.0  # normaliser of edge sums (set from training data)
     elements: list[int] = field(default_factory=list)  # atomic numbers seen in training ([] = any)
+    # structure targets whose known part (a model folder's known_parts.json; Sample.offsets in training) the
+    # network scales per structure: prediction = network + (1 + g) x known part, g an invariant read out of
+    # the atom embeddings (0 at the start).  E.g. the ionic piezo term, whose best multiple varies by crystal
+    gated: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.targets = [t if isinstance(t, TensorSpec) else TensorSpec.from_dict(t) for t in self.targets]
@@ -66,6 +70,9 @@ class ModelConfig:
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate target names in {names}")
         check_fields(self)
+        for name in self.gated:
+            if name not in names or self.spec(name).per_atom:
+                raise ValueError(f"key 'gated': {name!r} is not a structure target of this model ({names})")
 
     @property
     def uses_triplet_messages(self) -> bool:

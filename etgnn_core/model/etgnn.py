@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -38,6 +38,8 @@ class ModelOutput:
     edge_coefficients: torch.Tensor | None = None  # [n_edges, n_targets] t_kj, column i = config.targets[i]
     # [n_triplets, n_triplet_targets] t_kji, one column per target with uses_triplets, in target order
     triplet_coefficients: torch.Tensor | None = None
+    # config.gated target -> [n_structures] g: the known part is added (1 + g) times (ModelConfig.gated)
+    gates: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class ETGNN(nn.Module):
@@ -67,6 +69,10 @@ class ETGNN(nn.Module):
         # Per-species on-site bias (e.g. the species-mean isotropic Born charge), set before training.
         self.species_bias = nn.Embedding(N_ELEMENTS, max(sum(self.n_self), 1))
         nn.init.zeros_(self.species_bias.weight)
+        if c.gated:  # per-structure multiples of known parts; zero weights: the plain sum at the start
+            self.gate = nn.Linear(c.out_emb, len(c.gated))
+            nn.init.zeros_(self.gate.weight)
+            nn.init.zeros_(self.gate.bias)
         # Output scale of each target (target standard deviation), set before training.
         self.register_buffer("scales", torch.ones(len(c.targets)))
         self._traces = TraceCache()  # CPU inference runs a traced trunk (etgnn_core.model.trace)
@@ -99,7 +105,18 @@ class ETGNN(nn.Module):
             ts = t_self[:, self_col : self_col + spec.n_self]
             self_col += spec.n_self
             out[spec.name] = assemble(spec, geo, t_edge[:, i], tt, ts, self.scales[i], self.config.avg_degree)
-        return ModelOutput(out, h if embeddings else None, g, vec, t_edge, t_trip)
+        return ModelOutput(out, h if embeddings else None, g, vec, t_edge, t_trip, self.gates(h, g))
+
+    def gates(self, h: torch.Tensor, g: Graph) -> dict[str, torch.Tensor]:
+        """config.gated target -> [n_structures] g, the mean over a structure's atoms of a linear read-out of
+        their embeddings h [N, out_emb]: invariant, so (1 + g) x an equivariant part stays equivariant."""
+        if not self.config.gated:
+            return {}
+        per_atom = self.gate(h)  # [N, n_gated]
+        total = per_atom.new_zeros(g.n_structures, per_atom.shape[1]).index_add_(0, g.batch, per_atom)
+        count = torch.bincount(g.batch, minlength=g.n_structures).clamp(min=1).to(per_atom.dtype)  # [S]
+        mean = total / count.unsqueeze(-1)  # [S, n_gated]
+        return {name: mean[:, i] for i, name in enumerate(self.config.gated)}
 
     def trunk(self, z, dist, angle, src, dst, kj, ji):
         """Bases -> edge and triplet messages -> coefficients t_kj, t_kji, atom embeddings, on-site terms.

@@ -104,6 +104,10 @@ class OptimConfig:
     patience: int = 30  # early stopping on validation loss (epochs)
     clip: float = 10.0  # gradient-norm clipping
     weight_decay: float = 0.0
+    # True: AdamW's decoupled decay (weights shrink by lr * weight_decay per step, whatever the gradient's
+    # size), the regulariser for a network that fits its training set far below its validation error;
+    # False: Adam's L2 term, which adaptive steps weaken where gradients are large
+    decoupled_weight_decay: bool = False
     val_every: int = 1  # epochs between validations
     # linear learning-rate warm-up over this fraction of the budget; None: 0.05 when fine-tuning (a fresh
     # Adam state takes full-size steps at once and throws a converged model off), else 0
@@ -356,3 +360,7 @@ def _check_model_section(c: TrainConfig, where: str) -> None:
         check_fields(probe)
     except ValueError as exc:
         raise ConfigError(f"{where}: model {exc}") from exc
+    for name in c.model.get("gated", []):  # a learned multiple of a known part needs that part
+        if name not in c.targets or name not in c.data.offsets:
+            raise ConfigError(f"{where}: model.gated names {name!r}, which needs a target with a known part "
+                              f"(data.offsets: {sorted(c.data.offsets)})")

@@ -25,7 +25,8 @@ def target_errors(model: ETGNN, batch: Batch, squared: frozenset[str] = frozense
 
     A per-structure label whose frame is ambiguous (``batch.frames``) is compared in the candidate frame
     closest to the prediction (:mod:`etgnn_core.tensors.frames`).  A known part of a target
-    (``batch.offsets``, Sample.offsets) is added to the prediction first: the network learns the rest.
+    (``batch.offsets``, Sample.offsets) is added to the prediction first, times the model's learned
+    per-structure multiple where it has one (ModelConfig.gated): the network learns the rest.
     """
     out = model(batch.graph)
     errs = {}
@@ -33,7 +34,10 @@ def target_errors(model: ETGNN, batch: Batch, squared: frozenset[str] = frozense
         pred = out.tensors[spec.name]
         pred = pred.atom if spec.per_atom else pred.structure
         if batch.offsets is not None and spec.name in batch.offsets:
-            pred = pred + batch.offsets[spec.name]
+            known = batch.offsets[spec.name]  # [S, ...]
+            if spec.name in out.gates:  # ModelConfig.gated: (1 + g) x the known part
+                known = known * (1 + out.gates[spec.name]).reshape((-1,) + (1,) * (known.dim() - 1))
+            pred = pred + known
         mask = batch.masks[spec.name]
         label = batch.targets[spec.name]
         if spec.name in moduli:
@@ -94,7 +98,7 @@ class ETGNNModule(L.LightningModule):
     def __init__(self, model: ETGNN, weights: dict[str, float], lr: float, max_epochs: int,
                  max_minutes: float | None = None, weight_decay: float = 0.0, warmup: float = 0.0,
                  squared: frozenset[str] = frozenset(), moduli_weights: dict[str, float] | None = None,
-                 eps_ionic_weight: float = 0.0):
+                 eps_ionic_weight: float = 0.0, decoupled_weight_decay: bool = False):
         super().__init__()
         self.model = model
         self.weights = {t.name: float(weights.get(t.name, 1.0)) for t in model.config.targets}
@@ -103,6 +107,7 @@ class ETGNNModule(L.LightningModule):
         self.eps_ionic_weight = float(eps_ionic_weight)  # DataConfig.eps_ionic_weight
         self.lr, self.max_epochs, self.max_minutes, self.weight_decay = lr, max_epochs, max_minutes, weight_decay
         self.warmup = warmup
+        self.decoupled = bool(decoupled_weight_decay)  # OptimConfig.decoupled_weight_decay: AdamW
         self._start = None
         self._elapsed_before = 0.0  # seconds trained before a resume (from the checkpoint)
 
@@ -175,6 +180,7 @@ class ETGNNModule(L.LightningModule):
         return cosine * min(1.0, (progress + 1e-3) / self.warmup) if self.warmup > 0 else cosine
 
     def configure_optimizers(self):
-        opt = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        adam = torch.optim.AdamW if self.decoupled else torch.optim.Adam
+        opt = adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: self.lr_factor(self.progress()))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -391,7 +391,7 @@ def _fit(config, model, parts, ckpt_dir, out, callbacks, progress_bar, resume, f
     warmup = o.warmup if o.warmup is not None else (0.05 if config.finetune_from else 0.0)
     module = ETGNNModule(model, config.weights, o.lr, o.max_epochs, o.max_minutes, o.weight_decay, warmup,
                           config.l2_targets, config.moduli_weights,
-                          config.data.eps_ionic_weight if config.data.eps_ionic else 0.0)
+                          config.data.eps_ionic_weight if config.data.eps_ionic else 0.0, o.decoupled_weight_decay)
     loader = lambda items, shuffle: DataLoader(items, batch_size=o.batch_size, shuffle=shuffle,  # noqa: E731
                                                collate_fn=collate_labelled, num_workers=0)
     has_val = bool(parts["val"])
