@@ -24,7 +24,7 @@ from etgnn_core.model.blocks import (
 )
 from etgnn_core.model.config import ModelConfig
 from etgnn_core.model.trace import TraceCache, use_trace
-from etgnn_core.ops import gather
+from etgnn_core.ops import gather, scatter_sum
 from etgnn_core.tensors.assemble import AssembledTensor, Geometry, assemble
 
 
@@ -113,9 +113,8 @@ class ETGNN(nn.Module):
         if not self.config.gated:
             return {}
         per_atom = self.gate(h)  # [N, n_gated]
-        total = per_atom.new_zeros(g.n_structures, per_atom.shape[1]).index_add_(0, g.batch, per_atom)
         count = torch.bincount(g.batch, minlength=g.n_structures).clamp(min=1).to(per_atom.dtype)  # [S]
-        mean = total / count.unsqueeze(-1)  # [S, n_gated]
+        mean = scatter_sum(per_atom, g.batch, g.n_structures) / count.unsqueeze(-1)  # [S, n_gated]
         return {name: mean[:, i] for i, name in enumerate(self.config.gated)}
 
     def trunk(self, z, dist, angle, src, dst, kj, ji):
