@@ -366,9 +366,10 @@ def add_part(pred: Prediction, name: str, value) -> None:
     if name not in pred.member_tensors:
         return
     members = pred.member_tensors[name]  # [n_members, ...]
-    before = members.std(0, ddof=1).sum() if len(members) > 1 else 0.0
+    respread = name in pred.gates and name in pred.std and len(members) > 1  # the multiples differ per member
+    before = members.std(0, ddof=1).sum() if respread else 0.0
     members = pred.member_tensors[name] = members + factor.reshape((-1,) + (1,) * value.ndim) * value[None]
-    if name in pred.gates and name in pred.std and before > 0:
+    if before > 0:
         scale = pred.std[name].sum() / before  # the calibration factor (Committee.std_scale) the std carries
         pred.std[name] = members.std(0, ddof=1) * scale
 

@@ -346,6 +346,7 @@ def test_a_gate_is_invariant_so_the_gated_tensor_stays_equivariant():
 def test_a_gated_committee_adds_each_members_multiple_and_spreads_the_whole_tensors():
     """Mean = mean over members of (network + (1 + g_m) K); std = their std x the calibration factor; the
     same when K is taken from a sample's stored offset (scoring) as when it is computed (predicting)."""
+    from etgnn_core.api import Model
     from etgnn_core.committee import Committee, predict_with_offsets
     from etgnn_core.registry import ModelInfo
 
@@ -364,10 +365,7 @@ def test_a_gated_committee_adds_each_members_multiple_and_spreads_the_whole_tens
         np.testing.assert_allclose(pred["dielectric"], whole.mean(0), atol=1e-9)
         np.testing.assert_allclose(pred.std["dielectric"], 2.0 * whole.std(0, ddof=1), rtol=1e-6, atol=1e-9)
         assert not np.allclose(pred.std["dielectric"], rest.std["dielectric"])  # the multiples spread too
-    single = committee.nets[0]
-    from etgnn_core.api import Model
-
-    alone = Model(single, info, "cpu")
+    alone = Model(committee.nets[0], info, "cpu")
     alone.known_parts = {"dielectric": lambda atoms: known}
     np.testing.assert_allclose(alone.predict(sample.atoms)["dielectric"], whole[0], atol=1e-9)
 
