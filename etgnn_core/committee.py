@@ -604,6 +604,12 @@ def stage_configs(config) -> list[str]:
     return chain
 
 
+def _member_parent(config, k: int) -> dict:
+    """{"parent": ...} for member ``k`` when the members fine-tune from a list of parents; {} otherwise."""
+    f = config.finetune_from
+    return {"parent": f[k % len(f)]} if isinstance(f, list) else {}
+
+
 def committee_recipe(config, folders, names) -> dict:
     """The committee's train.yaml: the member config, the commands that rebuild it, each member's weights hash.
 
@@ -626,8 +632,8 @@ def committee_recipe(config, folders, names) -> dict:
         "commands": [f"etgnn train {c} --member {k}" for c in [*stage_configs(config), cfg] for k in ks]
         + [f"etgnn committee {cfg} --members {','.join(map(str, ks))} --install"],
         "member_config": base.to_dict(),
-        "members": {n: {"seed": base.seed + k, "weights_sha256": sha256_file(f / "weights.pt")}
-                    for n, k, f in zip(names, ks, folders)},
+        "members": {n: {"seed": base.seed + k, **_member_parent(base, k),
+                        "weights_sha256": sha256_file(f / "weights.pt")} for n, k, f in zip(names, ks, folders)},
         "data_files": data_files,
     }
 

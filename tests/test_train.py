@@ -164,11 +164,28 @@ def test_bad_labels_are_refused_before_training(tmp_path):
         ({"optim": {"clip": "ten"}}, "optim: clip must be a number, got 'ten'"),
         ({"optim": {"warmup": True}}, "optim: warmup must be a number"),
         ({"split": {"seed": "a", "train": 0.6, "val": 0.2, "test": 0.2}}, "split: seed must be a number"),
+        ({"finetune_from": []}, "non-empty list"),
+        ({"finetune_from": ["a", 3]}, "non-empty list"),
+        ({"finetune_from": ["a", "stage1.yaml"]}, r"not committee configs: \['stage1.yaml'\]"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message):
         tiny_config(tmp_path, **change)
+
+
+def test_members_fine_tune_a_list_of_parents_in_turn(tmp_path):
+    """finetune_from: [a, b]: member K starts from entry K mod 2 (and keeps its own seed and draw); the model
+    alone, without --member, has no one parent to start from; the committee's train.yaml names each member's."""
+    from etgnn_core.committee import _member_parent
+
+    cfg = tiny_config(tmp_path, finetune_from=["pa", "pb"])
+    got = [(m.finetune_from, m.seed, m.split.member) for m in map(cfg.for_member, range(4))]
+    assert got == [("pa", cfg.seed, 0), ("pb", cfg.seed + 1, 1), ("pa", cfg.seed + 2, 2), ("pb", cfg.seed + 3, 3)]
+    with pytest.raises(ConfigError, match="lists 2 parents; train with --member K"):
+        cfg.check_trainable()
+    cfg.for_member(3).check_trainable()
+    assert _member_parent(cfg, 3) == {"parent": "pb"} and _member_parent(cfg.for_member(3), 3) == {}
 
 
 def test_config_yaml_exponents_without_a_dot_are_numbers(tmp_path):

@@ -141,8 +141,10 @@ class TrainConfig:
     tensor_options: dict[str, dict] = field(default_factory=dict)
     optim: OptimConfig = field(default_factory=OptimConfig)
     # pretrained model name or folder; or a committee's training config (.yaml): then each member
-    # (``--member K``) continues member K of that committee, so a committee can be trained in stages
-    finetune_from: str | None = None
+    # (``--member K``) continues member K of that committee, so a committee can be trained in stages;
+    # or a list of names / folders: member K fine-tunes entry K mod n, so that members inherit from
+    # parents trained apart and their errors are less alike than those of one parent's fine-tunes
+    finetune_from: str | list[str] | None = None
     # elements (symbols) whose per-element parameters the fine-tune starts afresh: the two element
     # embeddings (re-drawn) and the on-site species bias (re-fitted to the new labels).  What a parent
     # learned about an element from data that disagree with the new labels (phonon_becs near-metals
@@ -185,7 +187,9 @@ class TrainConfig:
         if member < 0:
             raise ConfigError(f"committee member must be >= 0, got {member}")
         parent = self.finetune_from
-        if self.committee_parent:  # the same member of the earlier stage, wherever that config writes it
+        if isinstance(parent, list):
+            parent = parent[member % len(parent)]
+        elif self.committee_parent:  # the same member of the earlier stage, wherever that config writes it
             earlier = TrainConfig.from_file(parent)
             if earlier.split != self.split:  # else member K's first stage may have trained on this calib/test
                 raise ConfigError(f"{self.name}: split {asdict(self.split)} differs from that of {parent} "
@@ -205,6 +209,9 @@ class TrainConfig:
         if self.committee_parent:
             raise ConfigError(f"{self.name}: finetune_from {self.committee_parent} is a committee's training config; "
                               "train with --member K (member K continues member K of it)")
+        if isinstance(self.finetune_from, list):
+            raise ConfigError(f"{self.name}: finetune_from lists {len(self.finetune_from)} parents; train with "
+                              f"--member K (member K fine-tunes parent K mod {len(self.finetune_from)})")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -297,6 +304,7 @@ def _check(c: TrainConfig, where: str) -> None:
         if not isinstance(v, (int, float)) or v <= 0:
             raise ConfigError(f"{where}: optim.{k} must be a positive number, got {v!r}")
     _check_model_section(c, where)
+    _check_parents(c, where)
     _check_reset_elements(c, where)
     d = c.optim.ema_decay
     if d is not None and not (isinstance(d, (int, float)) and 0 < d < 1):
@@ -322,6 +330,18 @@ def _check_data_extras(c: TrainConfig, where: str) -> None:
     twice = sorted(set(extra) & set(main))
     if twice:
         raise ConfigError(f"{where}: data set(s) {twice} are in both data.dataset and data.train_only")
+
+
+def _check_parents(c: TrainConfig, where: str) -> None:
+    f = c.finetune_from
+    if f is None or isinstance(f, str) and f:
+        return
+    if not isinstance(f, list) or not f or not all(isinstance(x, str) and x for x in f):
+        raise ConfigError(f"{where}: finetune_from must be a model name or folder, a committee config (.yaml) "
+                          f"or a non-empty list of names / folders, got {f!r}")
+    stages = [x for x in f if x.endswith((".yaml", ".yml"))]
+    if stages:
+        raise ConfigError(f"{where}: finetune_from: a list names parent models, not committee configs: {stages}")
 
 
 def _check_reset_elements(c: TrainConfig, where: str) -> None:
