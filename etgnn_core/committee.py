@@ -606,8 +606,8 @@ def stage_configs(config) -> list[str]:
 
 def _member_parent(config, k: int) -> dict:
     """{"parent": ...} for member ``k`` when the members fine-tune from a list of parents; {} otherwise."""
-    f = config.finetune_from
-    return {"parent": f[k % len(f)]} if isinstance(f, list) else {}
+    parent = config.listed_parent(k)
+    return {"parent": parent} if parent is not None else {}
 
 
 def committee_recipe(config, folders, names) -> dict:

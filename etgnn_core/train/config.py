@@ -188,7 +188,7 @@ class TrainConfig:
             raise ConfigError(f"committee member must be >= 0, got {member}")
         parent = self.finetune_from
         if isinstance(parent, list):
-            parent = parent[member % len(parent)]
+            parent = self.listed_parent(member)
         elif self.committee_parent:  # the same member of the earlier stage, wherever that config writes it
             earlier = TrainConfig.from_file(parent)
             if earlier.split != self.split:  # else member K's first stage may have trained on this calib/test
@@ -197,6 +197,11 @@ class TrainConfig:
             parent = str(Path(earlier.for_member(member).output) / "model")
         return replace(self, split=replace(self.split, member=member), seed=self.seed + member,
                        output=str(Path(self.output) / f"member{member}"), finetune_from=parent)
+
+    def listed_parent(self, member: int) -> str | None:
+        """Member ``member``'s parent when ``finetune_from`` is a list (entry ``member`` mod n); else None."""
+        f = self.finetune_from
+        return f[member % len(f)] if isinstance(f, list) else None
 
     @property
     def committee_parent(self) -> str | None:
