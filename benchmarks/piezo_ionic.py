@@ -89,6 +89,17 @@ def fit_point_group_scales(samples: list, e_ion: list) -> dict[str, float]:
     return scales
 
 
+def only_point_groups(scales: dict[str, float], groups: list[str]) -> dict[str, float]:
+    """The fitted multiples of ``groups`` alone; every other crystal keeps 1 x e_ion ("default": 1).
+    A group without a fitted multiple (too few sign-certain training frames) is an error, not a silent 1."""
+    unknown = [g for g in groups if g not in scales or g == "default"]
+    if unknown:
+        raise SystemExit(f"--only-point-groups: no multiple fitted for {unknown} (fewer than "
+                         f"{MIN_POINT_GROUP_FRAMES} sign-certain training frames); fitted: "
+                         f"{sorted(g for g in scales if g != 'default')}")
+    return {**{g: scales[g] for g in groups}, "default": 1.0}
+
+
 def load_piezo():
     from etgnn_core.train import TrainConfig
     from etgnn_core.train.trainer import load_samples
@@ -185,6 +196,8 @@ def from_relaxation(args) -> int:
         train = set(map(str, json.loads(Path(args.split).read_text())["train"]))
         fit = [k for k, i in enumerate(ids) if i in train]
         scales = fit_point_group_scales([by_id[ids[k]] for k in fit], [values[k] for k in fit])
+        if args.only_point_groups:
+            scales = only_point_groups(scales, args.only_point_groups.split(","))
         values = np.stack([point_group_multiple(by_id[i].atoms, scales) * v for i, v in zip(ids, values)])
         print(f"multiples per point group (from {len(fit)} training crystals of {args.split}): {scales}")
     np.savez_compressed(args.merge, ids=np.array(ids), values=values, meta=meta(args.bec_model, args.scale, scales))
@@ -259,6 +272,9 @@ def main(argv=None) -> int:
     p.add_argument("--point-group-scales", action="store_true",
                    help="with --from-relaxation: also a multiple of e_ion per point group, fitted on the "
                         "training part of --split")
+    p.add_argument("--only-point-groups", metavar="G,G,...",
+                   help="with --point-group-scales: fit a multiple for these point groups only (e.g. 32,2,-6m2, "
+                        "where the labels mostly point against e_ion); every other crystal keeps 1 x e_ion")
     p.add_argument("--part", default="calib")
     p.add_argument("--by-point-group", action="store_true",
                    help="with --report: also how often e_ion points against the label, per point group")

@@ -292,6 +292,10 @@ def test_point_group_multiples_are_fitted_on_sign_certain_training_frames():
     assert set(scales) == {"6mm", "-43m", "default"}
     assert scales["6mm"] == pytest.approx(-0.3, abs=1e-4) and scales["-43m"] == pytest.approx(0.8, abs=1e-4)
     assert -0.3 < scales["default"] < 2.0
+    only = piezo_ionic.only_point_groups(scales, ["6mm"])  # the other groups keep the whole ionic term
+    assert only == {"6mm": scales["6mm"], "default": 1.0}
+    with pytest.raises(SystemExit, match="m-3m"):  # rocksalt: too few frames, so no multiple to keep
+        piezo_ionic.only_point_groups(scales, ["6mm", "m-3m"])
 
 
 # ------------------------------------------------------------------ learned multiples (ModelConfig.gated)
