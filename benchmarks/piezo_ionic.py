@@ -281,6 +281,8 @@ def main(argv=None) -> int:
     p.add_argument("--split", default=str(ROOT / "pretrained" / "universal_piezo" / "split.json"),
                    help="split.json with the part (default: the shipped universal_piezo's)")
     args = p.parse_args(argv)
+    if args.only_point_groups and not (args.point_group_scales and args.from_relaxation):
+        p.error("--only-point-groups needs --from-relaxation --point-group-scales (it narrows those multiples)")
     if args.from_relaxation:
         if not args.merge:
             p.error("--from-relaxation needs --merge NPZ (the offset table to write)")
