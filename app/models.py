@@ -140,11 +140,12 @@ def select_model(container=None, key: str = "model"):
     return model
 
 
-def committee_note(model) -> str:
-    """One sentence for pages showing a committee's prediction ("" for a single model)."""
+def committee_note(model, atoms=None) -> str:
+    """One sentence for pages showing a committee's prediction ("" for a single model); ``atoms``: the
+    structure shown, so that a known part that depends on it (a multiple per point group) says its value."""
     n = len(getattr(model, "nets", []))
     parts = getattr(model, "known_parts", {})
-    known = "; ".join(f"{name} = network + {part.describe()} (per-edge contributions show the network's part)"
+    known = "; ".join(f"{name} = network + {part.describe(atoms)} (per-edge contributions show the network's part)"
                       for name, part in parts.items() if hasattr(part, "describe"))
     if n < 2:
         return known

@@ -74,8 +74,8 @@ def selected_prediction(committee_detail: str = ""):
     except Exception as exc:
         show_error(exc, f"{model.name} cannot predict this structure")
         return None
-    if committee_note(model):
-        st.info(f"{model.name} is {committee_note(model)}{committee_detail}.", icon=":material/groups:")
+    if note := committee_note(model, entry.atoms):
+        st.info(f"{model.name} is {note}{committee_detail}.", icon=":material/groups:")
     return model, entry, pred
 
 

@@ -263,6 +263,8 @@ def test_a_multiple_per_point_group_follows_the_crystal_and_keeps_tables_apart(t
         z, u = rng.normal(size=(len(atoms), 3, 3)), rng.normal(size=(len(atoms), 3, 3, 3))
         np.testing.assert_allclose(term(atoms), factor * piezo.ionic_piezo(z, u, atoms.get_volume()))
     assert "per point group" in term.describe()
+    assert "-0.30 x (point group 6mm" in term.describe(turned)  # what this crystal gets, and why
+    assert "0.50 x (point group m-3m" in term.describe(rocksalt)
     assert term.key != 1.0 and term.key == multiple_key(1.0, {"default": 0.5, "6mm": -0.3})
     assert term.key != multiple_key(1.0, {"6mm": -0.3, "default": 0.6})
     assert piezo.IonicPiezoTerm("b", "sevenn", scale=0.5).key == 0.5  # plain tables keep their float

@@ -480,7 +480,7 @@ def page() -> None:
         seconds = pred.atoms.info.get("etgnn_predict_seconds")
         st.caption(f"Model **{model.name}** on **{model.device_description}**"
                    + (f" · predicted in {seconds:.2f} s" if seconds is not None else "")
-                   + (f" · {committee_note(model)}" if committee_note(model) else ""))
+                   + (f" · {note}" if (note := committee_note(model, pred.atoms)) else ""))
     shown = list(by_name)[0]
     if len(by_name) > 1:
         shown = st.selectbox("Model for the 3D view and the downloads", list(by_name),

@@ -159,9 +159,15 @@ class IonicPiezoTerm:
                             "off until the model is retrained (docs/piezo.md, Rebuilding)")
         return self.warning
 
-    def describe(self) -> str:
+    def describe(self, atoms: Atoms | None = None) -> str:
+        """One line for a page; given ``atoms``, the multiple this crystal gets and why (its point group)."""
         times = f"{self.scale:g} x " if self.scale != 1.0 else ""
-        times += "a multiple per point group x " if self.point_group_scales else ""
+        if self.point_group_scales and atoms is not None:
+            group, multiple = point_group(atoms), self.multiple(atoms)
+            times = (f"{multiple:.2f} x (point group {group}: a multiple fitted to the training labels) "
+                     if multiple != 1.0 else f"1 x (point group {group}) ")
+        elif self.point_group_scales:
+            times += "a multiple per point group x "
         return f"ionic term: {times}Born charges of {self.bec_model} x internal strain from {self.potential}"
 
     @property
