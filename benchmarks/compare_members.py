@@ -15,6 +15,10 @@ numbers once.
 train part) of that model folder's split.json instead: two candidates trained with different
 calibration fractions are then compared on crystals neither trained on.  Rank-3/4 tensors add their
 rotation-invariant rows (``norm``: ||e||; ``bulk`` / ``shear``: Voigt moduli from C_ijkl).
+
+``--bootstrap N`` (with ``--split-from``) redraws the calibration crystals N times with replacement and
+scores every set on the same draws: a 90 % interval of each ratio, and of each set's difference to the
+first set.  A difference whose interval straddles 0 is one the calibration split cannot rank.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -51,12 +57,10 @@ def has_transition_metal(sample) -> bool:
     return bool(TRANSITION_METALS & set(sample.atoms.numbers.tolist()))
 
 
-def calib_metrics(folders: list[Path], samples: list, label: str, by_tm: bool = False,
-                  split_from: Path | None = None) -> dict[str, tuple]:
-    """{part: (number of calibration structures, evaluate_model's metrics of the members' mean)};
-    part "all", and with ``by_tm`` also "with a transition metal" and "without".  ``split_from``: a
-    model folder whose calib/train split is used instead of the members' own."""
-    from etgnn_core.committee import Committee, committee_split, evaluate_model, predict_for_metrics
+def calib_predictions(folders: list[Path], samples: list, label: str, split_from: Path | None = None) -> tuple:
+    """(committee of the members' mean, calibration samples, train samples, its predictions of the calibration
+    samples).  ``split_from``: a model folder whose calib/train split is used instead of the members' own."""
+    from etgnn_core.committee import Committee, committee_split, predict_for_metrics
     from etgnn_core.registry import ModelInfo, load_model_folder
     from etgnn_core.spectra.piezo import load_known_parts
 
@@ -66,7 +70,18 @@ def calib_metrics(folders: list[Path], samples: list, label: str, by_tm: bool = 
     info = ModelInfo(label, Path(label), "", dict(infos[0].targets), [], members=[f.parent.name for f in folders])
     committee = Committee(list(nets), info, device="cpu")
     committee.known_parts = load_known_parts(folders[0])  # e.g. universal_piezo's ionic term, as assembled
-    preds = predict_for_metrics(committee, calib)
+    return committee, calib, train, predict_for_metrics(committee, calib)
+
+
+def calib_metrics(folders: list[Path], samples: list, label: str, by_tm: bool = False,
+                  split_from: Path | None = None, run: tuple | None = None) -> dict[str, tuple]:
+    """{part: (number of calibration structures, evaluate_model's metrics of the members' mean)};
+    part "all", and with ``by_tm`` also "with a transition metal" and "without".  ``split_from``: a
+    model folder whose calib/train split is used instead of the members' own; ``run``: calib_predictions'
+    result when the caller has it."""
+    from etgnn_core.committee import evaluate_model
+
+    committee, calib, train, preds = run or calib_predictions(folders, samples, label, split_from)
     parts = {"all": list(range(len(calib)))}
     if by_tm:
         tm = [has_transition_metal(s) for s in calib]
@@ -74,6 +89,51 @@ def calib_metrics(folders: list[Path], samples: list, label: str, by_tm: bool = 
                       "without": [i for i, t in enumerate(tm) if not t]})
     return {part: (len(idx), evaluate_model(committee, [calib[i] for i in idx], train, preds=[preds[i] for i in idx]))
             for part, idx in parts.items() if idx}
+
+
+RATIO_KEYS = ("ratio", "norm_ratio", "bulk_ratio", "shear_ratio")  # to the baseline: components, rank-3/4 invariants
+
+
+def bootstrap_ratios(runs: dict[str, tuple], reps: int = 1000, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """{label: {"TENSOR RATIO_KEY": [reps] ratios}} over calibration sets drawn with replacement from the
+    calibration crystals; every candidate is scored on the same draws (paired), so that a difference between
+    two candidates gets its own interval.  ``runs``: {label: calib_predictions(...)}, one calibration split."""
+    from etgnn_core.committee import evaluate_model
+
+    ids = [[str(s.id) for s in run[1]] for run in runs.values()]
+    if any(i != ids[0] for i in ids):
+        raise SystemExit("compare_members: --bootstrap needs the same calibration crystals for every set "
+                         "(give --split-from FOLDER)")
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, list]] = {label: {} for label in runs}
+    for _ in range(reps):
+        draw = rng.integers(0, len(ids[0]), len(ids[0]))
+        for label, (committee, calib, train, preds) in runs.items():
+            res = evaluate_model(committee, [calib[i] for i in draw], train, preds=[preds[i] for i in draw])
+            for name, r in res.items():
+                for key in RATIO_KEYS:
+                    if key in r:
+                        out[label].setdefault(f"{name} {key}", []).append(r[key])
+    return {label: {k: np.asarray(v, dtype=float) for k, v in d.items()} for label, d in out.items()}
+
+
+def print_bootstrap(ratios: dict[str, dict[str, np.ndarray]], level: float = 0.9) -> None:
+    """Each candidate's ratio interval and, from the second candidate on, that of its difference to the first."""
+    lo, hi = 50 * (1 - level), 50 * (1 + level)
+    first = next(iter(ratios))
+    print(f"\n| candidate | ratio | median of draws | {level:.0%} interval | minus {first}: {level:.0%} interval "
+          f"| draws below {first} |")
+    print("|---|---|---|---|---|---|")
+    for label, by_key in ratios.items():
+        for key, r in by_key.items():
+            line = (f"| {label} | {key} | {np.nanmedian(r):.3f} | "
+                    f"{np.nanpercentile(r, lo):.3f} - {np.nanpercentile(r, hi):.3f} |")
+            if label != first and key in ratios[first]:
+                d = r - ratios[first][key]
+                line += f" {np.nanpercentile(d, lo):+.3f} - {np.nanpercentile(d, hi):+.3f} | {np.nanmean(d < 0):.0%} |"
+            else:
+                line += " | |"
+            print(line, flush=True)
 
 
 def main(argv=None) -> int:
@@ -85,6 +145,9 @@ def main(argv=None) -> int:
                    help="also score the crystals with and without a transition metal apart")
     p.add_argument("--split-from", type=Path, metavar="FOLDER",
                    help="score on the calib split of this model folder's split.json (default: each set's own)")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="also N paired bootstrap draws of the calibration crystals: a 90 %% interval of each "
+                        "ratio and of its difference to the first set (needs --split-from)")
     args = p.parse_args(argv)
     import torch
 
@@ -95,10 +158,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     sets = parse_sets(args.sets)
     samples, _ = load_samples(TrainConfig.from_file(args.config))
+    if args.bootstrap and not args.split_from:
+        p.error("--bootstrap needs --split-from (every set scored on the same calibration crystals)")
     print("| candidate | calib structures | tensor | mean MAE | baseline | ratio | members' MAE |")
     print("|---|---|---|---|---|---|---|")
+    runs = {label: calib_predictions(folders, samples, label, args.split_from) for label, folders in sets.items()}
     for label, folders in sets.items():
-        metrics = calib_metrics(folders, samples, label, args.transition_metals, args.split_from)
+        metrics = calib_metrics(folders, samples, label, args.transition_metals, args.split_from, runs[label])
         for part, (n, res) in metrics.items():
             where = label if part == "all" else f"{label} ({part})"
             for name, r in res.items():
@@ -109,6 +175,8 @@ def main(argv=None) -> int:
                     if f"{extra}_mae" in r:
                         print(f"| {where} | {n} | {name} {extra} | {r[f'{extra}_mae']:.4g} | "
                               f"{r[f'{extra}_baseline_mae']:.4g} | {r[f'{extra}_ratio']:.3f} | |", flush=True)
+    if args.bootstrap:
+        print_bootstrap(bootstrap_ratios(runs, args.bootstrap))
     return 0
 
 

@@ -486,3 +486,23 @@ def test_compare_members_scores_candidates_on_calib_only(tmp_path):
     with pytest.raises(SystemExit, match="nowhere"):
         cm.parse_sets([f"x={folders[0]},{tmp_path / 'nowhere'}"])
     assert cm.parse_sets([f"x={folders[0]},{folders[1]}"]) == {"x": folders[:2]}
+
+
+def test_compare_members_bootstrap_pairs_the_sets_on_the_same_draws(tmp_path, capsys):
+    """--bootstrap: intervals of each set's ratio and of its difference to the first, on shared draws."""
+    cm = _compare_members()
+    write_members(tmp_path)
+    folders = [tmp_path / f"member{k}" / "model" for k in range(4)]
+    data = samples()
+    pair, four = (cm.calib_predictions(f, data, "x") for f in (folders[:2], folders))
+    ratios = cm.bootstrap_ratios({"pair": pair, "same": pair, "four": four}, reps=40, seed=1)
+    for key, r in ratios["pair"].items():
+        assert r.shape == (40,) and np.ptp(r) > 0  # the draws differ
+        np.testing.assert_array_equal(r, ratios["same"][key])  # one set scored twice: the same draws, equal
+        assert not np.array_equal(r, ratios["four"][key])
+    cm.print_bootstrap(ratios)
+    out = capsys.readouterr().out
+    assert "| same | born_charges ratio |" in out and "+0.000 - +0.000 | 0% |" in out
+    other = (pair[0], pair[1][:5], pair[2], pair[3][:5])  # as if scored on another calibration split
+    with pytest.raises(SystemExit, match="split-from"):  # such sets cannot be paired
+        cm.bootstrap_ratios({"pair": pair, "other": other}, reps=2)
