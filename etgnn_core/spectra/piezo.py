@@ -120,7 +120,12 @@ def point_group_multiple(atoms: Atoms, scales: dict[str, float]) -> float:
     A scalar that depends only on the point group multiplies an equivariant tensor: the product is
     still equivariant (a rotated crystal has the same point group).
     """
-    return float(scales.get(point_group(atoms), scales.get("default", 1.0)))
+    return group_multiple(point_group(atoms), scales)
+
+
+def group_multiple(group: str, scales: dict[str, float]) -> float:
+    """``scales`` of point group ``group``, else ``scales["default"]`` (1 without one)."""
+    return float(scales.get(group, scales.get("default", 1.0)))
 
 
 KNOWN_PARTS_FILE = "known_parts.json"
@@ -163,7 +168,8 @@ class IonicPiezoTerm:
         """One line for a page; given ``atoms``, the multiple this crystal gets and why (its point group)."""
         times = f"{self.scale:g} x " if self.scale != 1.0 else ""
         if self.point_group_scales and atoms is not None:
-            group, multiple = point_group(atoms), self.multiple(atoms)
+            group = point_group(atoms)  # once: spglib, then the same lookup self.multiple makes
+            multiple = self.scale * group_multiple(group, self.point_group_scales)
             times = (f"{multiple:.2f} x (point group {group}: a multiple fitted to the training labels) "
                      if multiple != 1.0 else f"1 x (point group {group}) ")
         elif self.point_group_scales:
