@@ -84,3 +84,33 @@ def test_with_phonopy_force_constants():
     ph, _ = finite_displacement_phonopy(atoms, calc, PhononConfig(supercell=(1, 1, 1), symprec=1e-5))
     u, _ = relaxation_per_strain(ph.force_constants, internal_strain_forces(atoms, calc, delta=1e-3))
     np.testing.assert_allclose(u, d, atol=1e-4)
+
+
+def test_piezo_frames_splits_a_trigonal_tensor_into_axial_and_in_plane_parts():
+    """benchmarks/piezo_frames.py: the 180° turn about the 3-fold axis keeps e14 and reverses e11 (class 32),
+    whichever way the crystal is turned, and finds that axis from spglib's rotations."""
+    import spglib
+    from ase.build import bulk
+    from scipy.spatial.transform import Rotation
+
+    from benchmarks.piezo_frames import principal_axis, rotate3, split_parts
+
+    e = np.zeros((3, 3, 3))
+    e[0, 0, 0], e[0, 1, 1], e[1, 0, 1], e[1, 1, 0] = 0.17, -0.17, -0.17, -0.17  # e11, e12, e26 (z: 3-fold axis)
+    e[0, 1, 2] = e[0, 2, 1] = -0.04  # e14
+    e[1, 0, 2] = e[1, 2, 0] = 0.04  # e25 = -e14
+    e11_only = np.zeros_like(e)
+    e11_only[0, 0, 0], e11_only[0, 1, 1], e11_only[1, 0, 1], e11_only[1, 1, 0] = 0.17, -0.17, -0.17, -0.17
+    r = Rotation.from_euler("xyz", [0.3, -0.7, 1.1]).as_matrix()
+    even, odd = split_parts(rotate3(r, e), r @ np.array([0.0, 0.0, 1.0]))
+    assert np.allclose(rotate3(r.T, odd), e11_only, atol=1e-12)
+    assert np.allclose(rotate3(r.T, even), e - e11_only, atol=1e-12)
+    assert np.allclose(split_parts(e, None)[1], 0)
+
+    hexagonal = bulk("Se", "hcp", a=4.4, c=5.0).cell  # trigonal selenium (P3_121): the 3-fold axis is along c
+    atoms = Atoms("Se3", cell=hexagonal, scaled_positions=[[0.22, 0, 1 / 3], [0, 0.22, 2 / 3], [-0.22, -0.22, 0]],
+                  pbc=True)
+    cell = atoms.cell.array
+    ds = spglib.get_symmetry_dataset((cell, atoms.get_scaled_positions(), atoms.numbers), symprec=0.1)
+    axis = principal_axis(ds, cell)
+    assert axis is not None and abs(abs(axis @ cell[2] / np.linalg.norm(cell[2])) - 1) < 1e-9
