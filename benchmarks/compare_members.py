@@ -19,6 +19,12 @@ rotation-invariant rows (``norm``: ||e||; ``bulk`` / ``shear``: Voigt moduli fro
 ``--bootstrap N`` (with ``--split-from``) redraws the calibration crystals N times with replacement and
 scores every set on the same draws: a 90 % interval of each ratio, and of each set's difference to the
 first set.  A difference whose interval straddles 0 is one the calibration split cannot rank.
+
+``--folds``: each set's folders are the K fold models of one recipe (``etgnn train CONFIG --fold k/K``), in
+fold order.  Each is scored on its own fold, and the K folds are pooled: every crystal outside test is scored
+once, by a model that did not train on it (baselines fitted on fold 0's train part).  With ``--bootstrap`` the
+pooled crystals are redrawn.  Sets trained on different offset tables need the CONFIG of the first; the stored
+offsets of a set whose known part differs are not used (computed anew: slow for the piezo ionic term).
 """
 
 from __future__ import annotations
@@ -71,6 +77,19 @@ def calib_predictions(folders: list[Path], samples: list, label: str, split_from
     committee = Committee(list(nets), info, device="cpu")
     committee.known_parts = load_known_parts(folders[0])  # e.g. universal_piezo's ionic term, as assembled
     return committee, calib, train, predict_for_metrics(committee, calib)
+
+
+def pooled_fold_predictions(folders: list[Path], samples: list, label: str) -> tuple:
+    """calib_predictions of each fold model on its own fold, pooled: (fold 0's committee, every fold's
+    calibration samples, fold 0's train samples, their predictions)."""
+    runs = [calib_predictions([f], samples, f"{label} fold {k}") for k, f in enumerate(folders)]
+    ids = [str(s.id) for run in runs for s in run[1]]
+    if len(set(ids)) != len(ids):
+        raise SystemExit(f"compare_members: {label}: the folds overlap; give the K fold models of one recipe "
+                         "(etgnn train CONFIG --fold k/K)")
+    calib = [s for run in runs for s in run[1]]
+    preds = [p for run in runs for p in run[3]]
+    return runs[0][0], calib, runs[0][2], preds
 
 
 def calib_metrics(folders: list[Path], samples: list, label: str, by_tm: bool = False,
@@ -145,6 +164,9 @@ def main(argv=None) -> int:
                    help="also score the crystals with and without a transition metal apart")
     p.add_argument("--split-from", type=Path, metavar="FOLDER",
                    help="score on the calib split of this model folder's split.json (default: each set's own)")
+    p.add_argument("--folds", action="store_true",
+                   help="each set lists the K fold models of one recipe (etgnn train CONFIG --fold k/K): "
+                        "score each on its own fold and pool the folds")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="also N paired bootstrap draws of the calibration crystals: a 90 %% interval of each "
                         "ratio and of its difference to the first set (needs --split-from)")
@@ -158,11 +180,14 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     sets = parse_sets(args.sets)
     samples, _ = load_samples(TrainConfig.from_file(args.config))
-    if args.bootstrap and not args.split_from:
-        p.error("--bootstrap needs --split-from (every set scored on the same calibration crystals)")
+    if args.bootstrap and not (args.split_from or args.folds):
+        p.error("--bootstrap needs --split-from or --folds (every set scored on the same calibration crystals)")
+    if args.folds and (args.split_from or args.transition_metals):
+        p.error("--folds scores each fold model on its own fold: not with --split-from or --transition-metals")
     print("| candidate | calib structures | tensor | mean MAE | baseline | ratio | members' MAE |")
     print("|---|---|---|---|---|---|---|")
-    runs = {label: calib_predictions(folders, samples, label, args.split_from) for label, folders in sets.items()}
+    runs = {label: pooled_fold_predictions(folders, samples, label) if args.folds
+            else calib_predictions(folders, samples, label, args.split_from) for label, folders in sets.items()}
     for label, folders in sets.items():
         metrics = calib_metrics(folders, samples, label, args.transition_metals, args.split_from, runs[label])
         for part, (n, res) in metrics.items():

@@ -125,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="with --install: replace an existing pretrained/NAME by this run's model (no retraining)")
     tr.add_argument("--member", type=int, metavar="K",
                     help="train committee member K (own train/validation draw and seed; output OUTPUT/memberK)")
+    tr.add_argument("--fold", metavar="k/K",
+                    help="train cross-validation fold k of K: that fold (of what test leaves) is the calib part it "
+                         "is scored on, output OUTPUT/foldk; compare recipes with compare_members.py --folds")
     co = sub.add_parser(
         "committee",
         parents=[common],
@@ -662,8 +665,8 @@ def cmd_train(args) -> int:
     if args.dry_run:
         return _dry_run(args.config, args.member)
     if recipe.is_recipe_file(args.config):  # a model folder's train.yaml: every stage in order
-        if args.member is not None:
-            raise CLIError("--member applies to a training config, not to a model folder's train.yaml")
+        if args.member is not None or args.fold:
+            raise CLIError("--member and --fold apply to a training config, not to a model folder's train.yaml")
         stages = recipe.read_recipe(args.config)
         cfg = stages.stages[-1].config
         if args.install and (pretrained_root() / cfg.name).exists() and not (args.force or args.replace):
@@ -675,6 +678,10 @@ def cmd_train(args) -> int:
             if args.install:
                 raise CLIError("--install with --member: a member is installed as part of its committee")
             cfg = cfg.for_member(args.member)
+        if args.fold:
+            if args.install or args.member is not None:
+                raise CLIError("--fold trains a model for cross-validation only: not with --install or --member")
+            cfg = cfg.for_fold(args.fold)
         dest = pretrained_root() / cfg.name
         if args.install and dest.exists() and not (args.force or args.replace):  # before hours of training
             raise CLIError(f"{dest} exists; --replace installs over it (--force also trains the run again)")

@@ -506,3 +506,33 @@ def test_compare_members_bootstrap_pairs_the_sets_on_the_same_draws(tmp_path, ca
     other = (pair[0], pair[1][:5], pair[2], pair[3][:5])  # as if scored on another calibration split
     with pytest.raises(SystemExit, match="split-from"):  # such sets cannot be paired
         cm.bootstrap_ratios({"pair": pair, "other": other}, reps=2)
+
+
+def test_compare_members_folds_pools_each_fold_model_on_its_own_fold(tmp_path):
+    """--folds: fold model k is scored on its own calib part (fold k); the folds are pooled, an overlap is named."""
+    import shutil
+
+    cm = _compare_members()
+    write_members(tmp_path)
+    data = samples()
+    ids = [str(s.id) for s in data]
+    rest = ids[:12] + ids[24:]  # all but test
+    folds = []
+    for k in range(3):
+        folder = tmp_path / f"fold{k}" / "model"
+        shutil.copytree(tmp_path / f"member{k}" / "model", folder)
+        split = json.loads((folder / "split.json").read_text())
+        split["calib"] = rest[k::3]
+        split["train"] = [i for i in rest if i not in split["calib"]]
+        split["val"] = []
+        (folder / "split.json").write_text(json.dumps(split))
+        folds.append(folder)
+    committee, calib, train, preds = cm.pooled_fold_predictions(folds, data, "cv")
+    assert sorted(str(s.id) for s in calib) == sorted(rest) and len(preds) == len(rest)
+    alone = cm.calib_predictions([folds[1]], data, "one")  # the pooled predictions are each fold model's own
+    k = [str(s.id) for s in calib].index(rest[1])
+    np.testing.assert_allclose(preds[k]["dielectric"], alone[3][0]["dielectric"])
+    res = cm.calib_metrics(folds, data, "cv", run=(committee, calib, train, preds))["all"]
+    assert res[0] == len(rest)
+    with pytest.raises(SystemExit, match="overlap"):
+        cm.pooled_fold_predictions([folds[0], folds[0]], data, "twice")

@@ -321,3 +321,37 @@ def test_committee_split_keeps_train_only_sets_out_of_the_baseline_data(tmp_path
     assert out["train"].tolist() == list(range(3, 40))
     assert out[keys.TRAIN_ONLY].tolist() == list(range(40, 46))
     assert keys.TRAIN_ONLY not in committee_split([folder], _samples(40))
+
+
+def test_grouped_split_folds_cover_everything_but_test_once():
+    """fold (k, K): fold k is calib; over k the folds are disjoint, cover all but test, and test is unchanged."""
+    rng = np.random.default_rng(1)
+    groups = [f"g{int(i)}" for i in rng.integers(0, 80, size=400)]
+    plain = grouped_split(groups, seed=2, fractions=(0.7, 0.1, 0.1, 0.1))
+    folds = [grouped_split(groups, seed=2, fractions=(0.8, 0.1, 0.0, 0.1), fold=(k, 4)) for k in range(4)]
+    seen = np.concatenate([f["calib"] for f in folds])
+    assert sorted(seen.tolist()) == sorted(set(range(400)) - set(plain["test"].tolist()))  # each crystal once
+    for f in folds:
+        assert np.array_equal(f["test"], plain["test"])  # cross-validation never reads test
+        assert 60 <= len(f["calib"]) <= 120 and not set(f["calib"]) & (set(f["train"]) | set(f["val"]))
+        assert {groups[i] for i in f["calib"]}.isdisjoint({groups[i] for i in f["train"]})
+    with pytest.raises(DataError, match="calib fraction must be 0"):
+        grouped_split(groups, seed=2, fractions=(0.7, 0.1, 0.1, 0.1), fold=(0, 4))
+    with pytest.raises(DataError, match="fold must be"):
+        grouped_split(groups, seed=2, fractions=(0.8, 0.1, 0.0, 0.1), fold=(4, 4))
+
+
+def test_train_config_for_fold_moves_calib_to_train_and_checks_the_fold():
+    from etgnn_core.train.config import ConfigError
+
+    cfg = TrainConfig.from_dict({"name": "cv", "targets": ["piezoelectric"], "data": {"dataset": "x"},
+                                 "output": "runs/cv", "split": {"train": 0.7, "val": 0.1, "calib": 0.1,
+                                                                "test": 0.1, "group": True}})
+    f = cfg.for_fold("2/5")
+    assert f.split.fold_pair() == (2, 5) and f.split.calib == 0 and f.split.train == pytest.approx(0.8)
+    assert f.output.endswith("fold2") and f.split.test == cfg.split.test and f.split.seed == cfg.split.seed
+    for bad in ("5/5", "x", "1/1"):
+        with pytest.raises(ConfigError, match="k/K"):
+            cfg.for_fold(bad)
+    with pytest.raises(ConfigError, match="split.fold needs"):
+        TrainConfig.from_dict({**cfg.to_dict(), "split": {**cfg.to_dict()["split"], "fold": "0/5"}})

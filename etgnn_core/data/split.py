@@ -78,7 +78,7 @@ def load_split(path) -> dict[str, np.ndarray]:
 
 def grouped_split(groups: list[str], seed: int = 0, fractions=(0.8, 0.1, 0.0, 0.1),
                   member: int | None = None, seen: np.ndarray | None = None,
-                  unseen_val: bool = False) -> dict[str, np.ndarray]:
+                  unseen_val: bool = False, fold: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
     """Split structures so that no group (e.g. reduced formula + space group) straddles two parts.
 
     ``fractions`` = (train, val, calib, test) of the structures.  Groups are shuffled with ``seed``
@@ -88,6 +88,10 @@ def grouped_split(groups: list[str], seed: int = 0, fractions=(0.8, 0.1, 0.0, 0.
     ``seen`` ([n] bool): structures a parent model was trained or validated on; their groups never
     enter test or calib, so a fine-tuned committee is still measured on unseen crystals;
     ``unseen_val``: nor val (then early stopping measures transfer as well).
+    ``fold`` = (k, K): K-fold cross-validation over what test leaves.  Those groups are dealt, in the
+    seeded order, to K folds of about equal size (each to the smallest so far); fold k is ``calib`` (the
+    crystals a recipe is scored on) and the calib fraction must be 0.  Test is the same as without folds,
+    so cross-validation never reads it; over k = 0..K-1 every other crystal is scored once.
     Returns sorted int64 index arrays ``train``, ``val``, ``calib``, ``test``.
     """
     f = np.asarray(fractions, dtype=np.float64)
@@ -111,6 +115,8 @@ def grouped_split(groups: list[str], seed: int = 0, fractions=(0.8, 0.1, 0.0, 0.
                 part[g], have = label, have + sizes[g]
 
     deal(order, 3, f[3], unseen)
+    if fold is not None:
+        deal_fold(order, part, sizes, fold, f[2])
     deal(order, 2, f[2], unseen)
     rest = np.nonzero(part == -1)[0]
     deal(rest[np.random.default_rng([seed, 0 if member is None else member + 1]).permutation(len(rest))], 1, f[1],
@@ -169,3 +175,20 @@ def _components(n: int, rows, cols) -> np.ndarray:
 
     adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
     return connected_components(adj, directed=False)[1]
+
+
+def deal_fold(order: np.ndarray, part: np.ndarray, sizes: np.ndarray, fold: tuple[int, int], calib: float) -> None:
+    """Mark (part = 2, calib) the groups of fold ``fold[0]`` of ``fold[1]``, dealing the groups ``part`` leaves
+    free in ``order`` to the fold with the fewest structures so far (grouped_split's ``fold``)."""
+    k, n_folds = fold
+    if not (isinstance(k, int) and isinstance(n_folds, int) and n_folds >= 2 and 0 <= k < n_folds):
+        raise DataError(f"grouped_split: fold must be (k, K) with K >= 2 and 0 <= k < K, got {fold}")
+    if calib:
+        raise DataError(f"grouped_split: with a fold the calib fraction must be 0 (the fold is calib), got {calib}")
+    filled = np.zeros(n_folds)
+    for g in order:
+        if part[g] == -1:
+            j = int(np.argmin(filled))
+            filled[j] += sizes[g]
+            if j == k:
+                part[g] = 2

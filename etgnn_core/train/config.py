@@ -93,6 +93,18 @@ class SplitConfig:
     # with exclude_from_test: draw validation from those unseen groups too, so that early stopping and
     # the best checkpoint follow the error on new crystals, not the recall of the parent's training set
     unseen_val: bool = False
+    # "k/K": K-fold cross-validation over what test leaves; fold k is the calib part (compare_members
+    # --folds pools the K folds), the calib fraction must be 0; `etgnn train CONFIG --fold k/K`
+    fold: str | None = None
+
+    def fold_pair(self) -> tuple[int, int] | None:
+        """``fold`` as (k, K), or None."""
+        if self.fold is None:
+            return None
+        k, sep, n = str(self.fold).partition("/")
+        if not (sep and k.strip().isdigit() and n.strip().isdigit()) or not 0 <= int(k) < int(n) or int(n) < 2:
+            raise ConfigError(f"split.fold must be 'k/K' with K >= 2 and 0 <= k < K (e.g. '0/5'), got {self.fold!r}")
+        return int(k), int(n)
 
 
 @dataclass
@@ -197,6 +209,15 @@ class TrainConfig:
             parent = str(Path(earlier.for_member(member).output) / "model")
         return replace(self, split=replace(self.split, member=member), seed=self.seed + member,
                        output=str(Path(self.output) / f"member{member}"), finetune_from=parent)
+
+    def for_fold(self, fold: str) -> TrainConfig:
+        """Cross-validation fold ``fold`` ("k/K"): that fold is the calib part, calib 0 (its share goes to train),
+        output OUTPUT/foldk."""
+        from dataclasses import replace
+
+        split = replace(self.split, fold=fold, calib=0.0, train=self.split.train + self.split.calib)
+        k, _ = split.fold_pair()
+        return replace(self, split=split, output=str(Path(self.output) / f"fold{k}"))
 
     def listed_parent(self, member: int) -> str | None:
         """Member ``member``'s parent when ``finetune_from`` is a list (entry ``member`` mod n); else None."""
@@ -303,6 +324,8 @@ def _check(c: TrainConfig, where: str) -> None:
     if min(fr) < 0 or abs(sum(fr) - 1) > 1e-6 or c.split.train <= 0:
         raise ConfigError(f"{where}: split fractions train, val, calib, test {fr} must be non-negative, "
                           "train > 0, and sum to 1")
+    if c.split.fold_pair() is not None and (c.split.calib or not c.split.group):
+        raise ConfigError(f"{where}: split.fold needs split.group: true and calib: 0 (the fold is the calib part)")
     if c.split.member is not None and (not isinstance(c.split.member, int) or c.split.member < 0):
         raise ConfigError(f"{where}: split.member must be a non-negative integer, got {c.split.member!r}")
     for k, v in (("lr", c.optim.lr), ("batch_size", c.optim.batch_size), ("max_epochs", c.optim.max_epochs)):

@@ -244,7 +244,8 @@ def split_samples(samples: list, config: TrainConfig) -> dict[str, np.ndarray]:
         ids = _trained_ids(s.exclude_from_test)
         seen = np.array([str(smp.id) in ids for smp in samples])
     sub = grouped_split([groups[i] for i in main], seed=s.seed, fractions=(s.train, s.val, s.calib, s.test),
-                        member=s.member, seen=None if seen is None else seen[main], unseen_val=s.unseen_val)
+                        member=s.member, seen=None if seen is None else seen[main], unseen_val=s.unseen_val,
+                        fold=s.fold_pair())
     out = {k: main[v] for k, v in sub.items()}  # the main sets split exactly as without the extra ones
     return _with_train_only(samples, out, main, groups if s.group and not s.near_duplicates else None)
 
