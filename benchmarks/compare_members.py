@@ -16,7 +16,7 @@ train part) of that model folder's split.json instead: two candidates trained wi
 calibration fractions are then compared on crystals neither trained on.  Rank-3/4 tensors add their
 rotation-invariant rows (``norm``: ||e||; ``bulk`` / ``shear``: Voigt moduli from C_ijkl).
 
-``--bootstrap N`` (with ``--split-from``) redraws the calibration crystals N times with replacement and
+``--bootstrap N`` (with ``--split-from`` or ``--folds``) redraws the calibration crystals N times with replacement and
 scores every set on the same draws: a 90 % interval of each ratio, and of each set's difference to the
 first set.  A difference whose interval straddles 0 is one the calibration split cannot rank.
 
@@ -169,7 +169,7 @@ def main(argv=None) -> int:
                         "score each on its own fold and pool the folds")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="also N paired bootstrap draws of the calibration crystals: a 90 %% interval of each "
-                        "ratio and of its difference to the first set (needs --split-from)")
+                        "ratio and of its difference to the first set (needs --split-from or --folds)")
     args = p.parse_args(argv)
     import torch
 

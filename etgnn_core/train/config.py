@@ -324,8 +324,9 @@ def _check(c: TrainConfig, where: str) -> None:
     if min(fr) < 0 or abs(sum(fr) - 1) > 1e-6 or c.split.train <= 0:
         raise ConfigError(f"{where}: split fractions train, val, calib, test {fr} must be non-negative, "
                           "train > 0, and sum to 1")
-    if c.split.fold_pair() is not None and (c.split.calib or not c.split.group):
-        raise ConfigError(f"{where}: split.fold needs split.group: true and calib: 0 (the fold is the calib part)")
+    if c.split.fold_pair() is not None and (c.split.calib or not c.split.group or c.split.exclude_from_test):
+        raise ConfigError(f"{where}: split.fold needs split.group: true and calib: 0 (the fold is the calib part), "
+                          "and no exclude_from_test (a fold would hold crystals the parent saw)")
     if c.split.member is not None and (not isinstance(c.split.member, int) or c.split.member < 0):
         raise ConfigError(f"{where}: split.member must be a non-negative integer, got {c.split.member!r}")
     for k, v in (("lr", c.optim.lr), ("batch_size", c.optim.batch_size), ("max_epochs", c.optim.max_epochs)):
