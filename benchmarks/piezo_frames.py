@@ -45,29 +45,6 @@ def rotate3(r: np.ndarray, t: np.ndarray) -> np.ndarray:
     return np.einsum("ia,jb,kc,abc->ijk", r, r, r, t)
 
 
-def principal_axis(dataset, cell: np.ndarray) -> np.ndarray | None:
-    """Unit vector along a 3-, 4- or 6-fold proper rotation of the crystal (spglib dataset), else None."""
-    lat = np.asarray(cell, dtype=np.float64)
-    for w in dataset.rotations:
-        r = lat.T @ w @ np.linalg.inv(lat.T)
-        if np.linalg.det(r) < 0:
-            r = -r
-        if round(float(np.trace(r))) in (0, 1, 2):  # 1 + 2 cos(theta): 120°, 90°, 60°
-            vals, vecs = np.linalg.eig(r)
-            n = np.real(vecs[:, int(np.argmin(np.abs(vals - 1)))])
-            return n / np.linalg.norm(n)
-    return None
-
-
-def split_parts(t: np.ndarray, axis: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """(even, odd) parts of a rank-3 tensor under a 180° turn about ``axis``; no axis: (t, 0)."""
-    if axis is None:
-        return t, np.zeros_like(t)
-    turn = 2 * np.outer(axis, axis) - np.eye(3)
-    odd = (t - rotate3(turn, t)) / 2
-    return t - odd, odd
-
-
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
@@ -78,7 +55,7 @@ def load_rows(table: Path, split: dict) -> list[dict]:
     from piezo_ionic import load_piezo
 
     from etgnn_core.metrics import sign_certain
-    from etgnn_core.spectra.piezo import group_multiple
+    from etgnn_core.spectra.piezo import axis_parts, group_multiple, principal_axis
 
     data = np.load(table, allow_pickle=False)
     scales = json.loads(str(data["meta"])).get("point_group_scales") or {}
@@ -100,7 +77,7 @@ def load_rows(table: Path, split: dict) -> list[dict]:
             e = ion[i] / m
             y = np.asarray(s.targets["piezoelectric"], dtype=np.float64).reshape(3, 3, 3)
             rows.append(dict(id=i, part=part, group=group, formula=a.get_chemical_formula(), e=e, y=y,
-                             e_parts=split_parts(e, axis), y_parts=split_parts(y, axis),
+                             e_parts=axis_parts(e, axis), y_parts=axis_parts(y, axis),
                              certain=sign_certain(getattr(s, "info", None)),
                              turned=not np.allclose(ds.std_rotation_matrix, np.eye(3), atol=1e-3)))
     return rows

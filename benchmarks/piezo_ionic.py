@@ -3,7 +3,8 @@
     python benchmarks/piezo_ionic.py [--shard K/N] [--out runs/piezo_ionic] [--limit N]
     python benchmarks/piezo_ionic.py --merge benchmarks/data/mp_piezo_ionic.npz [--out runs/piezo_ionic]
     python benchmarks/piezo_ionic.py --from-relaxation --merge benchmarks/data/mp_piezo_ionic.npz \
-        [--bec-model DIR] [--scale S] [--point-group-scales [--split SPLIT.json]]
+        [--bec-model DIR] [--scale S] [--point-group-scales [--only-point-groups G,..]] [--odd-part-groups G,..]
+        [--split SPLIT.json]
     python benchmarks/piezo_ionic.py --report [--out runs/piezo_ionic | TABLE.npz] [--part calib]
 
 For every crystal of ``mp/piezo`` (configs/universal_piezo.yaml) whose elements the Born-charge
@@ -21,7 +22,9 @@ retrain universal_piezo's members; docs/piezo.md); ``--scale S`` writes S x e_io
 network trained beside that table is predicted with the same multiple; ``--point-group-scales`` also
 multiplies each crystal's e_ion by the least-squares multiple of its point group, fitted on the sign-certain
 training frames of ``--split`` (groups with fewer than 5 take the multiple of all of them) and recorded in
-``meta``.  ``--report`` compares e_ion with the DFT total
+``meta``.  ``--odd-part-groups`` multiplies, in those point groups, only the in-plane (odd) part of e_ion about
+the principal axis by its own least-squares multiple (``odd_part_scales`` in ``meta``; docs/piezo.md, axial and
+in-plane parts).  ``--report`` compares e_ion with the DFT total
 tensor on one split part of the shipped split (components on sign-certain frames vs the zero
 tensor, ||e|| on all frames vs the median training norm) and prints the least-squares multiple of
 e_ion on its sign-certain frames (``--part train`` chose ``--scale``): e_ion lacks the clamped-ion term.
@@ -48,7 +51,8 @@ BEC_MODEL = "universal_dielectric_bec"
 RELAX_TABLE = ROOT / "benchmarks" / "data" / "mp_piezo_relaxation.npz"
 
 
-def meta(bec_folder: str = BEC_MODEL, scale: float = 1.0, point_group_scales: dict | None = None) -> str:
+def meta(bec_folder: str = BEC_MODEL, scale: float = 1.0, point_group_scales: dict | None = None,
+         odd_part_scales: dict | None = None) -> str:
     """What made the tensors (the offset table's ``meta``, copied into the model's known_parts.json).
 
     ``bec_folder``: where the Born charges came from; a candidate committee folder fingerprints as it
@@ -64,6 +68,8 @@ def meta(bec_folder: str = BEC_MODEL, scale: float = 1.0, point_group_scales: di
         spec["scale"] = scale
     if point_group_scales:
         spec["point_group_scales"] = point_group_scales
+    if odd_part_scales:
+        spec["odd_part_scales"] = odd_part_scales
     return json.dumps(spec)
 
 
@@ -87,6 +93,33 @@ def fit_point_group_scales(samples: list, e_ion: list) -> dict[str, float]:
     scales = {g: round(num[g] / den[g], 4) for g in num if count[g] >= MIN_POINT_GROUP_FRAMES and den[g] > 0}
     scales["default"] = round(sum(num.values()) / sum(den.values()), 4)
     return scales
+
+
+def fit_odd_part_scales(samples: list, e_ion: list, groups: list[str], scales: dict[str, float]) -> dict[str, float]:
+    """Point group -> least-squares multiple of the odd (in-plane) part of e_ion about the principal axis,
+    the even part kept at the group's multiple in ``scales``; over the group's sign-certain frames.  The two
+    parts are orthogonal, so the multiple is sum <odd, label> / sum |odd|^2 (docs/piezo.md, axial and in-plane
+    parts).  A group with fewer than MIN_POINT_GROUP_FRAMES frames with an odd part is an error."""
+    from etgnn_core.metrics import sign_certain
+    from etgnn_core.spectra.piezo import axis_parts, principal_axis, symmetry_dataset
+
+    num, den, count = dict.fromkeys(groups, 0.0), dict.fromkeys(groups, 0.0), dict.fromkeys(groups, 0)
+    for smp, e in zip(samples, e_ion):
+        dataset = symmetry_dataset(smp.atoms)
+        group = dataset.pointgroup if dataset is not None else "1"
+        if group not in num or not sign_certain(getattr(smp, "info", None)):
+            continue
+        _, odd = axis_parts(e, principal_axis(dataset, smp.atoms.cell.array))
+        if np.abs(odd).max() < 1e-9:
+            continue
+        y = np.asarray(smp.targets["piezoelectric"]).reshape(3, 3, 3)
+        num[group], den[group], count[group] = num[group] + float((odd * y).sum()), den[group] + float(
+            (odd * odd).sum()), count[group] + 1
+    few = [g for g in groups if count[g] < MIN_POINT_GROUP_FRAMES]
+    if few:
+        raise SystemExit(f"--odd-part-groups: fewer than {MIN_POINT_GROUP_FRAMES} sign-certain training frames with an "
+                         f"in-plane part in {few} ({ {g: count[g] for g in groups} })")
+    return {g: round(num[g] / den[g], 4) for g in groups}
 
 
 def only_point_groups(scales: dict[str, float], groups: list[str]) -> dict[str, float]:
@@ -189,18 +222,25 @@ def from_relaxation(args) -> int:
     preds = bec.predict([by_id[i].atoms for i in ids])
     values = args.scale * np.stack([ionic_piezo(p["born_charges"], relax[i], by_id[i].atoms.get_volume())
                                     for i, p in zip(ids, preds)])
-    scales = None
-    if args.point_group_scales:
-        from etgnn_core.spectra.piezo import point_group_multiple
+    scales = odd = None
+    if args.point_group_scales or args.odd_part_groups:
+        from etgnn_core.spectra.piezo import IonicPiezoTerm
 
         train = set(map(str, json.loads(Path(args.split).read_text())["train"]))
         fit = [k for k, i in enumerate(ids) if i in train]
-        scales = fit_point_group_scales([by_id[ids[k]] for k in fit], [values[k] for k in fit])
-        if args.only_point_groups:
-            scales = only_point_groups(scales, args.only_point_groups.split(","))
-        values = np.stack([point_group_multiple(by_id[i].atoms, scales) * v for i, v in zip(ids, values)])
-        print(f"multiples per point group (from {len(fit)} training crystals of {args.split}): {scales}")
-    np.savez_compressed(args.merge, ids=np.array(ids), values=values, meta=meta(args.bec_model, args.scale, scales))
+        fit_samples, fit_values = [by_id[ids[k]] for k in fit], [values[k] for k in fit]
+        if args.point_group_scales:
+            scales = fit_point_group_scales(fit_samples, fit_values)
+            if args.only_point_groups:
+                scales = only_point_groups(scales, args.only_point_groups.split(","))
+        if args.odd_part_groups:
+            odd = fit_odd_part_scales(fit_samples, fit_values, args.odd_part_groups.split(","), scales or {})
+        term = IonicPiezoTerm(BEC_MODEL, "", point_group_scales=scales, odd_part_scales=odd)
+        values = np.stack([term.apply(by_id[i].atoms, v) for i, v in zip(ids, values)])
+        print(f"multiples per point group (from {len(fit)} training crystals of {args.split}): {scales}; "
+              f"of the in-plane part: {odd}")
+    np.savez_compressed(args.merge, ids=np.array(ids), values=values,
+                        meta=meta(args.bec_model, args.scale, scales, odd))
     print(f"{args.merge}: {len(ids)} crystals, {args.scale:g} x the ionic term with Born charges of {args.bec_model}"
           + (" x a multiple per point group" if scales else ""))
     return 0
@@ -275,12 +315,18 @@ def main(argv=None) -> int:
     p.add_argument("--only-point-groups", metavar="G,G,...",
                    help="with --point-group-scales: fit a multiple for these point groups only (e.g. 32,2,-6m2, "
                         "where the labels mostly point against e_ion); every other crystal keeps 1 x e_ion")
+    p.add_argument("--odd-part-groups", metavar="G,G,...",
+                   help="with --from-relaxation: in these point groups (e.g. 32,3m,-6m2) multiply the in-plane "
+                        "(odd) part of e_ion about the principal axis by its own multiple, fitted on the training "
+                        "part of --split; the axial part keeps the group's multiple (docs/piezo.md)")
     p.add_argument("--part", default="calib")
     p.add_argument("--by-point-group", action="store_true",
                    help="with --report: also how often e_ion points against the label, per point group")
     p.add_argument("--split", default=str(ROOT / "pretrained" / "universal_piezo" / "split.json"),
                    help="split.json with the part (default: the shipped universal_piezo's)")
     args = p.parse_args(argv)
+    if args.odd_part_groups and not args.from_relaxation:
+        p.error("--odd-part-groups needs --from-relaxation (it writes the table)")
     if args.only_point_groups and not (args.point_group_scales and args.from_relaxation):
         p.error("--only-point-groups needs --from-relaxation --point-group-scales (it narrows those multiples)")
     if args.from_relaxation:

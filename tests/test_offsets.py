@@ -398,3 +398,67 @@ def test_training_a_gated_model_learns_the_multiple_and_needs_a_known_part(tmp_p
         tiny_config(tmp_path, model=model)  # no known part to scale
     with pytest.raises(ValueError, match="gated"):
         ModelConfig(targets=[spec_for("born_charges")], gated=["born_charges"])  # a per-atom tensor
+
+
+def _trigonal_selenium():
+    from ase import Atoms
+    from ase.build import bulk
+
+    cell = bulk("Se", "hcp", a=4.4, c=5.0).cell  # P3_121: point group 32, the 3-fold axis along c
+    return Atoms("Se3", cell=cell, scaled_positions=[[0.22, 0, 1 / 3], [0, 0.22, 2 / 3], [-0.22, -0.22, 0]], pbc=True)
+
+
+def test_a_multiple_of_the_in_plane_part_is_equivariant_and_keyed_apart(tmp_path):
+    """odd_part_scales: in a listed point group the odd part of e_ion about the principal axis gets its own
+    multiple, the axial part the group's; a turned crystal gets the turned tensor; other groups are untouched."""
+    import json
+
+    from ase.build import bulk
+    from scipy.spatial.transform import Rotation
+
+    from etgnn_core.spectra import piezo
+
+    spec = {"kind": "ionic_piezo", "bec_model": "b", "potential": "sevenn",
+            "point_group_scales": {"2": -0.4, "default": 1.0}, "odd_part_scales": {"32": -0.6}}
+    (tmp_path / piezo.KNOWN_PARTS_FILE).write_text(json.dumps({"piezoelectric": spec}))
+    term = piezo.load_known_parts(tmp_path)["piezoelectric"]
+    se = _trigonal_selenium()
+    assert piezo.point_group(se) == "32"
+    e = np.random.default_rng(4).normal(size=(3, 3, 3))
+    even, odd = piezo.axis_parts(e, np.array([0.0, 0.0, 1.0]))
+    assert np.abs(odd).max() > 0.1 and np.abs(even).max() > 0.1
+    np.testing.assert_allclose(term.apply(se, e), even - 0.6 * odd, atol=1e-12)
+    r = Rotation.from_euler("zyx", [0.4, 1.0, -0.3]).as_matrix()
+    turned = se.copy()
+    turned.set_cell(se.cell.array @ r.T, scale_atoms=True)
+    rot = lambda t: np.einsum("ia,jb,kc,abc->ijk", r, r, r, t)  # noqa: E731
+    np.testing.assert_allclose(term.apply(turned, rot(e)), rot(term.apply(se, e)), atol=1e-10)
+    wurtzite = bulk("AlN", "wurtzite", a=3.11, c=4.98)  # 6mm: not listed, the default multiple
+    np.testing.assert_allclose(term.apply(wurtzite, e), e)
+    assert "-0.60 x the in-plane part (point group 32" in term.describe(se)
+    assert term.key == multiple_key(1.0, {"2": -0.4, "default": 1.0}, {"32": -0.6})
+    assert term.key != multiple_key(1.0, {"2": -0.4, "default": 1.0})  # a table without it is another part
+    assert multiple_key(1.0, {"2": -0.4}) == (1.0, (("2", -0.4),))  # earlier keys unchanged
+
+
+def test_odd_part_multiples_are_fitted_on_sign_certain_training_frames():
+    from ase.build import bulk
+
+    from etgnn_core.data import Sample
+    from etgnn_core.spectra import piezo
+
+    piezo_ionic = load_script("benchmarks/piezo_ionic.py")
+    rng = np.random.default_rng(5)
+    se, samples, e_ion = _trigonal_selenium(), [], []
+    for k in range(7):
+        e = rng.normal(size=(3, 3, 3))
+        even, odd = piezo.axis_parts(e, np.array([0.0, 0.0, 1.0]))
+        label = 0.8 * even - 0.5 * odd if k < 6 else 50.0 * e  # the last frame may be flipped: not used
+        samples.append(Sample(atoms=se, targets={"piezoelectric": label}, info={"rotation_ambiguous": k == 6}))
+        e_ion.append(e)
+    assert piezo_ionic.fit_odd_part_scales(samples, e_ion, ["32"], {"32": 0.8}) == {"32": -0.5}
+    with pytest.raises(SystemExit, match="3m"):  # no frame of 3m: nothing to fit
+        piezo_ionic.fit_odd_part_scales(samples, e_ion, ["32", "3m"], {})
+    wurtzite = bulk("AlN", "wurtzite", a=3.11, c=4.98)
+    assert piezo.principal_axis(piezo.symmetry_dataset(wurtzite), wurtzite.cell.array) is not None
+    assert np.abs(piezo.axis_parts(e_ion[0], None)[1]).max() == 0

@@ -86,14 +86,17 @@ def test_with_phonopy_force_constants():
     np.testing.assert_allclose(u, d, atol=1e-4)
 
 
-def test_piezo_frames_splits_a_trigonal_tensor_into_axial_and_in_plane_parts():
-    """benchmarks/piezo_frames.py: the 180° turn about the 3-fold axis keeps e14 and reverses e11 (class 32),
+def test_axis_parts_split_a_trigonal_tensor_into_axial_and_in_plane_parts():
+    """etgnn_core.spectra.piezo.axis_parts (piezo_frames.py, odd_part_scales): the 180° turn about the 3-fold
+    axis keeps e14 and reverses e11 (class 32),
     whichever way the crystal is turned, and finds that axis from spglib's rotations."""
     import spglib
     from ase.build import bulk
     from scipy.spatial.transform import Rotation
 
-    from benchmarks.piezo_frames import principal_axis, rotate3, split_parts
+    from benchmarks.piezo_frames import rotate3
+    from etgnn_core.spectra.piezo import axis_parts as split_parts
+    from etgnn_core.spectra.piezo import principal_axis
 
     e = np.zeros((3, 3, 3))
     e[0, 0, 0], e[0, 1, 1], e[1, 0, 1], e[1, 1, 0] = 0.17, -0.17, -0.17, -0.17  # e11, e12, e26 (z: 3-fold axis)

@@ -47,12 +47,17 @@ def table_meta(path: str | Path) -> dict:
         return json.loads(str(d["meta"])) if "meta" in d else {}
 
 
-def multiple_key(scale: float = 1.0, point_group_scales: dict[str, float] | None = None):
+def multiple_key(scale: float = 1.0, point_group_scales: dict[str, float] | None = None,
+                 odd_part_scales: dict[str, float] | None = None):
     """A comparable description of the multiple of the known part a table holds (its ``meta``) or a
-    model adds: ``scale``, or with per-point-group multiples (etgnn_core.spectra.piezo) a tuple."""
-    if not point_group_scales:
+    model adds: ``scale``, or with per-point-group multiples (etgnn_core.spectra.piezo) a tuple; multiples of
+    the odd part about the principal axis add a third entry."""
+    if not point_group_scales and not odd_part_scales:
         return float(scale)
-    return (float(scale), tuple(sorted((k, float(v)) for k, v in point_group_scales.items())))
+    key = (float(scale), tuple(sorted((k, float(v)) for k, v in (point_group_scales or {}).items())))
+    if odd_part_scales:
+        key += (("odd", tuple(sorted((k, float(v)) for k, v in odd_part_scales.items()))),)
+    return key
 
 
 def attach_offsets(samples: list, target: str, table: dict[str, np.ndarray],

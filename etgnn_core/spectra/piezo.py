@@ -105,13 +105,51 @@ def internal_relaxation(atoms: Atoms, calc, delta: float = 0.01, displacement: f
 POINT_GROUP_SYMPREC = 0.1  # Å, as README_mp's symmetry checks of the Materials Project labels
 
 
-def point_group(atoms: Atoms, symprec: float = POINT_GROUP_SYMPREC) -> str:
-    """Hermann-Mauguin point group of the crystal (spglib; "1" when spglib finds no symmetry)."""
+def symmetry_dataset(atoms: Atoms, symprec: float = POINT_GROUP_SYMPREC):
+    """spglib's symmetry dataset of the crystal (None when spglib finds none)."""
     import spglib
 
-    dataset = spglib.get_symmetry_dataset((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers),
-                                          symprec=symprec)
+    return spglib.get_symmetry_dataset((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers),
+                                       symprec=symprec)
+
+
+def point_group(atoms: Atoms, symprec: float = POINT_GROUP_SYMPREC) -> str:
+    """Hermann-Mauguin point group of the crystal (spglib; "1" when spglib finds no symmetry)."""
+    dataset = symmetry_dataset(atoms, symprec)
     return dataset.pointgroup if dataset is not None else "1"
+
+
+def principal_axis(dataset, cell: np.ndarray) -> np.ndarray | None:
+    """Unit vector along a 3-, 4- or 6-fold proper rotation of the crystal (an spglib dataset), else None.
+
+    Cartesian rotations R = L^T W L^-T (rows of L = lattice vectors), as README_mp's symmetry checks.
+    """
+    if dataset is None:
+        return None
+    lat = np.asarray(cell, dtype=np.float64)
+    for w in dataset.rotations:
+        r = lat.T @ w @ np.linalg.inv(lat.T)
+        if np.linalg.det(r) < 0:
+            r = -r
+        if round(float(np.trace(r))) in (0, 1, 2):  # 1 + 2 cos(angle): 120°, 90°, 60°
+            vals, vecs = np.linalg.eig(r)
+            n = np.real(vecs[:, int(np.argmin(np.abs(vals - 1)))])
+            return n / np.linalg.norm(n)
+    return None
+
+
+def axis_parts(t: np.ndarray, axis: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(even, odd) parts of a rank-3 tensor [3, 3, 3] under a 180° turn about ``axis``; no axis: (t, 0).
+
+    With z along the axis the odd part holds the components with an odd number of in-plane indices
+    (e11, e22, e12 ...), the even part the rest (e33, e31, e15, e14 ...).  The two are orthogonal, and a
+    rotated crystal's parts are the rotated parts: multiplying them apart keeps the tensor equivariant.
+    """
+    if axis is None:
+        return t, np.zeros_like(t)
+    turn = 2 * np.outer(axis, axis) - np.eye(3)
+    odd = (t - np.einsum("ia,jb,kc,abc->ijk", turn, turn, turn, t)) / 2
+    return t - odd, odd
 
 
 def point_group_multiple(atoms: Atoms, scales: dict[str, float]) -> float:
@@ -144,12 +182,17 @@ class IonicPiezoTerm:
     max_atoms = 48
 
     def __init__(self, bec_model: str, potential: str, device: str = "auto", bec_sha256: str | None = None,
-                 scale: float = 1.0, point_group_scales: dict[str, float] | None = None):
+                 scale: float = 1.0, point_group_scales: dict[str, float] | None = None,
+                 odd_part_scales: dict[str, float] | None = None):
         self.bec_model, self.potential, self.device = bec_model, potential, device
         self.scale = scale  # the multiple of e_ion the network was trained beside (offset table's meta)
         # point group (spglib at POINT_GROUP_SYMPREC) -> a further multiple, "default" for the others
         # (the offset table's meta): fitted on training labels, where the clamped-ion term opposes e_ion
         self.point_group_scales = dict(point_group_scales or {})
+        # point group -> the multiple of the odd (in-plane) part of e_ion about the principal axis instead
+        # (axis_parts); the even part keeps the group's multiple.  Fitted where the labels oppose e_ion in
+        # that part only (32, 3m: docs/piezo.md)
+        self.odd_part_scales = dict(odd_part_scales or {})
         self.bec_sha256 = bec_sha256  # weights_fingerprint of the Born-charge model the network was trained with
         self.warning = ""  # set when the installed Born-charge model is another one (add_known_parts shows it)
         self._bec = self._calc = None
@@ -167,19 +210,36 @@ class IonicPiezoTerm:
     def describe(self, atoms: Atoms | None = None) -> str:
         """One line for a page; given ``atoms``, the multiple this crystal gets and why (its point group)."""
         times = f"{self.scale:g} x " if self.scale != 1.0 else ""
-        if self.point_group_scales and atoms is not None:
+        per_group = self.point_group_scales or self.odd_part_scales
+        if per_group and atoms is not None:
             group = point_group(atoms)  # once: spglib, then the same lookup self.multiple makes
             multiple = self.scale * group_multiple(group, self.point_group_scales)
-            times = (f"{multiple:.2f} x (point group {group}: a multiple fitted to the training labels) "
-                     if multiple != 1.0 else f"1 x (point group {group}) ")
-        elif self.point_group_scales:
+            if group in self.odd_part_scales:
+                times = (f"{multiple:.2f} x the axial part and {self.scale * self.odd_part_scales[group]:.2f} x the "
+                         f"in-plane part (point group {group}: multiples fitted to the training labels) ")
+            else:
+                times = (f"{multiple:.2f} x (point group {group}: a multiple fitted to the training labels) "
+                         if multiple != 1.0 else f"1 x (point group {group}) ")
+        elif per_group:
             times += "a multiple per point group x "
         return f"ionic term: {times}Born charges of {self.bec_model} x internal strain from {self.potential}"
 
     @property
     def key(self):
         """What a stored offset must have been made with to stand for this part (Sample.offset_scales)."""
-        return multiple_key(self.scale, self.point_group_scales)
+        return multiple_key(self.scale, self.point_group_scales, self.odd_part_scales)
+
+    def apply(self, atoms: Atoms, e_ion: np.ndarray) -> np.ndarray:
+        """This part for ``atoms`` from its whole ionic term [3, 3, 3]: the multiples its point group gets."""
+        if not self.odd_part_scales:
+            return self.multiple(atoms) * e_ion
+        dataset = symmetry_dataset(atoms)
+        group = dataset.pointgroup if dataset is not None else "1"
+        multiple = self.scale * group_multiple(group, self.point_group_scales)
+        if group not in self.odd_part_scales:
+            return multiple * e_ion
+        even, odd = axis_parts(e_ion, principal_axis(dataset, atoms.cell.array))
+        return multiple * even + self.scale * self.odd_part_scales[group] * odd
 
     def multiple(self, atoms: Atoms) -> float:
         """The multiple of e_ion this part adds for ``atoms``: scale, times its point group's factor if any."""
@@ -189,7 +249,7 @@ class IonicPiezoTerm:
 
     def __call__(self, atoms: Atoms) -> np.ndarray:
         z, u = self.parts(atoms)
-        return self.multiple(atoms) * ionic_piezo(z, u, atoms.get_volume())
+        return self.apply(atoms, ionic_piezo(z, u, atoms.get_volume()))
 
     def parts(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
         """(Born charges [n, 3, 3] e, internal relaxation u [n, 3, 3, 3] Å): e_ion = ionic_piezo(z, u, V)."""
@@ -227,5 +287,6 @@ def load_known_parts(folder) -> dict:
             raise ValueError(f"{path}: unknown known-part kind {spec.get('kind')!r} for {target}")
         out[target] = IonicPiezoTerm(spec["bec_model"], spec["potential"], bec_sha256=spec.get("bec_model_sha256"),
                                      scale=float(spec.get("scale", 1.0)),
-                                     point_group_scales=spec.get("point_group_scales"))
+                                     point_group_scales=spec.get("point_group_scales"),
+                                     odd_part_scales=spec.get("odd_part_scales"))
     return out

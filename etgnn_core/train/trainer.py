@@ -75,7 +75,7 @@ def load_samples(config: TrainConfig) -> tuple[list, str]:
         described.append(f"{info.name} ({len(part)} structures, training only): {info.description}")
     for target, path in d.offsets.items():
         meta = table_meta(path)
-        scale = multiple_key(meta.get("scale", 1.0), meta.get("point_group_scales"))
+        scale = multiple_key(meta.get("scale", 1.0), meta.get("point_group_scales"), meta.get("odd_part_scales"))
         samples, left = attach_offsets(samples, target, read_offsets(path), scale)
         described.append(f"{target} offsets from {path} ({left} structures without one left out)")
     if d.eps_ionic:
