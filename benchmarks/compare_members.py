@@ -23,8 +23,8 @@ first set.  A difference whose interval straddles 0 is one the calibration split
 ``--folds``: each set's folders are the K fold models of one recipe (``etgnn train CONFIG --fold k/K``), in
 fold order.  Each is scored on its own fold, and the K folds are pooled: every crystal outside test is scored
 once, by a model that did not train on it (baselines fitted on fold 0's train part).  With ``--bootstrap`` the
-pooled crystals are redrawn.  Sets trained on different offset tables need the CONFIG of the first; the stored
-offsets of a set whose known part differs are not used (computed anew: slow for the piezo ionic term).
+pooled crystals are redrawn.  Each fold model is scored with the data it was trained with (its train.yaml), so a
+table of known parts refitted per fold (universal_piezo's multiples) is read from that fold's table.
 """
 
 from __future__ import annotations
@@ -79,10 +79,12 @@ def calib_predictions(folders: list[Path], samples: list, label: str, split_from
     return committee, calib, train, predict_for_metrics(committee, calib)
 
 
-def pooled_fold_predictions(folders: list[Path], samples: list, label: str) -> tuple:
+def pooled_fold_predictions(folders: list[Path], samples: list | None, label: str) -> tuple:
     """calib_predictions of each fold model on its own fold, pooled: (fold 0's committee, every fold's
-    calibration samples, fold 0's train samples, their predictions)."""
-    runs = [calib_predictions([f], samples, f"{label} fold {k}") for k, f in enumerate(folders)]
+    calibration samples, fold 0's train samples, their predictions).  ``samples`` None: each fold model's
+    own data (its train.yaml), so a table refitted per fold is read, not computed anew."""
+    runs = [calib_predictions([f], samples if samples is not None else own_samples(f), f"{label} fold {k}")
+            for k, f in enumerate(folders)]
     ids = [str(s.id) for run in runs for s in run[1]]
     if len(set(ids)) != len(ids):
         raise SystemExit(f"compare_members: {label}: the folds overlap; give the K fold models of one recipe "
@@ -90,6 +92,14 @@ def pooled_fold_predictions(folders: list[Path], samples: list, label: str) -> t
     calib = [s for run in runs for s in run[1]]
     preds = [p for run in runs for p in run[3]]
     return runs[0][0], calib, runs[0][2], preds
+
+
+def own_samples(folder: Path) -> list:
+    """The samples a model folder was trained on: the data section of the last stage of its train.yaml."""
+    from etgnn_core.train.recipe import read_recipe
+    from etgnn_core.train.trainer import load_samples
+
+    return load_samples(read_recipe(Path(folder) / "train.yaml").stages[-1].config)[0]
 
 
 def calib_metrics(folders: list[Path], samples: list, label: str, by_tm: bool = False,
@@ -186,7 +196,7 @@ def main(argv=None) -> int:
         p.error("--folds scores each fold model on its own fold: not with --split-from or --transition-metals")
     print("| candidate | calib structures | tensor | mean MAE | baseline | ratio | members' MAE |")
     print("|---|---|---|---|---|---|---|")
-    runs = {label: pooled_fold_predictions(folders, samples, label) if args.folds
+    runs = {label: pooled_fold_predictions(folders, None, label) if args.folds
             else calib_predictions(folders, samples, label, args.split_from) for label, folders in sets.items()}
     for label, folders in sets.items():
         metrics = calib_metrics(folders, samples, label, args.transition_metals, args.split_from, runs[label])
