@@ -1,15 +1,16 @@
 """Two universal_piezo recipes compared by K-fold cross-validation, their ionic-term tables refitted per fold.
 
-    python benchmarks/piezo_cv.py prepare [--out runs/cv] [--folds 5]   # splits, tables, configs (a minute)
-    python benchmarks/piezo_cv.py train [--out runs/cv] [--jobs 2]       # 2 x K trainings, --jobs at a time
-    python benchmarks/piezo_cv.py score [--out runs/cv]                  # compare_members.py --folds --bootstrap
+    python benchmarks/piezo_cv.py prepare [--out runs/cv] [--folds 5] [--recipes base,odd]  # splits, tables, configs
+    python benchmarks/piezo_cv.py train [--out runs/cv] [--jobs 2] [--recipes ...]   # K trainings per recipe
+    python benchmarks/piezo_cv.py score [--out runs/cv] [--recipes ...]   # compare_members.py --folds --bootstrap
 
-The recipes differ only in the table of the known part (benchmarks/piezo_ionic.py --from-relaxation): ``base``,
-the shipped one (one multiple of e_ion in 32, 2, -6m2), and ``odd``, the in-plane part multiplied in 32, 3m, -6m2
-(docs/piezo.md, axial and in-plane parts).  For fold k the table's multiples are fitted on that fold's training
-part only (OUT/foldk_split.json), so no multiple has seen the crystals it is scored on.  The network recipe is
-configs/universal_piezo.yaml; the test part is the shipped split's and is never read.  The twenty-first session
-ran this on the 2-core CPU (5 folds, 5.5 min a model, two at a time) for docs/piezo.md.
+``base`` and ``odd`` differ only in the table of the known part (benchmarks/piezo_ionic.py --from-relaxation):
+``base``, the shipped one (one multiple of e_ion in 32, 2, -6m2), and ``odd``, the in-plane part multiplied in 32,
+3m, -6m2 (docs/piezo.md, axial and in-plane parts); ``slow`` is ``base`` at a third of the learning rate.  For
+fold k the table's multiples are fitted on that fold's training part only (OUT/foldk_split.json), so no multiple
+has seen the crystals it is scored on.  The network recipe is configs/universal_piezo.yaml; the test part is the
+shipped split's and is never read.  The twenty-first session ran this on the 2-core CPU (5 folds, 5.5 min a
+model, two at a time) for docs/piezo.md.
 """
 
 from __future__ import annotations
@@ -25,9 +26,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 BASE_CONFIG = ROOT / "configs" / "universal_piezo.yaml"
-RECIPES = {  # name -> piezo_ionic.py flags after --from-relaxation --point-group-scales
+TABLES = {  # table name -> piezo_ionic.py flags after --from-relaxation --point-group-scales
     "base": ["--only-point-groups", "32,2,-6m2"],
     "odd": ["--only-point-groups", "2", "--odd-part-groups", "32,3m,-6m2"],
+}
+RECIPES = {  # recipe name -> (its table, changes to the network recipe of BASE_CONFIG)
+    "base": ("base", {}),
+    "odd": ("odd", {}),
+    "slow": ("base", {"optim": {"lr": 3.0e-4}}),  # the members peak within 10 epochs at lr 1e-3
 }
 
 
@@ -35,8 +41,8 @@ def fold_count(out: Path) -> int:
     return len(list(out.glob("fold*_split.json")))
 
 
-def prepare(out: Path, folds: int) -> None:
-    """OUT/foldk_split.json (ids per part), OUT/NAME_foldk.npz (the table fitted on fold k's train part) and
+def prepare(out: Path, folds: int, recipes: list[str]) -> None:
+    """OUT/foldk_split.json (ids per part), OUT/TABLE_foldk.npz (the table fitted on fold k's train part) and
     OUT/NAMEk.yaml (the network recipe reading it) for every recipe and fold."""
     import yaml
 
@@ -51,19 +57,24 @@ def prepare(out: Path, folds: int) -> None:
         split = split_samples(samples, cfg.for_fold(f"{k}/{folds}"))
         path = out / f"fold{k}_split.json"
         path.write_text(json.dumps({p: [str(samples[i].id) for i in v] for p, v in split.items()}))
-        for name, flags in RECIPES.items():
-            table = out / f"{name}_fold{k}.npz"
+        for table_name in {RECIPES[name][0] for name in recipes}:
             subprocess.run([sys.executable, str(ROOT / "benchmarks" / "piezo_ionic.py"), "--from-relaxation",
-                            "--point-group-scales", *flags, "--split", str(path), "--merge", str(table)], check=True)
+                            "--point-group-scales", *TABLES[table_name], "--split", str(path),
+                            "--merge", str(out / f"{table_name}_fold{k}.npz")], check=True)
+        for name in recipes:
+            table_name, changes = RECIPES[name]
+            table = out / f"{table_name}_fold{k}.npz"
             config = dict(raw, data=dict(raw["data"], offsets={"piezoelectric": str(table)}),
                           output=str(out / f"{name}{k}"))
+            for section, values in changes.items():
+                config[section] = {**config[section], **values}
             (out / f"{name}{k}.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def train(out: Path, jobs: int) -> None:
+def train(out: Path, jobs: int, recipes: list[str]) -> None:
     """Every recipe x fold, ``jobs`` trainings at a time (one thread each); a finished run is skipped."""
     folds = fold_count(out)
-    runs = [(name, k) for k in range(folds) for name in RECIPES]
+    runs = [(name, k) for k in range(folds) for name in recipes]
     (out / "logs").mkdir(exist_ok=True)
     for start in range(0, len(runs), jobs):
         procs = []
@@ -81,11 +92,12 @@ def fold_models(out: Path, name: str) -> str:
     return ",".join(str(out / f"{name}{k}" / f"fold{k}" / "model") for k in range(fold_count(out)))
 
 
-def score(out: Path, bootstrap: int) -> int:
+def score(out: Path, bootstrap: int, recipes: list[str]) -> int:
+    """compare_members.py --folds of the recipes (the first is the reference of the paired intervals)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from compare_members import main as compare
 
-    sets = [f"{name}={fold_models(out, name)}" for name in RECIPES]
+    sets = [f"{name}={fold_models(out, name)}" for name in recipes]
     return compare([str(out / "base0.yaml"), *sets, "--folds", "--bootstrap", str(bootstrap)])
 
 
@@ -96,13 +108,19 @@ def main(argv=None) -> int:
     p.add_argument("--folds", type=int, default=5, help="with prepare: K")
     p.add_argument("--jobs", type=int, default=2, help="with train: trainings at a time")
     p.add_argument("--bootstrap", type=int, default=1000, help="with score: paired draws")
+    p.add_argument("--recipes", default="base,odd",
+                   help=f"comma-separated, the first the reference (default base,odd; known: {', '.join(RECIPES)})")
     args = p.parse_args(argv)
+    recipes = args.recipes.split(",")
+    unknown = [r for r in recipes if r not in RECIPES]
+    if unknown:
+        p.error(f"unknown recipe(s) {unknown}; known: {list(RECIPES)}")
     if args.step == "prepare":
-        prepare(args.out, args.folds)
+        prepare(args.out, args.folds, recipes)
     elif args.step == "train":
-        train(args.out, args.jobs)
+        train(args.out, args.jobs, recipes)
     else:
-        return score(args.out, args.bootstrap)
+        return score(args.out, args.bootstrap, recipes)
     return 0
 
 
