@@ -95,10 +95,10 @@ def fit_point_group_scales(samples: list, e_ion: list) -> dict[str, float]:
     return scales
 
 
-def fit_odd_part_scales(samples: list, e_ion: list, groups: list[str], scales: dict[str, float]) -> dict[str, float]:
-    """Point group -> least-squares multiple of the odd (in-plane) part of e_ion about the principal axis,
-    the even part kept at the group's multiple in ``scales``; over the group's sign-certain frames.  The two
-    parts are orthogonal, so the multiple is sum <odd, label> / sum |odd|^2 (docs/piezo.md, axial and in-plane
+def fit_odd_part_scales(samples: list, e_ion: list, groups: list[str]) -> dict[str, float]:
+    """Point group -> least-squares multiple of the odd (in-plane) part of e_ion about the principal axis over
+    the group's sign-certain frames.  The odd and even parts are orthogonal, so whatever multiple the even part
+    gets, the best one of the odd part is sum <odd, label> / sum |odd|^2 (docs/piezo.md, axial and in-plane
     parts).  A group with fewer than MIN_POINT_GROUP_FRAMES frames with an odd part is an error."""
     from etgnn_core.metrics import sign_certain
     from etgnn_core.spectra.piezo import axis_parts, principal_axis, symmetry_dataset
@@ -113,8 +113,9 @@ def fit_odd_part_scales(samples: list, e_ion: list, groups: list[str], scales: d
         if np.abs(odd).max() < 1e-9:
             continue
         y = np.asarray(smp.targets["piezoelectric"]).reshape(3, 3, 3)
-        num[group], den[group], count[group] = num[group] + float((odd * y).sum()), den[group] + float(
-            (odd * odd).sum()), count[group] + 1
+        num[group] += float((odd * y).sum())
+        den[group] += float((odd * odd).sum())
+        count[group] += 1
     few = [g for g in groups if count[g] < MIN_POINT_GROUP_FRAMES]
     if few:
         raise SystemExit(f"--odd-part-groups: fewer than {MIN_POINT_GROUP_FRAMES} sign-certain training frames with an "
@@ -234,7 +235,7 @@ def from_relaxation(args) -> int:
             if args.only_point_groups:
                 scales = only_point_groups(scales, args.only_point_groups.split(","))
         if args.odd_part_groups:
-            odd = fit_odd_part_scales(fit_samples, fit_values, args.odd_part_groups.split(","), scales or {})
+            odd = fit_odd_part_scales(fit_samples, fit_values, args.odd_part_groups.split(","))
         term = IonicPiezoTerm(BEC_MODEL, "", point_group_scales=scales, odd_part_scales=odd)
         values = np.stack([term.apply(by_id[i].atoms, v) for i, v in zip(ids, values)])
         print(f"multiples per point group (from {len(fit)} training crystals of {args.split}): {scales}; "

@@ -456,9 +456,9 @@ def test_odd_part_multiples_are_fitted_on_sign_certain_training_frames():
         label = 0.8 * even - 0.5 * odd if k < 6 else 50.0 * e  # the last frame may be flipped: not used
         samples.append(Sample(atoms=se, targets={"piezoelectric": label}, info={"rotation_ambiguous": k == 6}))
         e_ion.append(e)
-    assert piezo_ionic.fit_odd_part_scales(samples, e_ion, ["32"], {"32": 0.8}) == {"32": -0.5}
+    assert piezo_ionic.fit_odd_part_scales(samples, e_ion, ["32"]) == {"32": -0.5}
     with pytest.raises(SystemExit, match="3m"):  # no frame of 3m: nothing to fit
-        piezo_ionic.fit_odd_part_scales(samples, e_ion, ["32", "3m"], {})
+        piezo_ionic.fit_odd_part_scales(samples, e_ion, ["32", "3m"])
     wurtzite = bulk("AlN", "wurtzite", a=3.11, c=4.98)
     assert piezo.principal_axis(piezo.symmetry_dataset(wurtzite), wurtzite.cell.array) is not None
     assert np.abs(piezo.axis_parts(e_ion[0], None)[1]).max() == 0
