@@ -6,11 +6,11 @@
 
 ``base`` and ``odd`` differ only in the table of the known part (benchmarks/piezo_ionic.py --from-relaxation):
 ``base``, the shipped one (one multiple of e_ion in 32, 2, -6m2), and ``odd``, the in-plane part multiplied in 32,
-3m, -6m2 (docs/piezo.md, axial and in-plane parts); ``slow`` is ``base`` at a third of the learning rate,
-``decay`` with AdamW's decoupled weight decay 0.2.  For fold k the table's multiples are fitted on that fold's training part only (OUT/foldk_split.json), so no multiple
-has seen the crystals it is scored on.  The network recipe is configs/universal_piezo.yaml; the test part is the
-shipped split's and is never read.  The twenty-first session ran this on the 2-core CPU (5 folds, 5.5 min a
-model, two at a time) for docs/piezo.md.
+3m, -6m2 (docs/piezo.md, axial and in-plane parts).  ``slow`` is ``base`` at a third of the learning rate,
+``decay`` ``base`` with AdamW's decoupled weight decay 0.2.  For fold k the table's multiples are fitted on that
+fold's training part only (OUT/foldk_split.json), so no multiple has seen the crystals it is scored on.  The
+network recipe is configs/universal_piezo.yaml; the test part is the shipped split's and is never read.  The
+twenty-first session ran this on the 2-core CPU (5 folds, 5.5 min a model, two at a time) for docs/piezo.md.
 """
 
 from __future__ import annotations
