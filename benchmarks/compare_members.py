@@ -167,7 +167,8 @@ def print_bootstrap(ratios: dict[str, dict[str, np.ndarray]], level: float = 0.9
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("config", help="training config the members share (its data are loaded)")
+    p.add_argument("config", help="training config the members share (its data are loaded; with --folds each "
+                                  "fold model's own)")
     p.add_argument("sets", nargs="+", metavar="LABEL=FOLDER,...", help="member folders of one candidate")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--transition-metals", action="store_true",
@@ -189,7 +190,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     sets = parse_sets(args.sets)
-    samples, _ = load_samples(TrainConfig.from_file(args.config))
+    # --folds reads each fold model's own data (pooled_fold_predictions)
+    samples = None if args.folds else load_samples(TrainConfig.from_file(args.config))[0]
     if args.bootstrap and not (args.split_from or args.folds):
         p.error("--bootstrap needs --split-from or --folds (every set scored on the same calibration crystals)")
     if args.folds and (args.split_from or args.transition_metals):

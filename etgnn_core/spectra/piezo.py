@@ -122,13 +122,15 @@ def point_group(atoms: Atoms, symprec: float = POINT_GROUP_SYMPREC) -> str:
 def principal_axis(dataset, cell: np.ndarray) -> np.ndarray | None:
     """Unit vector along a 3-, 4- or 6-fold proper rotation of the crystal (an spglib dataset), else None.
 
-    Cartesian rotations R = L^T W L^-T (rows of L = lattice vectors), as README_mp's symmetry checks.
+    Cartesian rotations as README_mp's symmetry checks (etgnn_core.tensors.frames.cartesian_rotation).
     """
     if dataset is None:
         return None
+    from etgnn_core.tensors.frames import cartesian_rotation
+
     lat = np.asarray(cell, dtype=np.float64)
     for w in dataset.rotations:
-        r = lat.T @ w @ np.linalg.inv(lat.T)
+        r = cartesian_rotation(lat, w)
         if np.linalg.det(r) < 0:
             r = -r
         if round(float(np.trace(r))) in (0, 1, 2):  # 1 + 2 cos(angle): 120°, 90°, 60°
@@ -152,17 +154,12 @@ def axis_parts(t: np.ndarray, axis: np.ndarray | None) -> tuple[np.ndarray, np.n
     return t - odd, odd
 
 
-def point_group_multiple(atoms: Atoms, scales: dict[str, float]) -> float:
-    """``scales`` of the crystal's point group, else ``scales["default"]`` (1 without one).
+def group_multiple(group: str, scales: dict[str, float]) -> float:
+    """``scales`` of point group ``group``, else ``scales["default"]`` (1 without one).
 
     A scalar that depends only on the point group multiplies an equivariant tensor: the product is
     still equivariant (a rotated crystal has the same point group).
     """
-    return group_multiple(point_group(atoms), scales)
-
-
-def group_multiple(group: str, scales: dict[str, float]) -> float:
-    """``scales`` of point group ``group``, else ``scales["default"]`` (1 without one)."""
     return float(scales.get(group, scales.get("default", 1.0)))
 
 
@@ -212,7 +209,7 @@ class IonicPiezoTerm:
         times = f"{self.scale:g} x " if self.scale != 1.0 else ""
         per_group = self.point_group_scales or self.odd_part_scales
         if per_group and atoms is not None:
-            group = point_group(atoms)  # once: spglib, then the same lookup self.multiple makes
+            group = point_group(atoms)  # once: spglib, then the same lookups apply makes
             multiple = self.scale * group_multiple(group, self.point_group_scales)
             if group in self.odd_part_scales:
                 times = (f"{multiple:.2f} x the axial part and {self.scale * self.odd_part_scales[group]:.2f} x the "
@@ -230,9 +227,10 @@ class IonicPiezoTerm:
         return multiple_key(self.scale, self.point_group_scales, self.odd_part_scales)
 
     def apply(self, atoms: Atoms, e_ion: np.ndarray) -> np.ndarray:
-        """This part for ``atoms`` from its whole ionic term [3, 3, 3]: the multiples its point group gets."""
-        if not self.odd_part_scales:
-            return self.multiple(atoms) * e_ion
+        """This part for ``atoms`` from its whole ionic term [3, 3, 3]: scale, times its point group's multiple
+        if any, and the in-plane part times its own multiple where the group has one (one spglib call)."""
+        if not (self.point_group_scales or self.odd_part_scales):
+            return self.scale * e_ion
         dataset = symmetry_dataset(atoms)
         group = dataset.pointgroup if dataset is not None else "1"
         multiple = self.scale * group_multiple(group, self.point_group_scales)
@@ -240,12 +238,6 @@ class IonicPiezoTerm:
             return multiple * e_ion
         even, odd = axis_parts(e_ion, principal_axis(dataset, atoms.cell.array))
         return multiple * even + self.scale * self.odd_part_scales[group] * odd
-
-    def multiple(self, atoms: Atoms) -> float:
-        """The multiple of e_ion this part adds for ``atoms``: scale, times its point group's factor if any."""
-        if not self.point_group_scales:
-            return self.scale
-        return self.scale * point_group_multiple(atoms, self.point_group_scales)
 
     def __call__(self, atoms: Atoms) -> np.ndarray:
         z, u = self.parts(atoms)

@@ -29,15 +29,20 @@ def lattice_rotations(cell: np.ndarray, symprec: float = LATTICE_SYMPREC) -> np.
     sym = spglib.get_symmetry((lat, [[0.0, 0.0, 0.0]], [1]), symprec=symprec)
     out = [np.eye(3)]
     if sym is not None:
-        inv_t = np.linalg.inv(lat).T
         for w in sym["rotations"]:
             if round(np.linalg.det(w)) != 1:
                 continue
-            u, _, vt = np.linalg.svd(lat.T @ w @ inv_t)
-            r = u @ vt
+            r = cartesian_rotation(lat, w)
             if not any(np.abs(r - q).max() < 1e-6 for q in out):
                 out.append(r)
     return np.array(out)  # [n_rot, 3, 3]
+
+
+def cartesian_rotation(lat: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The Cartesian form R = L^T W L^-T of an integer spglib rotation ``w`` of the cell ``lat`` (rows = lattice
+    vectors, A), orthogonalised by SVD (spglib's tolerance lets L^T W L^-T stray from orthogonal)."""
+    u, _, vt = np.linalg.svd(lat.T @ w @ np.linalg.inv(lat).T)
+    return u @ vt
 
 
 def rotate(t: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
