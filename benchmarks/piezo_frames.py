@@ -36,13 +36,7 @@ for p in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(p))
 
 UNIAXIAL = ("3", "32", "3m", "-6", "-6m2")  # a principal axis, but the 180° turn about it is no symmetry
-MULTIPLE_GRID = np.linspace(-1.5, 1.5, 61)  # multiples tried by the leave-one-out fits
 MIN_FRAMES = 5  # sign-certain training frames a point group needs for its own multiple (as piezo_ionic.py)
-
-
-def rotate3(r: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """R applied to each index of a rank-3 tensor ([3, 3], [3, 3, 3])."""
-    return np.einsum("ia,jb,kc,abc->ijk", r, r, r, t)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -110,14 +104,13 @@ def print_list(rows: list[dict], group: str) -> None:
 
 
 def fit_multiple(rows: list[dict], odd_only: bool) -> tuple[float, float]:
-    """(even, odd) multiples of e_ion closest to the labels in least squares over ``rows`` (sign-certain);
-    ``odd_only``: the even multiple stays 1."""
-    def cost(me, mo):
-        return sum(((me * r["e_parts"][0] + mo * r["e_parts"][1] - r["y"]) ** 2).sum() for r in rows)
-    if odd_only:
-        return 1.0, float(min(MULTIPLE_GRID, key=lambda mo: cost(1.0, mo)))
-    m = float(min(MULTIPLE_GRID, key=lambda m: cost(m, m)))
-    return m, m
+    """(even, odd) multiples of e_ion closest to the labels in least squares over ``rows`` (sign-certain), as
+    piezo_ionic.py fits them: one multiple sum <e, y> / sum |e|^2, or with ``odd_only`` the even part kept whole
+    and the odd one sum <odd, y> / sum |odd|^2 (the parts are orthogonal)."""
+    parts = [(r["e_parts"][1] if odd_only else r["e"], r["y"]) for r in rows]
+    den = sum(float((e * e).sum()) for e, _ in parts)
+    m = sum(float((e * y).sum()) for e, y in parts) / den if den > 0 else 1.0
+    return (1.0, m) if odd_only else (m, m)
 
 
 def leave_one_out(rows: list[dict], scalar_groups: set, odd_groups: set) -> dict[str, tuple[float, float]]:
