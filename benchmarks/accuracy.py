@@ -7,7 +7,7 @@ For each model in pretrained/ (single models and committees) the data named by c
 are loaded (``etgnn_core.train.trainer.load_samples``), the test ids of the model's split.json are
 predicted, and the metrics of :mod:`etgnn_core.metrics` are computed: MAE and baseline MAE (species
 mean for per-atom tensors, the mean training tensor for crystal tensors, the zero tensor on
-sign-certain frames for piezo, plus ||e|| vs the median norm and Voigt K / G for elastic), the
+sign-certain frames for piezo, plus ‖e‖ vs the median norm and Voigt K / G for elastic), the
 ratio, and for committees the coverage (fraction of test structures with MAE <= 2 x mean std) and
 the Spearman rank correlation of the std with the error.  Baselines are fitted on the split's
 ``train`` part.  A model whose data are absent (no ../shared/data, no $ETGNN_DATA) or that has no
@@ -49,7 +49,7 @@ GOALS = {
     ("universal", "born_charges", "mae"): (0.07, "<= 0.07 e"),
     ("universal", "dielectric", "ratio"): (0.35, "<= 0.35x baseline"),
     ("universal", "piezoelectric", "ratio"): (0.6, "<= 0.6x zero baseline (sign-certain)"),
-    ("universal", "piezoelectric", "norm_ratio"): (0.6, "||e|| <= 0.6x median-norm baseline"),
+    ("universal", "piezoelectric", "norm_ratio"): (0.6, "‖e‖ <= 0.6x median-norm baseline"),
     ("universal", "elastic", "bulk_ratio"): (0.3, "K_V <= 0.3x mean baseline"),
     ("universal", "elastic", "shear_ratio"): (0.4, "G_V <= 0.4x mean baseline"),
 }
@@ -165,7 +165,7 @@ def table_rows(name: str, results: dict, label: str = "") -> list[list[str]]:
             if f"{extra}_mae" in m:
                 g = goal(name, tensor, f"{extra}_ratio")
                 target = f"{g[1]}: {_met(m[f'{extra}_ratio'], g[0])}" if g else ""
-                what = {"norm": "||e||", "bulk": "K_V", "shear": "G_V"}[extra]
+                what = {"norm": "‖e‖", "bulk": "K_V", "shear": "G_V"}[extra]
                 rows.append([name + label, f"{tensor} {what}", _f(m[f"{extra}_mae"]), _f(m[f"{extra}_baseline_mae"]),
                              _f(m[f"{extra}_ratio"]), unit, "", "", target])
     return rows

@@ -3,6 +3,7 @@
     python benchmarks/piezo_cv.py prepare [--out runs/cv] [--folds 5] [--recipes base,odd]  # splits, tables, configs
     python benchmarks/piezo_cv.py train [--out runs/cv] [--jobs 2] [--recipes ...]   # K trainings per recipe
     python benchmarks/piezo_cv.py score [--out runs/cv] [--recipes ...]   # compare_members.py --folds --bootstrap
+    python benchmarks/piezo_cv.py reliability [--recipes base] [--write pretrained/universal_piezo/reliability.json]
 
 ``base`` and ``odd`` differ only in the table of the known part (benchmarks/piezo_ionic.py --from-relaxation):
 ``base``, the shipped one (one multiple of e_ion in 32, 2, -6m2), and ``odd``, the in-plane part multiplied in 32,
@@ -11,6 +12,9 @@
 fold's training part only (OUT/foldk_split.json), so no multiple has seen the crystals it is scored on.  The
 network recipe is configs/universal_piezo.yaml; the test part is the shipped split's and is never read.  The
 twenty-first session ran this on the 2-core CPU (5 folds, 5.5 min a model, two at a time) for docs/piezo.md.
+``reliability`` scores the first recipe's fold models by point group (components on sign-certain frames against
+the zero tensor, ‖e‖ against the median norm) and, with ``--write``, stores the table that gives a model
+folder its point-group warnings (etgnn_core.reliability; the shipped recipe is ``base``).
 """
 
 from __future__ import annotations
@@ -103,13 +107,62 @@ def score(out: Path, bootstrap: int, recipes: list[str]) -> int:
     return compare([str(out / "base0.yaml"), *sets, "--folds", "--bootstrap", str(bootstrap)])
 
 
+# point groups whose piezoelectric tensor vanishes by symmetry (the 11 centrosymmetric ones and 432): no warning
+VANISHES = ("-1", "2/m", "mmm", "4/m", "4/mmm", "-3", "-3m", "6/m", "6/mmm", "m-3", "m-3m", "432")
+MIN_CRYSTALS = 8  # fewer sign-certain crystals in a group: its ratio is called unmeasured, not good or bad
+
+
+def reliability(out: Path, recipe: str, write: Path | None) -> int:
+    """Pooled fold predictions of ``recipe`` by point group; the table of etgnn_core.reliability."""
+    import datetime
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compare_members import pooled_fold_predictions
+
+    from etgnn_core.committee import evaluate_model
+    from etgnn_core.metrics import sign_certain
+    from etgnn_core.reliability import recipe_of
+    from etgnn_core.spectra.piezo import point_group
+    from etgnn_core.train import TrainConfig
+
+    folders = [Path(f) for f in fold_models(out, recipe).split(",")]
+    committee, calib, train, preds = pooled_fold_predictions(folders, None, recipe)
+    by_group: dict[str, list[int]] = {}
+    for i, s in enumerate(calib):
+        by_group.setdefault(point_group(s.atoms), []).append(i)
+    groups = {}
+    print("| point group | sign-certain crystals | all crystals | components / zero tensor | ‖e‖ / median norm |")
+    print("|---|---|---|---|---|")
+    for group, idx in sorted(by_group.items(), key=lambda kv: -len(kv[1])):
+        res = evaluate_model(committee, [calib[i] for i in idx], train, preds=[preds[i] for i in idx])
+        r = res["piezoelectric"]
+        sure = sum(sign_certain(getattr(calib[i], "info", None)) for i in idx)
+        comp = f"{r['ratio']:.2f}x" if sure else "-"
+        print(f"| {group} | {sure} | {len(idx)} | {comp} | {r['norm_ratio']:.2f}x |")
+        if sure:
+            groups[group] = {"crystals": sure, "all_crystals": len(idx), "components": round(float(r["ratio"]), 3),
+                             "norm": round(float(r["norm_ratio"]), 3)}
+    if write:
+        table = {"by": "point_group",
+                 "measured": (f"benchmarks/piezo_cv.py reliability --recipes {recipe}: {len(folders)}-fold "
+                              f"cross-validation over the {len(calib)} crystals outside the test split, one model "
+                              f"per fold, each scored on the crystals it did not train on "
+                              f"({datetime.date.today().isoformat()})"),
+                 "min_crystals": MIN_CRYSTALS, "vanishes": list(VANISHES), "groups": groups,
+                 "recipe": recipe_of(TrainConfig.from_file(out / f"{recipe}0.yaml").to_dict())}
+        write.write_text(json.dumps({"piezoelectric": table}, indent=1) + "\n")
+        print(f"wrote {write}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("step", choices=("prepare", "train", "score"))
+    p.add_argument("step", choices=("prepare", "train", "score", "reliability"))
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "cv")
     p.add_argument("--folds", type=int, default=5, help="with prepare: K")
     p.add_argument("--jobs", type=int, default=2, help="with train: trainings at a time")
     p.add_argument("--bootstrap", type=int, default=1000, help="with score: paired draws")
+    p.add_argument("--write", type=Path, metavar="FILE", help="with reliability: the model folder's reliability.json")
     p.add_argument("--recipes", default="base,odd",
                    help=f"comma-separated, the first the reference (default base,odd; known: {', '.join(RECIPES)})")
     args = p.parse_args(argv)
@@ -121,6 +174,8 @@ def main(argv=None) -> int:
         prepare(args.out, args.folds, recipes)
     elif args.step == "train":
         train(args.out, args.jobs, recipes)
+    elif args.step == "reliability":
+        return reliability(args.out, recipes[0], args.write)
     else:
         return score(args.out, args.bootstrap, recipes)
     return 0

@@ -114,7 +114,7 @@ def fit_multiple(rows: list[dict], odd_only: bool) -> tuple[float, float]:
 
 
 def leave_one_out(rows: list[dict], scalar_groups: set, odd_groups: set) -> dict[str, tuple[float, float]]:
-    """{part: (components / zero tensor, ||e|| error / median-norm baseline)} of the table alone; a train crystal
+    """{part: (components / zero tensor, ‖e‖ error / median-norm baseline)} of the table alone; a train crystal
     is left out of the fit of its own multiple."""
     med = float(np.median([np.linalg.norm(r["y"]) for r in rows if r["part"] == "train"]))
     acc = {p: [[], [], [], []] for p in ("train", "calib")}
@@ -145,8 +145,8 @@ def main(argv=None) -> int:
     print_parts(rows)
     for group in args.list:
         print_list(rows, group)
-    print("\n| ionic-term table alone (no network) | train, left out of its own fit: components | ||e|| "
-          "| calib: components | ||e|| |")
+    print("\n| ionic-term table alone (no network) | train, left out of its own fit: components | ‖e‖ "
+          "| calib: components | ‖e‖ |")
     print("|---|---|---|---|---|")
     recipes = {"1 x e_ion": (set(), set()),
                "shipped: one multiple in 32, 2, -6m2": ({"32", "2", "-6m2"}, set()),

@@ -26,7 +26,7 @@ training frames of ``--split`` (groups with fewer than 5 take the multiple of al
 the principal axis by its own least-squares multiple (``odd_part_scales`` in ``meta``; docs/piezo.md, axial and
 in-plane parts).  ``--report`` compares e_ion with the DFT total
 tensor on one split part of the shipped split (components on sign-certain frames vs the zero
-tensor, ||e|| on all frames vs the median training norm) and prints the least-squares multiple of
+tensor, ‖e‖ on all frames vs the median training norm) and prints the least-squares multiple of
 e_ion on its sign-certain frames (``--part train`` chose ``--scale``): e_ion lacks the clamped-ion term.
 ``--by-point-group`` adds, per point group, how often e_ion points against the label (docs/piezo.md).
 """
@@ -267,7 +267,7 @@ def report(args) -> int:
     # the multiple s of e_ion closest to the labels (least squares over sign-certain frames): --scale
     ec, yc = (np.stack([t for t, c in zip(v, cert) if c]) for v in (e, y))
     scale = float((ec * yc).sum() / (ec * ec).sum())
-    print("| part | crystals | components | zero tensor | ratio | ||e|| | median norm | ratio | L2 scale |")
+    print("| part | crystals | components | zero tensor | ratio | ‖e‖ | median norm | ratio | L2 scale |")
     print("|---|---|---|---|---|---|---|---|---|")
     print(f"| {args.part} | {len(part)} ({sum(cert)} sign-certain) | {comp:.4f} | {zero:.4f} | {comp / zero:.2f} "
           f"| {norm:.3f} | {norm0:.3f} | {norm / norm0:.2f} | {scale:.2f} |")

@@ -28,6 +28,7 @@ from etgnn_core.graph import Graph, build_graph, collate, neighbor_list
 from etgnn_core.model.etgnn import ETGNN, ModelOutput
 from etgnn_core.model.trace import WARNINGS_LOCK, traced_inference
 from etgnn_core.registry import ModelInfo, list_models, load_model_folder
+from etgnn_core.reliability import add_reliability_warnings, load_reliability
 from etgnn_core.structure import (
     MIN_DISTANCE,
     StructureError,
@@ -153,6 +154,8 @@ class Model:
         # target -> callable(atoms): a known part the network does not predict, added to every
         # prediction (known_parts.json of the folder, etgnn_core.spectra.piezo)
         self.known_parts: dict = {}
+        # tensor -> cross-validated reliability by point group (reliability.json; etgnn_core.reliability)
+        self.reliability: dict = {}
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, targets={list(self.units)}, device={self.device})"
@@ -236,6 +239,7 @@ class Model:
         results, notes = map_batches(self, [structures] if single else list(structures), max_atoms, batch_size,
                                      work, progress, f"predict ({self.name})")
         add_known_parts(self, results)
+        add_reliability_warnings(self, results)
         for pred, lines in zip(results, notes):
             pred.warnings = lines + pred.warnings + physics_warnings(pred.tensors, pred.units, pred.atoms)
         return results[0] if single else results
@@ -401,6 +405,7 @@ def load_model(name_or_path: str, device=None) -> Model:
         net, info = load_model_folder(name_or_path)
         model = Model(net, info, device)
     model.known_parts = load_known_parts(folder)
+    model.reliability = load_reliability(folder)
     return model
 
 

@@ -60,6 +60,7 @@ from etgnn_core.registry import (
     load_model_folder,
     read_committee_info,
 )
+from etgnn_core.reliability import add_reliability_warnings
 from etgnn_core.spectra.piezo import load_known_parts
 from etgnn_core.structure import is_periodic
 from etgnn_core.tensors.assemble import AssembledTensor
@@ -162,6 +163,7 @@ class Committee(Model):
         results, notes = map_batches(self, [structures] if single else list(structures), max_atoms, batch_size,
                                      work, progress, f"predict ({self.name}, {len(self.nets)} members)")
         add_known_parts(self, results)
+        add_reliability_warnings(self, results)
         for p, lines in zip(results, notes):
             p.warnings = lines + [w for w in self.warnings_for(p) if "molecule" not in w or not lines] \
                 + p.warnings + physics_warnings(p.tensors, p.units, p.atoms)
