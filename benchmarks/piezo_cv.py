@@ -151,11 +151,22 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
                               f"cross-validation over the {len(calib)} crystals outside the test split, one model "
                               f"per fold, each scored on the crystals it did not train on "
                               f"({datetime.date.today().isoformat()})"),
+                 "commands": [f"python benchmarks/piezo_cv.py {step} --recipes {recipe}"
+                              for step in ("prepare", "train")]
+                 + [f"python benchmarks/piezo_cv.py reliability --recipes {recipe} --write {shown(write)}"],
                  "min_crystals": MIN_CRYSTALS, "vanishes": list(VANISHES), "groups": groups,
                  "recipe": recipe_of(TrainConfig.from_file(out / f"{recipe}0.yaml").to_dict())}
         write.write_text(json.dumps({"piezoelectric": table}, indent=1) + "\n")
         print(f"wrote {write}")
     return 0
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it (a recipe that works in any clone)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def print_bounds(by_group: dict[str, list[int]], calib: list, preds: list) -> None:
