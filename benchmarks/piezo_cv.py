@@ -123,7 +123,7 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
 
     from etgnn_core.committee import evaluate_model
     from etgnn_core.metrics import sign_certain
-    from etgnn_core.reliability import recipe_of
+    from etgnn_core.reliability import known_part_groups, recipe_of
     from etgnn_core.spectra.piezo import point_group
     from etgnn_core.train import TrainConfig
 
@@ -155,7 +155,9 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
                               for step in ("prepare", "train")]
                  + [f"python benchmarks/piezo_cv.py reliability --recipes {recipe} --write {shown(write)}"],
                  "min_crystals": MIN_CRYSTALS, "vanishes": list(VANISHES), "groups": groups,
-                 "recipe": recipe_of(TrainConfig.from_file(out / f"{recipe}0.yaml").to_dict())}
+                 "recipe": recipe_of(TrainConfig.from_file(out / f"{recipe}0.yaml").to_dict()),
+                 "known_part_groups": known_part_groups(json.loads(str(np.load(
+                     out / f"{RECIPES[recipe][0]}_fold0.npz")["meta"])))}
         write.write_text(json.dumps({"piezoelectric": table}, indent=1) + "\n")
         print(f"wrote {write}")
     return 0

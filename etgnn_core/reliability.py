@@ -14,7 +14,8 @@ folder may hold ``reliability.json`` (written by ``benchmarks/piezo_cv.py reliab
                           "all_crystals": 27, # every crystal scored (‖e‖)
                           "components": 1.68, # MAE over the 27 components / the zero tensor's MAE
                           "norm": 0.91}},     # MAE of ‖e‖ / the median-norm baseline's MAE
-        "recipe": {...}}}                     # recipe_of the training config it was measured for
+        "recipe": {...},                      # recipe_of the training config it was measured for
+        "known_part_groups": {...}}}          # known_part_groups of the known part (e.g. universal_piezo's multiples)
 
 Each prediction of such a model gets one plain-language warning per tensor when its crystal's point group
 scored no better than the zero tensor in components, or had too few crystals to tell (docs/uncertainty.md).
@@ -28,8 +29,6 @@ from pathlib import Path
 RELIABILITY_FILE = "reliability.json"
 TABLE_KEYS = ("by", "min_crystals", "groups")
 GROUP_KEYS = ("crystals", "components", "norm")
-
-
 RECIPE_KEYS = ("targets", "moduli_weights", "model", "optim", "losses", "weights", "tensor_options")
 
 
@@ -38,6 +37,12 @@ def recipe_of(config: dict) -> dict:
     table was measured for: data set, split seed and network recipe, not the folds or the offset tables."""
     return {"dataset": config["data"]["dataset"], "split_seed": config["split"]["seed"],
             **{k: config[k] for k in RECIPE_KEYS}}
+
+
+def known_part_groups(spec: dict) -> dict[str, list[str]]:
+    """The point groups that get their own multiple of a known part (a known_parts.json entry, or an offset
+    table's meta): the shape of the recipe's ionic term, not its fitted values (those differ per fold)."""
+    return {k: sorted(spec.get(k) or {}) for k in ("point_group_scales", "odd_part_scales")}
 
 
 class ReliabilityError(ValueError):

@@ -14,6 +14,7 @@ from etgnn_core.reliability import (
     RELIABILITY_FILE,
     ReliabilityError,
     add_reliability_warnings,
+    known_part_groups,
     load_reliability,
     recipe_of,
     reliability_warning,
@@ -91,4 +92,6 @@ def test_shipped_table_was_measured_for_the_shipped_recipe():
     assert set(tables) == {"piezoelectric"}
     member_config = yaml.safe_load((folder / "train.yaml").read_text())["member_config"]
     assert tables["piezoelectric"]["recipe"] == recipe_of(member_config)
+    known = json.loads((folder / "known_parts.json").read_text())["piezoelectric"]
+    assert tables["piezoelectric"]["known_part_groups"] == known_part_groups(known)
     assert tables["piezoelectric"]["groups"], "an empty table would never warn"
