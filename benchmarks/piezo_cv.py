@@ -122,7 +122,7 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
     from compare_members import pooled_fold_predictions
 
     from etgnn_core.committee import evaluate_model
-    from etgnn_core.metrics import sign_certain
+    from etgnn_core.data.offsets import table_meta
     from etgnn_core.reliability import known_part_groups, recipe_of
     from etgnn_core.spectra.piezo import point_group
     from etgnn_core.train import TrainConfig
@@ -137,13 +137,12 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
     print("|---|---|---|---|---|")
     for group, idx in sorted(by_group.items(), key=lambda kv: -len(kv[1])):
         res = evaluate_model(committee, [calib[i] for i in idx], train, preds=[preds[i] for i in idx])
-        r = res["piezoelectric"]
-        sure = sum(sign_certain(getattr(calib[i], "info", None)) for i in idx)
-        comp = f"{r['ratio']:.2f}x" if sure else "-"
-        print(f"| {group} | {sure} | {len(idx)} | {comp} | {r['norm_ratio']:.2f}x |")
-        if sure:
-            groups[group] = {"crystals": sure, "all_crystals": len(idx), "components": round(float(r["ratio"]), 3),
-                             "norm": round(float(r["norm_ratio"]), 3)}
+        r = res["piezoelectric"]  # n: the sign-certain crystals its components are scored on; n_all: every one
+        comp = f"{r['ratio']:.2f}x" if r["n"] else "-"
+        print(f"| {group} | {r['n']} | {r['n_all']} | {comp} | {r['norm_ratio']:.2f}x |")
+        if r["n"]:
+            groups[group] = {"crystals": r["n"], "all_crystals": r["n_all"],
+                             "components": round(float(r["ratio"]), 3), "norm": round(float(r["norm_ratio"]), 3)}
     print_bounds(by_group, calib, preds)
     if write:
         table = {"by": "point_group",
@@ -156,8 +155,7 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
                  + [f"python benchmarks/piezo_cv.py reliability --recipes {recipe} --write {shown(write)}"],
                  "min_crystals": MIN_CRYSTALS, "vanishes": list(VANISHES), "groups": groups,
                  "recipe": recipe_of(TrainConfig.from_file(out / f"{recipe}0.yaml").to_dict()),
-                 "known_part_groups": known_part_groups(json.loads(str(np.load(
-                     out / f"{RECIPES[recipe][0]}_fold0.npz")["meta"])))}
+                 "known_part_groups": known_part_groups(table_meta(out / f"{RECIPES[recipe][0]}_fold0.npz"))}
         write.write_text(json.dumps({"piezoelectric": table}, indent=1) + "\n")
         print(f"wrote {write}")
     return 0

@@ -45,15 +45,14 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def load_rows(table: Path, split: dict) -> list[dict]:
     """One dict per train/calib crystal with an ionic term: point group, e_ion parts, label, flags."""
-    import spglib
     from piezo_ionic import load_piezo
 
+    from etgnn_core.data.offsets import read_offsets, table_meta
     from etgnn_core.metrics import sign_certain
-    from etgnn_core.spectra.piezo import axis_parts, group_multiple, principal_axis
+    from etgnn_core.spectra.piezo import axis_parts, group_multiple, principal_axis, symmetry_dataset
 
-    data = np.load(table, allow_pickle=False)
-    scales = json.loads(str(data["meta"])).get("point_group_scales") or {}
-    ion = dict(zip(map(str, data["ids"]), data["values"]))
+    scales = table_meta(table).get("point_group_scales") or {}
+    ion = read_offsets(table)
     by_id = {str(s.id): s for s in load_piezo()}
     rows = []
     for part in ("train", "calib"):
@@ -62,7 +61,7 @@ def load_rows(table: Path, split: dict) -> list[dict]:
             if s is None or i not in ion:
                 continue
             a = s.atoms
-            ds = spglib.get_symmetry_dataset((a.cell.array, a.get_scaled_positions(), a.numbers), symprec=0.1)
+            ds = symmetry_dataset(a)  # spglib at 0.1 Å, README_mp's tolerance
             group = ds.pointgroup
             m = group_multiple(group, scales)
             if m == 0:
