@@ -14,11 +14,14 @@ folder may hold ``reliability.json`` (written by ``benchmarks/piezo_cv.py reliab
                           "all_crystals": 27, # every crystal scored (‖e‖)
                           "components": 1.68, # MAE over the 27 components / the zero tensor's MAE
                           "norm": 0.91}},     # MAE of ‖e‖ / the median-norm baseline's MAE
+        "turn_open_groups": ["-6m2", ...],    # groups whose training labels were open to a 180° turn about z
         "recipe": {...},                      # recipe_of the training config it was measured for
         "known_part_groups": {...}}}          # known_part_groups of the known part (e.g. universal_piezo's multiples)
 
 Each prediction of such a model gets one plain-language warning per tensor when its crystal's point group
-scored no better than the zero tensor in components, or had too few crystals to tell (docs/uncertainty.md).
+scored no better than the zero tensor in components, or had too few crystals to tell (docs/uncertainty.md),
+and one more when the group's training labels mixed two orientations (``turn_open_groups``: hexagonal-cell
+labels that a 180° turn about z changes, which DFT found both turned and as stored; docs/piezo.md).
 """
 
 from __future__ import annotations
@@ -94,6 +97,15 @@ def reliability_warning(name: str, group: str, table: dict) -> str:
             f"size ({row['components']:.2f}x, {row['norm']:.2f}x their errors): treat this tensor as a guess")
 
 
+def turn_warning(name: str, group: str, table: dict) -> str:
+    """The warning for a point group whose training labels were open to a 180° turn (or "")."""
+    if group not in table.get("turn_open_groups", ()):
+        return ""
+    return (f"{name}: for point group {group}, the training labels cannot be oriented: a 180° turn about the "
+            "principal axis leaves this symmetry unchanged, and DFT found such turned labels in the Materials "
+            "Project set (docs/piezo.md), so the signs of components in the plane normal to that axis are uncertain")
+
+
 def add_reliability_warnings(model, preds: list) -> None:
     """Append each tensor's reliability warning (model.reliability, from load_reliability) to the predictions."""
     tables = getattr(model, "reliability", None) or {}
@@ -108,6 +120,6 @@ def add_reliability_warnings(model, preds: list) -> None:
             continue  # a molecule has no point group here; the periodic warning already speaks
         group = point_group(p.atoms)
         for name in names:
-            line = reliability_warning(name, group, tables[name])
-            if line and line not in p.warnings:
-                p.warnings.append(line)
+            for line in (reliability_warning(name, group, tables[name]), turn_warning(name, group, tables[name])):
+                if line and line not in p.warnings:
+                    p.warnings.append(line)

@@ -95,3 +95,13 @@ def test_shipped_table_was_measured_for_the_shipped_recipe():
     known = json.loads((folder / "known_parts.json").read_text())["piezoelectric"]
     assert tables["piezoelectric"]["known_part_groups"] == known_part_groups(known)
     assert tables["piezoelectric"]["groups"], "an empty table would never warn"
+
+
+def test_groups_with_turned_labels_get_their_own_warning():
+    from etgnn_core.reliability import turn_warning
+
+    t = dict(table(**{"-6m2": (11, 0.8, 0.5)}), turn_open_groups=["-6m2", "32"])
+    assert reliability_warning("piezoelectric", "-6m2", t) == ""  # it scored well ...
+    line = turn_warning("piezoelectric", "-6m2", t)  # ... but its labels mixed two orientations
+    assert "point group -6m2" in line and "180°" in line and "signs" in line
+    assert turn_warning("piezoelectric", "6mm", t) == "" and turn_warning("piezoelectric", "32", table()) == ""

@@ -610,6 +610,18 @@ def structure_group(atoms: ase.Atoms, space_group: int | None = None) -> str:
     return f"{formula}|{space_group or 0}"
 
 
+def piezo_turn_unresolved(atoms: ase.Atoms, label: np.ndarray) -> bool:
+    """True for a Materials Project piezo label that README_mp calls sign-certain but whose frame is open to a
+    180° turn about z: stored in the frame of a hexagonal cell with c along z ('symmetric_in_poscar_frame')
+    and changed by the turn (no twofold axis along z).  DFT of such cells found labels both turned and not
+    (etgnn_core.tensors.frames): Sample.info["c2z_unresolved"] says so, and ``data.c2z_ambiguous`` in a training
+    config treats them like README_mp's rotation-ambiguous frames."""
+    from ..tensors.frames import c2z_changes, hexagonal_c_along_z
+
+    return (str(atoms.info.get("frame_status", "")) == "symmetric_in_poscar_frame"
+            and hexagonal_c_along_z(np.asarray(atoms.cell)) and c2z_changes(np.asarray(label).reshape(3, 3, 3)))
+
+
 def load_mp(name: str, root=None, limit=None) -> tuple[list[Sample], DatasetInfo]:
     """Materials Project sets: ``mp/dielectric`` (dielectric [3,3] eps_inf), ``mp/piezo`` (piezoelectric
     [3,3,3] C/m^2, total), ``mp/elastic`` (elastic [3,3,3,3] GPa).  Sample id = material_id; Sample.info has
@@ -628,10 +640,15 @@ def load_mp(name: str, root=None, limit=None) -> tuple[list[Sample], DatasetInfo
             dropped.append(sid)
             continue
         t = frame_targets(atoms, {target: key}, str(path), f"frame {f} ({sid})")
+        readme_flag = bool(meta.get("rotation_ambiguous", False))
+        turn_open = name == "mp/piezo" and not readme_flag and piezo_turn_unresolved(atoms, t[target])
         sg = meta.get("space_group")
         samples.append(Sample(atoms=plain_atoms(atoms), targets=t, source=str(path), id=sid, info={
             "group": structure_group(atoms, int(sg) if sg is not None else None),
-            "rotation_ambiguous": bool(meta.get("rotation_ambiguous", False)),
+            "rotation_ambiguous": readme_flag,
+            # README_mp calls it sign-certain, but its frame is open to a 180° turn about z (data.c2z_ambiguous
+            # trains it as ambiguous; metrics.set_sign_rule("dft") leaves it out of component scores)
+            "c2z_unresolved": turn_open,
         }))
     info.extra.update(n_dropped=len(dropped), dropped=dropped)
     lim = _limit(limit)

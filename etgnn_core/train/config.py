@@ -63,6 +63,10 @@ class DataConfig:
     # one sharing a reduced formula + space group with a test or calibration crystal is left out, so adding
     # one leaves every split part of `dataset` as it was and the test error stays comparable
     train_only: list[str] = field(default_factory=list)
+    # train the Materials Project piezo labels of hexagonal cells that a 180° turn about z changes as
+    # rotation-ambiguous (Sample.info["c2z_unresolved"]; DFT found such labels both turned and not,
+    # etgnn_core.tensors.frames): the loss takes the closest lattice-rotation frame, and scores leave them out
+    c2z_ambiguous: bool = False
     # Γ force-constant table (benchmarks/eps_ionic_table.py) of crystals labelled with eps0 - eps_inf: an
     # extra loss (weight eps_ionic_weight x the relative error) compares the principal values of
     # eps_ionic = (4π e²/V) Z Φ⁺ Z from the predicted Born charges with the label's, so crystals without
@@ -344,6 +348,8 @@ def _check_data_extras(c: TrainConfig, where: str) -> None:
     d = c.data
     if not isinstance(d.stable_elastic, bool):
         raise ConfigError(f"{where}: data.stable_elastic must be true or false, got {d.stable_elastic!r}")
+    if not isinstance(d.c2z_ambiguous, bool):
+        raise ConfigError(f"{where}: data.c2z_ambiguous must be true or false, got {d.c2z_ambiguous!r}")
     if d.eps_ionic is not None and (not isinstance(d.eps_ionic, str) or "born_charges" not in c.targets):
         raise ConfigError(f"{where}: data.eps_ionic (a force-constant table path) needs the born_charges target, "
                           f"got {d.eps_ionic!r} with targets {c.targets}")

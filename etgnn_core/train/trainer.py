@@ -73,6 +73,11 @@ def load_samples(config: TrainConfig) -> tuple[list, str]:
             smp.info[keys.TRAIN_ONLY] = True
         samples += part
         described.append(f"{info.name} ({len(part)} structures, training only): {info.description}")
+    if d.c2z_ambiguous:
+        turned = [smp for smp in samples if smp.info.get("c2z_unresolved")]
+        for smp in turned:
+            smp.info["rotation_ambiguous"] = True
+        described.append(f"{len(turned)} labels open to a 180° turn about z trained as rotation-ambiguous")
     for target, path in d.offsets.items():
         meta = table_meta(path)
         scale = multiple_key(meta.get("scale", 1.0), meta.get("point_group_scales"), meta.get("odd_part_scales"))

@@ -1,0 +1,170 @@
+"""Check Materials Project piezoelectric labels against DFT of their own stored cells (GPAW, PBE, Berry phase).
+
+    # the DFT (Debian's GPAW, outside the project's venv; ~1-4 min per strain column of a 3-5 atom cell, 2 cores):
+    apt-get install gpaw gpaw-data
+    mpirun --allow-run-as-root -np 2 /usr/bin/python3 benchmarks/dft_piezo_check.py run mp-661 --strains zz --relax
+    # gather every result folder into the stored table, then print it (any python with numpy):
+    python benchmarks/dft_piezo_check.py collect runs/dft/out
+    python benchmarks/dft_piezo_check.py table
+
+``run`` strains the stored cell by ±delta (ε_jj, fractional coordinates kept, then the ions relaxed at
+fixed cell with ``--relax``), takes the Berry phase φ_c of every lattice direction (electrons + ions,
+``gpaw.berryphase.get_polarization_phase``) and writes the proper piezoelectric column
+
+    e_i,jj = (1/Ω0) Σ_c a0_c,i Δp_c / (2 delta),   p_c = φ_c / 2π   (C/m², 1 e/Å² = 16.02 C/m²)
+
+which, being a derivative of the reduced phases, cannot pick up a branch quantum (the 'proper' tensor that
+DFPT gives too).  With ``--relax`` it is the total (relaxed-ion) tensor the labels hold; without, the
+clamped-ion part.  ``--rotate-zx`` turns cell and label by 90° about y first (z -> x), to check the sign of
+in-plane components against an anchor whose label is along z.
+
+``table`` compares each DFT column with the label and with the label turned by 180° about z
+(etgnn_core.tensors.frames.C2Z): 'as stored' or 'turned' is the one closer to DFT, when the other is at
+least twice as far.  Settings are modest (450 eV, ~3 k-points per Å⁻¹, 1 % strain): they decide signs and
+sizes to about 20 %, not third digits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+if __name__ == "__main__" and sys.argv[1:2] == ["run"]:
+    import gpaw  # noqa: F401  (under mpirun GPAW must start MPI itself, before its modules are imported lazily)
+
+ROOT = Path(__file__).resolve().parents[1]
+STORED = ROOT / "benchmarks" / "data" / "dft_piezo_check.json"
+DATA = ROOT.parent / "shared" / "data" / "mp" / "mp_piezo_dejong2015.xyz"
+E_PER_A2_TO_C_PER_M2 = 16.021766
+C2Z_SIGN = np.array([-1.0, -1.0, 1.0])  # etgnn_core.tensors.frames.C2Z's diagonal (no project import: GPAW's python)
+
+
+def turn_c2z(t: np.ndarray) -> np.ndarray:
+    t = np.asarray(t, dtype=float)
+    return t * np.einsum("i,j,k->ijk", C2Z_SIGN, C2Z_SIGN, C2Z_SIGN)
+
+
+def kgrid(atoms, density: float) -> list[int]:
+    rec = np.linalg.norm(atoms.cell.reciprocal(), axis=1)  # 1/Å, without 2π
+    return [max(1, int(np.ceil(density * r * 2 * np.pi))) for r in rec]
+
+
+def polarization_phase(atoms, out: Path, tag: str, args) -> np.ndarray:
+    """φ_c [3] (rad) of ``atoms`` (electrons + ions), after relaxing the ions when args.relax."""
+    from ase.optimize import BFGS
+    from gpaw import GPAW, PW
+    from gpaw.berryphase import get_polarization_phase
+    from gpaw.mpi import world
+
+    gpw = out / f"{tag}.gpw"
+    atoms.calc = GPAW(mode=PW(args.ecut), xc="PBE", kpts={"size": kgrid(atoms, args.kdens), "gamma": True},
+                      occupations={"name": "fermi-dirac", "width": 0.01}, txt=str(out / f"{tag}.txt"),
+                      convergence={"density": 1e-6})
+    if args.relax:
+        BFGS(atoms, logfile=str(out / f"{tag}.relax")).run(fmax=args.fmax, steps=60)
+    atoms.get_potential_energy()
+    atoms.calc.write(str(gpw), mode="all")  # the Berry phase needs the wave functions
+    phase = get_polarization_phase(str(gpw))
+    world.barrier()
+    if world.rank == 0:
+        gpw.unlink(missing_ok=True)
+    return phase
+
+
+def run(args) -> int:
+    from ase.io import read
+
+    a0 = next((a for a in read(DATA, index=":") if str(a.info["material_id"]) == args.mp_id), None)
+    if a0 is None:
+        print(f"dft_piezo_check.py: {args.mp_id} is not in {DATA}", file=sys.stderr)
+        return 1
+    label = np.asarray(a0.info["piezoelectric"], float).reshape(3, 3, 3)  # e[i, j, k], C/m², cell frame
+    if args.rotate_zx:
+        rot = np.array([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]])  # proper: z -> x, x -> -z
+        a0.set_cell(a0.cell.array @ rot.T, scale_atoms=True)
+        label = np.einsum("ia,jb,kc,abc->ijk", rot, rot, rot, label)
+    kind = ("relaxed" if args.relax else "clamped") + ("_rot" if args.rotate_zx else "")
+    out = args.out / f"{args.mp_id}_{kind}"
+    out.mkdir(parents=True, exist_ok=True)
+    res = {"mp_id": args.mp_id, "formula": a0.get_chemical_formula(), "kind": kind, "delta": args.delta,
+           "ecut": args.ecut, "kpts": kgrid(a0, args.kdens), "frame_status": str(a0.info.get("frame_status")),
+           "point_group": str(a0.info.get("point_group")), "columns": {}}
+    for s in args.strains.split(","):
+        j = "xyz".index(s[0])
+        t0, phases = time.time(), []
+        for sign in (-1, 1):
+            eps = np.zeros((3, 3))
+            eps[j, j] = sign * args.delta
+            a = a0.copy()
+            a.info = {}
+            a.set_cell(a0.cell.array @ (np.eye(3) + eps), scale_atoms=True)  # rows = lattice vectors
+            phases.append(polarization_phase(a, out, f"{s}{'-+'[sign > 0]}", args))
+        dp = (phases[1] - phases[0]) / (2 * np.pi)
+        dp -= np.round(dp)  # a 1 % strain moves p far less than half a quantum
+        col = a0.cell.array.T @ dp / a0.get_volume() / (2 * args.delta) * E_PER_A2_TO_C_PER_M2  # [3] e_i,jj
+        res["columns"][s] = {"dft": col.tolist(), "label": label[:, j, j].tolist(),
+                             "label_c2z": turn_c2z(label)[:, j, j].tolist(), "minutes": (time.time() - t0) / 60}
+        print(args.mp_id, kind, s, "dft", np.round(col, 3), "label", np.round(label[:, j, j], 3), flush=True)
+    (out / "result.json").write_text(json.dumps(res, indent=1))
+    return 0
+
+
+def collect(args) -> int:
+    rows = [json.loads(p.read_text()) for p in sorted(Path(args.folder).glob("*/result.json"))]
+    STORED.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"{STORED.relative_to(ROOT)}: {len(rows)} runs")
+    return 0
+
+
+def verdict(dft: np.ndarray, label: np.ndarray, turned: np.ndarray) -> str:
+    d_as, d_turn = np.abs(dft - label).sum(), np.abs(dft - turned).sum()
+    if np.allclose(label, turned, atol=1e-6):  # a twofold axis along z: only the size and sign can be checked
+        return "as stored (the turn leaves it)" if d_as < 0.5 * np.abs(label).sum() else "differs"
+    if d_turn > 2 * d_as:
+        return "as stored"
+    return "turned" if d_as > 2 * d_turn else "unclear"
+
+
+def table(args) -> int:
+    rows = json.loads(Path(args.stored).read_text())
+    print("| crystal | id | point group | frame | DFT | strain | DFT e_i,jj (C/m²) | label | label verdict |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        frame = "POSCAR" if r.get("frame_status", "").startswith("symmetric_in_poscar") else "IEEE, rotated back"
+        for s, c in r["columns"].items():
+            dft, lab, turned = (np.asarray(c[k]) for k in ("dft", "label", "label_c2z"))
+            v = verdict(dft, lab, turned) if r["kind"].startswith("relaxed") else "(clamped ions: no verdict)"
+            fmt = ", ".join(f"{x:+.3f}" for x in dft)
+            print(f"| {r['formula']} | {r['mp_id']} | {r.get('point_group', '')} | {frame} | {r['kind']} | {s} | "
+                  f"{fmt} | {', '.join(f'{x:+.3f}' for x in lab)} | {v} |")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="DFT columns of one crystal (needs GPAW)")
+    r.add_argument("mp_id")
+    r.add_argument("--strains", default="xx", help="comma list of xx, yy, zz")
+    r.add_argument("--delta", type=float, default=0.01)
+    r.add_argument("--ecut", type=float, default=450.0, help="plane-wave cutoff, eV")
+    r.add_argument("--kdens", type=float, default=3.0, help="k-points per Å⁻¹ (times 2π|b|)")
+    r.add_argument("--relax", action="store_true", help="relax the ions at each strain (the total tensor)")
+    r.add_argument("--fmax", type=float, default=0.01, help="eV/Å")
+    r.add_argument("--rotate-zx", action="store_true", help="turn cell and label by 90° about y first")
+    r.add_argument("--out", type=Path, default=Path("runs/dft/out"))
+    c = sub.add_parser("collect", help=f"gather FOLDER/*/result.json into {STORED.name}")
+    c.add_argument("folder")
+    t = sub.add_parser("table", help="print the stored comparison")
+    t.add_argument("--stored", default=str(STORED))
+    args = p.parse_args(argv)
+    return {"run": run, "collect": collect, "table": table}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
