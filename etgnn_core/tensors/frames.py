@@ -74,9 +74,9 @@ def closest_candidate_error(pred: torch.Tensor, label: torch.Tensor, frames: tor
 # twofold axis along z, and the turn maps the point groups 3, 32, 3m, -6 and -6m2 (c along z) onto themselves,
 # so README_mp's invariance check cannot see it.  GPAW (PBE, Berry phase, relaxed ions;
 # benchmarks/dft_piezo_check.py, docs/piezo.md) on the stored cells of such 'sign-certain' labels found six -6m2
-# labels and two quartz-type 32 labels turned (the DFT tensor's size, the opposite sign), one 3m label turned and one as
-# stored, while the wurtzite AlN anchor and a label rotated back from the IEEE frame agree as stored.  No check
-# on one crystal tells which, so these labels can be treated as rotation-ambiguous
+# and two quartz-type 32 labels turned (the DFT tensor's size, the opposite sign), one 3m label turned and one
+# as stored, while the wurtzite AlN anchor and a label rotated back from the IEEE frame agree as stored.  No
+# check on one crystal tells which, so these labels can be treated as rotation-ambiguous
 # (etgnn_core.data.datasets.piezo_turn_unresolved, data.c2z_ambiguous, metrics.set_sign_rule("dft")).
 C2Z = np.diag([-1.0, -1.0, 1.0])  # [3, 3]
 HEX_TOL_DEG = 0.5  # lattice-angle tolerance for 'hexagonal cell with c along z'
