@@ -7,8 +7,8 @@
 
 ``base`` and ``odd`` differ only in the table of the known part (benchmarks/piezo_ionic.py --from-relaxation):
 ``base``, the shipped one (one multiple of e_ion in 32, 2, -6m2), and ``odd``, the in-plane part multiplied in 32,
-3m, -6m2 (docs/piezo.md, axial and in-plane parts).  ``amb`` reads ``plain``, 1 x e_ion everywhere (the
-twenty-third session's recipe, once DFT showed the labels behind the multiples open to a turn).
+3m, -6m2 (docs/piezo.md, axial and in-plane parts).  ``amb`` reads ``plain``, 1 x e_ion everywhere, and trains
+the labels open to a 180° turn as rotation-ambiguous (``data.c2z_ambiguous``; the twenty-third session's probe).
 ``slow`` is ``base`` at a third of the learning rate,
 ``decay`` ``base`` with AdamW's decoupled weight decay 0.2.  For fold k the table's multiples are fitted on that
 fold's training part only (OUT/foldk_split.json), so no multiple has seen the crystals it is scored on.  The
@@ -45,9 +45,9 @@ RECIPES = {  # recipe name -> (its table, changes to the network recipe of BASE_
     "slow": ("base", {"optim": {"lr": 3.0e-4}}),  # the members peak within 10 epochs at lr 1e-3
     # AdamW's decoupled decay, as configs/probes/up_wd2.yaml (judged on calib alone in the twentieth session)
     "decay": ("base", {"optim": {"weight_decay": 0.2, "decoupled_weight_decay": True}}),
-    # no multiples: the labels that pointed against e_ion are, by DFT, frames open to a 180° turn about z, and
-    # the loader now counts them rotation-ambiguous (configs/probes/up_amb.yaml)
-    "amb": ("plain", {}),
+    # no multiples, and the labels open to a 180° turn about z (DFT found them both ways) trained as
+    # rotation-ambiguous: configs/probes/up_amb.yaml
+    "amb": ("plain", {"data": {"c2z_ambiguous": True}}),
 }
 
 
@@ -161,7 +161,8 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
                  + [f"python benchmarks/piezo_cv.py reliability --recipes {recipe} --write {shown(write)}"],
                  "min_crystals": MIN_CRYSTALS, "vanishes": list(VANISHES), "groups": groups,
                  # point groups with training labels open to a 180° turn about z (etgnn_core.tensors.frames)
-                 "turn_open_groups": sorted({point_group(s.atoms) for s in calib if s.info.get("c2z_unresolved")}),
+                 "turn_open_groups": sorted(g for g, idx in by_group.items()
+                                            if any(calib[i].info.get("c2z_unresolved") for i in idx)),
                  "recipe": recipe_of(TrainConfig.from_file(out / f"{recipe}0.yaml").to_dict()),
                  "known_part_groups": known_part_groups(table_meta(out / f"{RECIPES[recipe][0]}_fold0.npz"))}
         write.write_text(json.dumps({"piezoelectric": table}, indent=1) + "\n")
