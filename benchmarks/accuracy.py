@@ -204,6 +204,8 @@ def _ratio(m: dict):
 
 
 def main(argv=None) -> int:
+    from etgnn_core import metrics
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.add_argument("--models", nargs="+", metavar="NAME", help="only these models (default: every shipped one)")
@@ -215,15 +217,10 @@ def main(argv=None) -> int:
                         "test; calib: between committees, whose members each have their own val draw)")
     p.add_argument("--write-card", action="store_true",
                    help="store the per-cell-size test metrics in each evaluated model's card")
-    p.add_argument("--dft-frames", action="store_true",
-                   help="also leave out of the sign-certain frames the hexagonal-cell piezo labels open to a 180° turn "
-                        "about z (DFT found them both ways; default: README_mp's flag alone, issue 13's definition)")
+    p.add_argument("--dft-frames", action="store_true", help=metrics.DFT_FRAMES_HELP)
     args = p.parse_args(argv)
     from etgnn_core.registry import list_models
-    if args.dft_frames:
-        from etgnn_core.metrics import set_sign_rule
-
-        set_sign_rule("dft")
+    metrics.set_sign_rule("dft" if args.dft_frames else "readme")
 
     infos = [i for i in list_models() if not args.models or i.name in args.models]
     missing = sorted(set(args.models or []) - {i.name for i in infos})

@@ -166,6 +166,8 @@ def print_bootstrap(ratios: dict[str, dict[str, np.ndarray]], level: float = 0.9
 
 
 def main(argv=None) -> int:
+    from etgnn_core import metrics
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("config", help="training config the members share (its data are loaded; with --folds each "
                                   "fold model's own)")
@@ -181,15 +183,10 @@ def main(argv=None) -> int:
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="also N paired bootstrap draws of the calibration crystals: a 90 %% interval of each "
                         "ratio and of its difference to the first set (needs --split-from or --folds)")
-    p.add_argument("--dft-frames", action="store_true",
-                   help="also leave out of the sign-certain frames the hexagonal-cell piezo labels open to a 180° turn "
-                        "about z (DFT found them both ways; default: README_mp's flag alone, issue 13's definition)")
+    p.add_argument("--dft-frames", action="store_true", help=metrics.DFT_FRAMES_HELP)
     args = p.parse_args(argv)
     import torch
-    if args.dft_frames:
-        from etgnn_core.metrics import set_sign_rule
-
-        set_sign_rule("dft")
+    metrics.set_sign_rule("dft" if args.dft_frames else "readme")
 
     from etgnn_core.train.config import TrainConfig
     from etgnn_core.train.trainer import load_samples

@@ -297,6 +297,8 @@ def print_point_groups(samples: list, e_ion: np.ndarray, labels: np.ndarray) -> 
 
 
 def main(argv=None) -> int:
+    from etgnn_core import metrics
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shard", default="0/1", help="K/N: every N-th crystal starting at K")
     p.add_argument("--out", default=str(ROOT / "runs" / "piezo_ionic"))
@@ -320,6 +322,9 @@ def main(argv=None) -> int:
                    help="with --from-relaxation: in these point groups (e.g. 32,3m,-6m2) multiply the in-plane "
                         "(odd) part of e_ion about the principal axis by its own multiple, fitted on the training "
                         "part of --split; the axial part keeps the group's multiple (docs/piezo.md)")
+    p.add_argument("--dft-frames", action="store_true",
+                   help="with --point-group-scales / --odd-part-groups, fitting the multiples on the frames a model "
+                        "trained with data.c2z_ambiguous sees as certain: " + metrics.DFT_FRAMES_HELP)
     p.add_argument("--part", default="calib")
     p.add_argument("--by-point-group", action="store_true",
                    help="with --report: also how often e_ion points against the label, per point group")
@@ -330,6 +335,7 @@ def main(argv=None) -> int:
         p.error("--odd-part-groups needs --from-relaxation (it writes the table)")
     if args.only_point_groups and not (args.point_group_scales and args.from_relaxation):
         p.error("--only-point-groups needs --from-relaxation --point-group-scales (it narrows those multiples)")
+    metrics.set_sign_rule("dft" if args.dft_frames else "readme")
     if args.from_relaxation:
         if not args.merge:
             p.error("--from-relaxation needs --merge NPZ (the offset table to write)")

@@ -55,6 +55,10 @@ MASK_SUFFIX = "_mask"
 # Sample.info flag and split part of a structure from a data.train_only set: trained on, never
 # validated, calibrated or tested on
 TRAIN_ONLY = "train_only"
+# Sample.info flag set by a training option (data.c2z_ambiguous): the loss compares this label in the closest
+# symmetry-equivalent frame, as it does README_mp's rotation_ambiguous ones.  Kept apart from that flag so
+# that which frames a score counts as sign-certain (etgnn_core.metrics) never depends on how a model trained.
+LOSS_AMBIGUOUS = "loss_ambiguous"
 
 
 def mask_key(name: str) -> str:

@@ -55,6 +55,9 @@ def voigt_moduli(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 SIGN_RULES = ("readme", "dft")
 _sign_rule = "readme"
+# the help of the benchmark scripts' --dft-frames flag, which calls set_sign_rule("dft")
+DFT_FRAMES_HELP = ("leave out of the sign-certain piezo frames the hexagonal-cell labels open to a 180° turn about z "
+                   "(DFT found them both ways, docs/piezo.md; default: README_mp's flag alone, issue 13's definition)")
 
 
 def set_sign_rule(rule: str) -> None:

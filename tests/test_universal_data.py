@@ -415,15 +415,18 @@ def test_loader_marks_hexagonal_labels_open_to_the_turn(root):
 def test_config_trains_the_open_labels_as_ambiguous(root):
     from dataclasses import replace
 
+    from etgnn_core.metrics import sign_certain
     from etgnn_core.train.trainer import load_samples
 
     cfg = TrainConfig(name="t", targets=[keys.PIEZOELECTRIC])
     cfg = replace(cfg, data=replace(cfg.data, dataset="mp/piezo", root=str(root)))
     plain, _ = load_samples(cfg)
     opened, described = load_samples(replace(cfg, data=replace(cfg.data, c2z_ambiguous=True)))
-    ambiguous = [{s.id for s in part if s.info["rotation_ambiguous"]} for part in (plain, opened)]
-    flagged = ambiguous[1] - ambiguous[0]
+    flagged = {s.id for s in opened if s.info.get(keys.LOSS_AMBIGUOUS)}
     assert flagged == {s.id for s in plain if s.info["c2z_unresolved"]} and "180° turn" in described
+    # README_mp's flag, and so the frames a score counts as sign-certain, do not depend on the training option
+    assert [s.info["rotation_ambiguous"] for s in opened] == [s.info["rotation_ambiguous"] for s in plain]
+    assert [sign_certain(s.info) for s in opened] == [sign_certain(s.info) for s in plain]
     from etgnn_core.tensors.specs import spec_for
 
     frames = label_graph(next(s for s in opened if s.id == "mp-10614"), [spec_for("piezoelectric")], 4.0, 12).frames
@@ -442,6 +445,15 @@ def test_dft_check_table_reads_the_stored_runs(capsys):
     assert mod.verdict(-0.9 * lab, lab, -lab) == "turned"
     assert mod.verdict(0.9 * lab, lab, -lab) == "as stored"
     assert mod.verdict(np.zeros(3), lab, -lab) == "unclear"
+    # point group 2 with its axis off z: the turn changes the column one way, a sign flip another
+    col = np.array([0.93, -0.26, -0.29])
+    turned = col * np.array([-1.0, -1.0, 1.0])
+    assert mod.verdict(-col, col, turned) == "sign-flipped"
+    assert mod.verdict(turned, col, turned) == "turned"
+    assert mod.verdict(col, col, turned) == "as stored"
+    axial = np.array([0.0, 0.0, 1.46])  # a twofold axis along z: the turn leaves the column
+    assert mod.verdict(axial, axial, axial) == "as stored (the turn leaves it)"
+    assert mod.verdict(-axial, axial, axial) == "sign-flipped"
     assert np.allclose(mod.turn_c2z(_d3h_tensor()), -_d3h_tensor())
     assert mod.table(type("A", (), {"stored": str(mod.STORED)})) == 0
     out = capsys.readouterr().out

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from etgnn_core import keys
 from etgnn_core.graph import Graph, build_graph, collate
 from etgnn_core.tensors.specs import TensorSpec
 
@@ -64,7 +65,8 @@ def label_graph(sample, specs: list[TensorSpec], cutoff: float, max_neighbors: i
         targets[spec.name] = torch.as_tensor(value, dtype=torch.float32)
         masks[spec.name] = torch.as_tensor(mask)
     frames = None
-    if getattr(sample, "info", {}).get("rotation_ambiguous") and sample.atoms.pbc.all():
+    info = getattr(sample, "info", {})
+    if (info.get("rotation_ambiguous") or info.get(keys.LOSS_AMBIGUOUS)) and sample.atoms.pbc.all():
         from etgnn_core.tensors.frames import lattice_rotations
 
         frames = torch.as_tensor(lattice_rotations(np.asarray(sample.atoms.cell)), dtype=torch.float32)

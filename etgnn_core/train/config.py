@@ -65,7 +65,8 @@ class DataConfig:
     train_only: list[str] = field(default_factory=list)
     # train the Materials Project piezo labels of hexagonal cells that a 180° turn about z changes as
     # rotation-ambiguous (Sample.info["c2z_unresolved"]; DFT found such labels both turned and not,
-    # etgnn_core.tensors.frames): the loss takes the closest lattice-rotation frame, and scores leave them out
+    # etgnn_core.tensors.frames): the loss takes the closest lattice-rotation frame (Sample.info[keys.LOSS_AMBIGUOUS]);
+    # which frames a score counts as sign-certain is the scorer's choice (metrics.set_sign_rule), not this option's
     c2z_ambiguous: bool = False
     # Γ force-constant table (benchmarks/eps_ionic_table.py) of crystals labelled with eps0 - eps_inf: an
     # extra loss (weight eps_ionic_weight x the relative error) compares the principal values of

@@ -76,7 +76,7 @@ def load_samples(config: TrainConfig) -> tuple[list, str]:
     if d.c2z_ambiguous:
         turned = [smp for smp in samples if smp.info.get("c2z_unresolved")]
         for smp in turned:
-            smp.info["rotation_ambiguous"] = True
+            smp.info[keys.LOSS_AMBIGUOUS] = True
         described.append(f"{len(turned)} labels open to a 180° turn about z trained as rotation-ambiguous")
     for target, path in d.offsets.items():
         meta = table_meta(path)
