@@ -172,11 +172,30 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
                  # point groups with training labels open to a 180° turn about z (etgnn_core.tensors.frames)
                  "turn_open_groups": sorted(g for g, idx in by_group.items()
                                             if any(calib[i].info.get("c2z_unresolved") for i in idx)),
+                 "sign_flipped_groups": sign_flipped_groups({str(s.id): point_group(s.atoms) for s in calib
+                                                             if not s.info.get("rotation_ambiguous")}),
                  "recipe": recipe_of(TrainConfig.from_file(out / f"{recipe}0.yaml").to_dict()),
                  "known_part_groups": known_part_groups(table_meta(out / f"{RECIPES[recipe][0]}_fold0.npz"))}
         write.write_text(json.dumps({"piezoelectric": table}, indent=1) + "\n")
         print(f"wrote {write}")
     return 0
+
+
+def sign_flipped_groups(groups_of: dict[str, str]) -> dict[str, list[str]]:
+    """Point group -> ids of the crystals among ``groups_of`` (id -> point group) whose sign-certain label the
+    stored DFT runs (benchmarks/data/dft_piezo_check.json, relaxed ions, not relaxed away) call 'sign-flipped'."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from dft_piezo_check import AWAY_STEPS, STORED, verdict
+
+    found: dict[str, set[str]] = {}
+    for r in json.loads(STORED.read_text()):
+        if r["kind"] != "relaxed" or r["mp_id"] not in groups_of:
+            continue
+        for c in r["columns"].values():
+            said = verdict(np.asarray(c["dft"]), np.asarray(c["label"]), np.asarray(c["label_c2z"]))
+            if c.get("relax_steps", 0) < AWAY_STEPS and said == "sign-flipped":
+                found.setdefault(groups_of[r["mp_id"]], set()).add(r["mp_id"])
+    return {g: sorted(ids) for g, ids in sorted(found.items())}
 
 
 def dft_check(out: Path, recipes: list[str]) -> int:

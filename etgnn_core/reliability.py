@@ -15,13 +15,16 @@ folder may hold ``reliability.json`` (written by ``benchmarks/piezo_cv.py reliab
                           "components": 1.68, # MAE over the 27 components / the zero tensor's MAE
                           "norm": 0.91}},     # MAE of ‖e‖ / the median-norm baseline's MAE
         "turn_open_groups": ["-6m2", ...],    # groups whose training labels were open to a 180° turn about z
+        "sign_flipped_groups": {"2": ["mp-23349"]},  # groups with a sign-certain label DFT found sign-flipped
         "recipe": {...},                      # recipe_of the training config it was measured for
         "known_part_groups": {...}}}          # known_part_groups of the known part (e.g. universal_piezo's multiples)
 
 Each prediction of such a model gets one plain-language warning per tensor when its crystal's point group
 scored no better than the zero tensor in components, or had too few crystals to tell (docs/uncertainty.md),
 and one more when the group's training labels mixed two orientations (``turn_open_groups``: hexagonal-cell
-labels that a 180° turn about z changes, which DFT found both turned and as stored; docs/piezo.md).
+labels that a 180° turn about z changes, which DFT found both turned and as stored; docs/piezo.md), or held
+a label that README_mp calls sign-certain and DFT of its own cell found with the opposite sign
+(``sign_flipped_groups``, from benchmarks/data/dft_piezo_check.json).
 """
 
 from __future__ import annotations
@@ -106,6 +109,16 @@ def turn_warning(name: str, group: str, table: dict) -> str:
             "Project set (docs/piezo.md), so the signs of components in the plane normal to that axis are uncertain")
 
 
+def sign_warning(name: str, group: str, table: dict) -> str:
+    """The warning for a point group with a training label that DFT found sign-flipped (or "")."""
+    ids = table.get("sign_flipped_groups", {}).get(group)
+    if not ids:
+        return ""
+    return (f"{name}: for point group {group}, DFT of the stored cell of a training crystal ({', '.join(ids)}) "
+            "gave its label's tensor with the opposite sign, and this model learned from such labels: the signs of "
+            "its components may be reversed; trust the size ‖e‖, not the signs (docs/piezo.md)")
+
+
 def add_reliability_warnings(model, preds: list) -> None:
     """Append each tensor's reliability warning (model.reliability, from load_reliability) to the predictions."""
     tables = getattr(model, "reliability", None) or {}
@@ -120,6 +133,7 @@ def add_reliability_warnings(model, preds: list) -> None:
             continue  # a molecule has no point group here; the periodic warning already speaks
         group = point_group(p.atoms)
         for name in names:
-            for line in (reliability_warning(name, group, tables[name]), turn_warning(name, group, tables[name])):
+            for warn in (reliability_warning, turn_warning, sign_warning):
+                line = warn(name, group, tables[name])
                 if line and line not in p.warnings:
                     p.warnings.append(line)
