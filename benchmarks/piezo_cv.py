@@ -182,8 +182,8 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
 
 
 def sign_flipped_groups(groups_of: dict[str, str]) -> dict[str, list[str]]:
-    """Point group -> ids of the crystals among ``groups_of`` (id -> point group) whose sign-certain label the
-    stored DFT runs (benchmarks/data/dft_piezo_check.json, relaxed ions, not relaxed away) call 'sign-flipped'."""
+    """Point group -> "formula (id)" of the crystals among ``groups_of`` (id -> point group) whose label the stored
+    DFT runs (benchmarks/data/dft_piezo_check.json, relaxed ions, under AWAY_STEPS steps) call 'sign-flipped'."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from dft_piezo_check import AWAY_STEPS, STORED, verdict
 
@@ -194,7 +194,7 @@ def sign_flipped_groups(groups_of: dict[str, str]) -> dict[str, list[str]]:
         for c in r["columns"].values():
             said = verdict(np.asarray(c["dft"]), np.asarray(c["label"]), np.asarray(c["label_c2z"]))
             if c.get("relax_steps", 0) < AWAY_STEPS and said == "sign-flipped":
-                found.setdefault(groups_of[r["mp_id"]], set()).add(r["mp_id"])
+                found.setdefault(groups_of[r["mp_id"]], set()).add(f"{r['formula']} ({r['mp_id']})")
     return {g: sorted(ids) for g, ids in sorted(found.items())}
 
 

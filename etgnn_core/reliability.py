@@ -15,7 +15,7 @@ folder may hold ``reliability.json`` (written by ``benchmarks/piezo_cv.py reliab
                           "components": 1.68, # MAE over the 27 components / the zero tensor's MAE
                           "norm": 0.91}},     # MAE of ‖e‖ / the median-norm baseline's MAE
         "turn_open_groups": ["-6m2", ...],    # groups whose training labels were open to a 180° turn about z
-        "sign_flipped_groups": {"2": ["mp-23349"]},  # groups with a sign-certain label DFT found sign-flipped
+        "sign_flipped_groups": {"2": ["B3BiO6 (mp-23349)"]},  # a sign-certain label DFT found sign-flipped
         "recipe": {...},                      # recipe_of the training config it was measured for
         "known_part_groups": {...}}}          # known_part_groups of the known part (e.g. universal_piezo's multiples)
 
@@ -114,9 +114,11 @@ def sign_warning(name: str, group: str, table: dict) -> str:
     ids = table.get("sign_flipped_groups", {}).get(group)
     if not ids:
         return ""
-    return (f"{name}: for point group {group}, DFT of the stored cell of a training crystal ({', '.join(ids)}) "
-            "gave its label's tensor with the opposite sign, and this model learned from such labels: the signs of "
-            "its components may be reversed; trust the size ‖e‖, not the signs (docs/piezo.md)")
+    which = (f"the label of training crystal {ids[0]} with the opposite sign" if len(ids) == 1 else
+             f"the labels of training crystals {', '.join(ids)} with the opposite sign")
+    return (f"{name}: for point group {group}, DFT of the stored cell gave {which}, and this model learned from "
+            "such labels: the signs of its components may be reversed; trust the size ‖e‖, not the signs "
+            "(docs/piezo.md)")
 
 
 def add_reliability_warnings(model, preds: list) -> None:

@@ -98,8 +98,9 @@ def test_shipped_table_was_measured_for_the_shipped_recipe():
     # the DFT-contradicted labels it was trained on are named: as the stored DFT runs say, and only those
     piezo_cv = load_script("benchmarks/piezo_cv.py")
     flipped = tables["piezoelectric"].get("sign_flipped_groups", {})
-    assert flipped == piezo_cv.sign_flipped_groups({i: g for g, group_ids in flipped.items() for i in group_ids})
-    assert "mp-23349" in flipped.get("2", [])  # BiB3O6, a training crystal
+    ids = {i.split("(")[-1].rstrip(")"): g for g, shown in flipped.items() for i in shown}
+    assert flipped == piezo_cv.sign_flipped_groups(ids)
+    assert "B3BiO6 (mp-23349)" in flipped.get("2", [])  # BiB3O6, a training crystal
 
 
 def test_groups_with_turned_labels_get_their_own_warning():
@@ -115,11 +116,13 @@ def test_groups_with_turned_labels_get_their_own_warning():
 def test_groups_with_a_sign_flipped_label_get_their_own_warning():
     from etgnn_core.reliability import sign_warning
 
-    t = dict(table(**{"2": (27, 0.9, 0.9)}), sign_flipped_groups={"2": ["mp-23349"]})
+    t = dict(table(**{"2": (27, 0.9, 0.9)}), sign_flipped_groups={"2": ["B3BiO6 (mp-23349)"]})
     assert reliability_warning("piezoelectric", "2", t) == ""  # it scored better than zeros ...
     line = sign_warning("piezoelectric", "2", t)  # ... against labels DFT contradicts
     assert "point group 2" in line and "mp-23349" in line and "opposite sign" in line and "‖e‖" in line
     assert sign_warning("piezoelectric", "6mm", t) == "" and sign_warning("piezoelectric", "2", table()) == ""
+    two = sign_warning("piezoelectric", "2", dict(t, sign_flipped_groups={"2": ["A (mp-1)", "B (mp-2)"]}))
+    assert "training crystals A (mp-1), B (mp-2)" in two
 
 
 def test_sign_flipped_groups_come_from_the_stored_dft_runs():
@@ -127,5 +130,5 @@ def test_sign_flipped_groups_come_from_the_stored_dft_runs():
     # BiB3O6 (point group 2): DFT of its stored cell gives the label's column with the opposite sign;
     # AlN agrees as stored, and SrLiP's label is turned (the other warning), not sign-flipped
     got = piezo_cv.sign_flipped_groups({"mp-23349": "2", "mp-661": "6mm", "mp-10614": "-6m2"})
-    assert got == {"2": ["mp-23349"]}
+    assert got == {"2": ["B3BiO6 (mp-23349)"]}
     assert piezo_cv.sign_flipped_groups({"mp-661": "6mm"}) == {}
