@@ -9,7 +9,8 @@
 ``base`` and ``odd`` differ only in the table of the known part (benchmarks/piezo_ionic.py --from-relaxation):
 ``base``, the shipped one (one multiple of e_ion in 32, 2, -6m2), and ``odd``, the in-plane part multiplied in 32,
 3m, -6m2 (docs/piezo.md, axial and in-plane parts).  ``amb`` reads ``plain``, 1 x e_ion everywhere, and trains
-the labels open to a 180° turn as rotation-ambiguous (``data.c2z_ambiguous``; the twenty-third session's probe).
+the labels open to a 180° turn as rotation-ambiguous (``data.c2z_ambiguous``; the twenty-third session's probe);
+``turn`` trains them so too, with a multiple in point group 2 alone, fitted without them (twenty-fourth session).
 ``slow`` is ``base`` at a third of the learning rate,
 ``decay`` ``base`` with AdamW's decoupled weight decay 0.2.  For fold k the table's multiples are fitted on that
 fold's training part only (OUT/foldk_split.json), so no multiple has seen the crystals it is scored on.  The
