@@ -460,3 +460,20 @@ def test_dft_check_table_reads_the_stored_runs(capsys):
     rows = [line for line in out.splitlines() if "| relaxed |" in line]
     assert rows and all("(clamped" not in r for r in rows)
     assert any("mp-661" in r and "as stored" in r for r in rows)  # the wurtzite anchor
+
+
+def test_dft_check_pick_draws_the_same_control_again(root, capsys):
+    """The random control of docs/piezo.md: a seed draws the same crystals whatever the stored table holds."""
+    from pathlib import Path
+
+    from conftest import load_script
+
+    mod = load_script("benchmarks/dft_piezo_check.py")
+    mod.DATA = Path(root) / "mp" / "mp_piezo_dejong2015.xyz"
+    args = type("A", (), {"n": 8, "seed": 0, "max_atoms": 5,
+                          "split": str(Path(mod.ROOT) / "pretrained" / "universal_piezo" / "split.json")})
+    assert mod.pick(args) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [r[0] for r in rows] == ["mp-1039", "mp-1070", "mp-12992", "mp-2542", "mp-2653", "mp-4342", "mp-567313",
+                                    "mp-5986"]
+    assert all(r[0] not in mod.FOR_CAUSE and r[3] in ("xx", "yy", "zz") for r in rows)
