@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from etgnn_core.tensors.algebra import rotate_tensor
+
 LATTICE_SYMPREC = 0.1  # Angstrom; the tolerance that reproduces the MP space groups (README_mp)
 
 
@@ -86,13 +88,7 @@ TURN_TOL = 0.02  # relative change that counts, README_mp's invariance tolerance
 def turn_c2z(t: np.ndarray) -> np.ndarray:
     """C2Z applied to every index of a rank-M numpy tensor [3 x M] (a component changes sign when it has an
     odd number of x and y indices)."""
-    t = np.asarray(t, dtype=np.float64)
-    sign = np.ones(t.shape)
-    for axis in range(t.ndim):
-        shape = [1] * t.ndim
-        shape[axis] = 3
-        sign = sign * np.diag(C2Z).reshape(shape)
-    return t * sign
+    return rotate_tensor(t, C2Z)
 
 
 def c2z_changes(t: np.ndarray, tol: float = TURN_TOL) -> bool:
