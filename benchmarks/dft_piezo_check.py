@@ -136,6 +136,11 @@ def collect(args) -> int:
     return 0
 
 
+def settled(column: dict) -> bool:
+    """False for a column whose ions took AWAY_STEPS or more BFGS steps: it gets no verdict."""
+    return column.get("relax_steps", 0) < AWAY_STEPS
+
+
 def verdict(dft: np.ndarray, label: np.ndarray, turned: np.ndarray) -> str:
     """The candidate label closest to DFT, when the next one is at least twice as far: as stored, turned by 180°
     about z, or sign-flipped (what any turn about an axis normal to a lone twofold axis does to a column along
@@ -195,7 +200,7 @@ def table(args) -> int:
         for s, c in r["columns"].items():
             dft, lab, turned = (np.asarray(c[k]) for k in ("dft", "label", "label_c2z"))
             v = verdict(dft, lab, turned) if r["kind"].startswith("relaxed") else "(clamped ions: no verdict)"
-            if c.get("relax_steps", 0) >= AWAY_STEPS:
+            if not settled(c):
                 v = f"(ions took {c['relax_steps']} BFGS steps, {AWAY_STEPS} or more: no verdict)"
             fmt = ", ".join(f"{x:+.3f}" for x in dft)
             print(f"| {r['formula']} | {r['mp_id']} | {r.get('point_group', '')} | {frame} | {r['kind']} | {s} | "

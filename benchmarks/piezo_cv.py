@@ -173,8 +173,9 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
                  # point groups with training labels open to a 180° turn about z (etgnn_core.tensors.frames)
                  "turn_open_groups": sorted(g for g, idx in by_group.items()
                                             if any(calib[i].info.get("c2z_unresolved") for i in idx)),
-                 "sign_flipped_groups": sign_flipped_groups({str(s.id): point_group(s.atoms) for s in calib
-                                                             if not s.info.get("rotation_ambiguous")}),
+                 "sign_flipped_groups": sign_flipped_groups({str(calib[i].id): g for g, idx in by_group.items()
+                                                             for i in idx
+                                                             if not calib[i].info.get("rotation_ambiguous")}),
                  "recipe": recipe_of(TrainConfig.from_file(out / f"{recipe}0.yaml").to_dict()),
                  "known_part_groups": known_part_groups(table_meta(out / f"{RECIPES[recipe][0]}_fold0.npz"))}
         write.write_text(json.dumps({"piezoelectric": table}, indent=1) + "\n")
@@ -184,9 +185,9 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
 
 def sign_flipped_groups(groups_of: dict[str, str]) -> dict[str, list[str]]:
     """Point group -> "formula (id)" of the crystals among ``groups_of`` (id -> point group) whose label the stored
-    DFT runs (benchmarks/data/dft_piezo_check.json, relaxed ions, under AWAY_STEPS steps) call 'sign-flipped'."""
+    DFT runs (benchmarks/data/dft_piezo_check.json, relaxed ions, settled) call 'sign-flipped'."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from dft_piezo_check import AWAY_STEPS, STORED, verdict
+    from dft_piezo_check import STORED, settled, verdict
 
     found: dict[str, set[str]] = {}
     for r in json.loads(STORED.read_text()):
@@ -194,7 +195,7 @@ def sign_flipped_groups(groups_of: dict[str, str]) -> dict[str, list[str]]:
             continue
         for c in r["columns"].values():
             said = verdict(np.asarray(c["dft"]), np.asarray(c["label"]), np.asarray(c["label_c2z"]))
-            if c.get("relax_steps", 0) < AWAY_STEPS and said == "sign-flipped":
+            if settled(c) and said == "sign-flipped":
                 found.setdefault(groups_of[r["mp_id"]], set()).add(f"{r['formula']} ({r['mp_id']})")
     return {g: sorted(ids) for g, ids in sorted(found.items())}
 
@@ -204,7 +205,7 @@ def dft_check(out: Path, recipes: list[str]) -> int:
     held-out prediction with its L1 distance to DFT; last, the sums over the columns every recipe predicts."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from compare_members import pooled_fold_predictions
-    from dft_piezo_check import AWAY_STEPS, STORED
+    from dft_piezo_check import STORED, settled
 
     runs = [r for r in json.loads(STORED.read_text()) if r["kind"] == "relaxed"]
     wanted = {r["mp_id"] for r in runs}
@@ -219,7 +220,7 @@ def dft_check(out: Path, recipes: list[str]) -> int:
     print("|---|---|---|---|---|" + "---|" * len(recipes))
     for r in runs:
         for s, c in r["columns"].items():
-            if c.get("relax_steps", 0) >= AWAY_STEPS or not all(r["mp_id"] in held[n] for n in recipes):
+            if not settled(c) or not all(r["mp_id"] in held[n] for n in recipes):
                 continue  # relaxed away, or a test crystal (no fold predicts it)
             j, dft = "xyz".index(s[0]), np.asarray(c["dft"])
             cols = {"label": np.asarray(c["label"]), **{n: held[n][r["mp_id"]][:, j, j] for n in recipes}}
