@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
+from conftest import load_script
 
 from etgnn_core import keys
 from etgnn_core.data import Sample, load_dataset, validate_samples
@@ -434,13 +435,7 @@ def test_config_trains_the_open_labels_as_ambiguous(root):
 
 
 def test_dft_check_table_reads_the_stored_runs(capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "dft_piezo_check.py"
-    spec = importlib.util.spec_from_file_location("dft_piezo_check", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("benchmarks/dft_piezo_check.py")
     lab = np.array([0.0, 0.62, 0.0])
     assert mod.verdict(-0.9 * lab, lab, -lab) == "turned"
     assert mod.verdict(0.9 * lab, lab, -lab) == "as stored"
@@ -465,8 +460,6 @@ def test_dft_check_table_reads_the_stored_runs(capsys):
 def test_dft_check_pick_draws_the_same_control_again(root, capsys):
     """The random control of docs/piezo.md: a seed draws the same crystals whatever the stored table holds."""
     from pathlib import Path
-
-    from conftest import load_script
 
     mod = load_script("benchmarks/dft_piezo_check.py")
     mod.DATA = Path(root) / "mp" / "mp_piezo_dejong2015.xyz"
