@@ -160,6 +160,7 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
             groups[group] = {"crystals": r["n"], "all_crystals": r["n_all"],
                              "components": round(float(r["ratio"]), 3), "norm": round(float(r["norm_ratio"]), 3)}
     print_bounds(by_group, calib, preds)
+    print_by_verdict(by_group, calib, preds, committee, train)
     if write:
         table = {"by": "point_group",
                  "measured": (f"benchmarks/piezo_cv.py reliability --recipes {recipe}: {len(folders)}-fold "
@@ -183,21 +184,71 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
     return 0
 
 
-def sign_flipped_groups(groups_of: dict[str, str]) -> dict[str, list[str]]:
-    """Point group -> "formula (id)" of the crystals among ``groups_of`` (id -> point group) whose label the stored
-    DFT runs (benchmarks/data/dft_piezo_check.json, relaxed ions, settled) call 'sign-flipped'."""
+def dft_verdicts(groups_of: dict[str, str]) -> dict[str, dict[str, set[str]]]:
+    """Point group -> verdict -> "formula (id)" of the crystals among ``groups_of`` (id -> point group) whose
+    relaxed-ion DFT columns of the stored runs (benchmarks/data/dft_piezo_check.json, settled) got that verdict."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from dft_piezo_check import STORED, settled, verdict
 
-    found: dict[str, set[str]] = {}
+    found: dict[str, dict[str, set[str]]] = {}
     for r in json.loads(STORED.read_text()):
         if r["kind"] != "relaxed" or r["mp_id"] not in groups_of:
             continue
         for c in r["columns"].values():
-            said = verdict(np.asarray(c["dft"]), np.asarray(c["label"]), np.asarray(c["label_c2z"]))
-            if settled(c) and said == "sign-flipped":
-                found.setdefault(groups_of[r["mp_id"]], set()).add(f"{r['formula']} ({r['mp_id']})")
-    return {g: sorted(ids) for g, ids in sorted(found.items())}
+            if settled(c):
+                said = verdict(np.asarray(c["dft"]), np.asarray(c["label"]), np.asarray(c["label_c2z"]))
+                found.setdefault(groups_of[r["mp_id"]], {}).setdefault(said, set()).add(
+                    f"{r['formula']} ({r['mp_id']})")
+    return found
+
+
+def sign_flipped_groups(groups_of: dict[str, str]) -> dict[str, list[str]]:
+    """Point group -> "formula (id)" of the crystals among ``groups_of`` (id -> point group) whose label the stored
+    DFT runs call 'sign-flipped'."""
+    return {g: sorted(v["sign-flipped"]) for g, v in sorted(dft_verdicts(groups_of).items()) if "sign-flipped" in v}
+
+
+CONTRADICTED = ("turned", "sign-flipped")  # verdicts that say a README_mp-certain label is not in its cell's frame
+CLASS_WORDS = {"contradicted": "some labels turned or sign-flipped", "confirmed": "every label checked as stored",
+               "unchecked": "no label checked"}
+
+
+def verdict_classes(groups_of: dict[str, str]) -> dict[str, list[str]]:
+    """The point groups of ``groups_of`` by what DFT said of their labels: 'contradicted' (some label turned or
+    sign-flipped), 'confirmed' (every settled verdict as stored) and 'unchecked' (no verdict, or only unclear)."""
+    verdicts = dft_verdicts(groups_of)
+    classes: dict[str, list[str]] = {"contradicted": [], "confirmed": [], "unchecked": []}
+    for g in sorted(set(groups_of.values())):
+        said = set(verdicts.get(g, ()))
+        if said & set(CONTRADICTED):
+            classes["contradicted"].append(g)
+        elif said and all(v.startswith("as stored") for v in said):
+            classes["confirmed"].append(g)
+        else:
+            classes["unchecked"].append(g)
+    return classes
+
+
+def print_by_verdict(by_group: dict[str, list[int]], calib: list, preds: list, committee, train: list) -> None:
+    """Pooled components of the point groups DFT contradicted, confirmed or did not check (verdict_classes)."""
+    from etgnn_core.committee import evaluate_model
+
+    certain = {str(calib[i].id): g for g, idx in by_group.items() for i in idx
+               if not calib[i].info.get("rotation_ambiguous")}
+    rows, total = [], 0.0
+    for name, groups in verdict_classes(certain).items():
+        idx = [i for g in groups for i in by_group[g]]
+        if not idx:
+            continue
+        r = evaluate_model(committee, [calib[i] for i in idx], train, preds=[preds[i] for i in idx])["piezoelectric"]
+        rows.append((name, groups, r))
+        total += r["mae"] * r["n"]
+    print("\n| what DFT of the labels' own cells found in the point group | groups | sign-certain crystals "
+          "| components / zero tensor | share of the component error |")
+    print("|---|---|---|---|---|")
+    for name, groups, r in rows:
+        share = r["mae"] * r["n"] / total
+        print(f"| {CLASS_WORDS[name]} | {', '.join(groups)} | {r['n']} | {r['ratio']:.3f}x | {share:.2f} |")
 
 
 def dft_check(out: Path, recipes: list[str]) -> int:

@@ -132,3 +132,12 @@ def test_sign_flipped_groups_come_from_the_stored_dft_runs():
     got = piezo_cv.sign_flipped_groups({"mp-23349": "2", "mp-661": "6mm", "mp-10614": "-6m2"})
     assert got == {"2": ["B3BiO6 (mp-23349)"]}
     assert piezo_cv.sign_flipped_groups({"mp-661": "6mm"}) == {}
+
+
+def test_point_groups_are_classed_by_what_dft_said_of_their_labels():
+    piezo_cv = load_script("benchmarks/piezo_cv.py")
+    # SrLiP turned (-6m2), BiB3O6 sign-flipped (2), AlN as stored (6mm); no stored run for mp-1 (mm2); Cd(OH)2
+    # (point group 2 here, mp-625565) relaxed away from its cell and gets no verdict, so it cannot confirm a group
+    got = piezo_cv.verdict_classes({"mp-10614": "-6m2", "mp-23349": "2", "mp-661": "6mm", "mp-1": "mm2",
+                                    "mp-625565": "222"})
+    assert got == {"contradicted": ["-6m2", "2"], "confirmed": ["6mm"], "unchecked": ["222", "mm2"]}
