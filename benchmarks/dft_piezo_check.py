@@ -24,8 +24,13 @@ in-plane components against an anchor whose label is along z.
 (etgnn_core.tensors.frames.C2Z) and the label with its sign flipped (point group 2, whose twofold axis no turn
 about z keeps): 'as stored', 'turned' or 'sign-flipped' is the one closest to DFT, when the next is at least
 twice as far; a column whose ions needed 20 or more BFGS steps gets none (the cell left the stored
-structure for another minimum).  Settings are modest (450 eV, ~3 k-points per Å⁻¹, 1 % strain): they decide signs and
-sizes to about 20 %, not third digits.
+structure for another minimum).  ``--prerelax`` (with ``--relax``; kind 'relaxed_pre') first relaxes the ions of
+the unstrained cell and strains from there, so that the strained relaxations only follow the strain: for 10-11
+atom cells whose ions, started from the stored positions, take more than 20 steps to settle.  Such a column gets
+a verdict only if that pre-relaxation moved no atom more than PRE_SHIFT Å and kept the point group, and each
+strained relaxation took fewer than 20 steps (rule set before the first such run, twenty-fifth session).
+Settings are modest (450 eV, ~3 k-points per Å⁻¹, 1 % strain): they decide signs and sizes to about 20 %, not
+third digits.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ E_PER_A2_TO_C_PER_M2 = 16.021766
 # e ~ 0); the 3-9 atom cells relaxed in at most 17 BFGS steps (quartz-type GeO2), the 10-11 atom point-group-2
 # cells in 19-27 while their energy barely moved: a crude bound, kept as first set rather than tuned to them
 AWAY_STEPS = 20
+PRE_SHIFT = 0.1  # Å: a --prerelax that moves an atom further than this has left the stored structure
+VERDICT_KINDS = ("relaxed", "relaxed_pre")  # runs of the stored cell's relaxed-ion tensor (not _rot, not clamped)
 C2Z_SIGN = np.array([-1.0, -1.0, 1.0])  # etgnn_core.tensors.frames.C2Z's diagonal (no project import: GPAW's python)
 
 
@@ -62,23 +69,29 @@ def kgrid(atoms, density: float) -> list[int]:
     return [max(1, int(np.ceil(density * r * 2 * np.pi))) for r in rec]
 
 
+def relax_ions(atoms, out: Path, tag: str, args) -> int:
+    """Attach GPAW to ``atoms`` and relax its ions at fixed cell when args.relax; the number of BFGS steps."""
+    from ase.optimize import BFGS
+    from gpaw import GPAW, PW
+
+    atoms.calc = GPAW(mode=PW(args.ecut), xc="PBE", kpts={"size": kgrid(atoms, args.kdens), "gamma": True},
+                      occupations={"name": "fermi-dirac", "width": 0.01}, txt=str(out / f"{tag}.txt"),
+                      convergence={"density": 1e-6})
+    if not args.relax:
+        return 0
+    opt = BFGS(atoms, logfile=str(out / f"{tag}.relax"))
+    opt.run(fmax=args.fmax, steps=60)
+    return opt.nsteps
+
+
 def polarization_phase(atoms, out: Path, tag: str, args) -> tuple[np.ndarray, int]:
     """φ_c [3] (rad) of ``atoms`` (electrons + ions), after relaxing the ions when args.relax, and the number of
     BFGS steps that took."""
-    from ase.optimize import BFGS
-    from gpaw import GPAW, PW
     from gpaw.berryphase import get_polarization_phase
     from gpaw.mpi import world
 
     gpw = out / f"{tag}.gpw"
-    atoms.calc = GPAW(mode=PW(args.ecut), xc="PBE", kpts={"size": kgrid(atoms, args.kdens), "gamma": True},
-                      occupations={"name": "fermi-dirac", "width": 0.01}, txt=str(out / f"{tag}.txt"),
-                      convergence={"density": 1e-6})
-    steps = 0
-    if args.relax:
-        opt = BFGS(atoms, logfile=str(out / f"{tag}.relax"))
-        opt.run(fmax=args.fmax, steps=60)
-        steps = opt.nsteps
+    steps = relax_ions(atoms, out, tag, args)
     atoms.get_potential_energy()
     atoms.calc.write(str(gpw), mode="all")  # the Berry phase needs the wave functions
     phase = get_polarization_phase(str(gpw))
@@ -86,6 +99,28 @@ def polarization_phase(atoms, out: Path, tag: str, args) -> tuple[np.ndarray, in
     if world.rank == 0:
         gpw.unlink(missing_ok=True)
     return phase, steps
+
+
+def point_group_of(atoms) -> str:
+    import spglib
+
+    data = spglib.get_symmetry_dataset((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers), symprec=0.1)
+    return data.pointgroup if hasattr(data, "pointgroup") else data["pointgroup"]
+
+
+def prerelax(a0, out: Path, args) -> dict:
+    """Relax the ions of the unstrained stored cell in place (``a0``'s positions change); what it did, for settled()."""
+    start = a0.copy()
+    a = a0.copy()
+    a.info = {}
+    steps = relax_ions(a, out, "pre", args)
+    d = a.get_scaled_positions() - start.get_scaled_positions()
+    d -= np.round(d)  # minimum image
+    d = d @ start.cell.array  # Å
+    d -= d.mean(axis=0)  # a rigid shift is no change of structure
+    a0.set_positions(a.get_positions())
+    return {"prerelax_steps": steps, "prerelax_shift": float(np.linalg.norm(d, axis=1).max()),
+            "prerelax_same_group": point_group_of(a) == point_group_of(start)}
 
 
 def run(args) -> int:
@@ -100,12 +135,14 @@ def run(args) -> int:
         rot = np.array([[0.0, 0, 1], [0, 1, 0], [-1, 0, 0]])  # proper: z -> x, x -> -z
         a0.set_cell(a0.cell.array @ rot.T, scale_atoms=True)
         label = np.einsum("ia,jb,kc,abc->ijk", rot, rot, rot, label)
-    kind = ("relaxed" if args.relax else "clamped") + ("_rot" if args.rotate_zx else "")
+    kind = ("relaxed" if args.relax else "clamped") + ("_rot" if args.rotate_zx else "") + (
+        "_pre" if args.prerelax else "")
     out = args.out / f"{args.mp_id}_{kind}"
     out.mkdir(parents=True, exist_ok=True)
     res = {"mp_id": args.mp_id, "formula": a0.get_chemical_formula(), "kind": kind, "delta": args.delta,
            "ecut": args.ecut, "kpts": kgrid(a0, args.kdens), "frame_status": str(a0.info.get("frame_status")),
            "point_group": str(a0.info.get("point_group")), "columns": {}}
+    pre = prerelax(a0, out, args) if args.prerelax else {}
     for s in args.strains.split(","):
         j = "xyz".index(s[0])
         t0, phases, steps = time.time(), [], 0
@@ -123,7 +160,7 @@ def run(args) -> int:
         col = a0.cell.array.T @ dp / a0.get_volume() / (2 * args.delta) * E_PER_A2_TO_C_PER_M2  # [3] e_i,jj
         res["columns"][s] = {"dft": col.tolist(), "label": label[:, j, j].tolist(),
                              "label_c2z": turn_c2z(label)[:, j, j].tolist(), "minutes": (time.time() - t0) / 60,
-                             "relax_steps": steps}
+                             "relax_steps": steps, **pre}
         print(args.mp_id, kind, s, "dft", np.round(col, 3), "label", np.round(label[:, j, j], 3), flush=True)
     (out / "result.json").write_text(json.dumps(res, indent=1))
     return 0
@@ -138,6 +175,9 @@ def collect(args) -> int:
 
 def settled(column: dict) -> bool:
     """False for a column whose ions took AWAY_STEPS or more BFGS steps: it gets no verdict."""
+    if "prerelax_shift" in column:  # --prerelax: the unstrained cell must have stayed the stored structure
+        if column["prerelax_shift"] > PRE_SHIFT or not column["prerelax_same_group"]:
+            return False
     return column.get("relax_steps", 0) < AWAY_STEPS
 
 
@@ -202,6 +242,9 @@ def table(args) -> int:
             v = verdict(dft, lab, turned) if r["kind"].startswith("relaxed") else "(clamped ions: no verdict)"
             if not settled(c):
                 v = f"(ions took {c['relax_steps']} BFGS steps, {AWAY_STEPS} or more: no verdict)"
+                if "prerelax_shift" in c and c["relax_steps"] < AWAY_STEPS:
+                    v = (f"(the unstrained relaxation moved an atom {c['prerelax_shift']:.2f} Å"
+                         f"{'' if c['prerelax_same_group'] else ' and changed the point group'}: no verdict)")
             fmt = ", ".join(f"{x:+.3f}" for x in dft)
             print(f"| {r['formula']} | {r['mp_id']} | {r.get('point_group', '')} | {frame} | {r['kind']} | {s} | "
                   f"{fmt} | {', '.join(f'{x:+.3f}' for x in lab)} | {v} |")
@@ -219,6 +262,8 @@ def main(argv=None) -> int:
     r.add_argument("--kdens", type=float, default=3.0, help="k-points per Å⁻¹ (times 2π|b|)")
     r.add_argument("--relax", action="store_true", help="relax the ions at each strain (the total tensor)")
     r.add_argument("--fmax", type=float, default=0.01, help="eV/Å")
+    r.add_argument("--prerelax", action="store_true",
+                   help="with --relax: relax the unstrained cell's ions first and strain from there (kind relaxed_pre)")
     r.add_argument("--rotate-zx", action="store_true", help="turn cell and label by 90° about y first")
     r.add_argument("--out", type=Path, default=Path("runs/dft/out"))
     c = sub.add_parser("collect", help=f"gather FOLDER/*/result.json into {STORED.name}")

@@ -188,11 +188,11 @@ def dft_verdicts(groups_of: dict[str, str]) -> dict[str, dict[str, set[str]]]:
     """Point group -> verdict -> "formula (id)" of the crystals among ``groups_of`` (id -> point group) whose
     relaxed-ion DFT columns of the stored runs (benchmarks/data/dft_piezo_check.json, settled) got that verdict."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from dft_piezo_check import STORED, settled, verdict
+    from dft_piezo_check import STORED, VERDICT_KINDS, settled, verdict
 
     found: dict[str, dict[str, set[str]]] = {}
     for r in json.loads(STORED.read_text()):
-        if r["kind"] != "relaxed" or r["mp_id"] not in groups_of:
+        if r["kind"] not in VERDICT_KINDS or r["mp_id"] not in groups_of:
             continue
         for c in r["columns"].values():
             if settled(c):
@@ -256,9 +256,9 @@ def dft_check(out: Path, recipes: list[str]) -> int:
     held-out prediction with its L1 distance to DFT; last, the sums over the columns every recipe predicts."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from compare_members import pooled_fold_predictions
-    from dft_piezo_check import STORED, settled
+    from dft_piezo_check import STORED, VERDICT_KINDS, settled
 
-    runs = [r for r in json.loads(STORED.read_text()) if r["kind"] == "relaxed"]
+    runs = [r for r in json.loads(STORED.read_text()) if r["kind"] in VERDICT_KINDS]
     wanted = {r["mp_id"] for r in runs}
     held = {}  # recipe -> id -> [3, 3, 3] held-out prediction, C/m²
     for name in recipes:

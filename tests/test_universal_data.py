@@ -457,6 +457,16 @@ def test_dft_check_table_reads_the_stored_runs(capsys):
     assert any("mp-661" in r and "as stored" in r for r in rows)  # the wurtzite anchor
 
 
+def test_dft_check_settled_reads_the_step_rule_and_the_prerelaxation():
+    mod = load_script("benchmarks/dft_piezo_check.py")
+    assert mod.settled({"relax_steps": 12}) and not mod.settled({"relax_steps": mod.AWAY_STEPS})
+    pre = {"relax_steps": 6, "prerelax_steps": 24, "prerelax_shift": 0.03, "prerelax_same_group": True}
+    assert mod.settled(pre)  # a long pre-relaxation alone does not count: the strained ones were short
+    assert not mod.settled(dict(pre, prerelax_shift=2 * mod.PRE_SHIFT))  # it left the stored structure
+    assert not mod.settled(dict(pre, prerelax_same_group=False))
+    assert not mod.settled(dict(pre, relax_steps=mod.AWAY_STEPS))
+
+
 def test_dft_check_pick_draws_the_same_control_again(root, capsys):
     """The random control of docs/piezo.md: a seed draws the same crystals whatever the stored table holds."""
     from pathlib import Path
