@@ -15,7 +15,7 @@ folder may hold ``reliability.json`` (written by ``benchmarks/piezo_cv.py reliab
                           "components": 1.68, # MAE over the 27 components / the zero tensor's MAE
                           "norm": 0.91}},     # MAE of ‖e‖ / the median-norm baseline's MAE
         "turn_open_groups": ["-6m2", ...],    # groups whose training labels were open to a 180° turn about z
-        "sign_flipped_groups": {"2": ["B3BiO6 (mp-23349)"]},  # a sign-certain label DFT found sign-flipped
+        "sign_flipped_groups": {"2": ["As2GaLiO7 (mp-545346)", "B3BiO6 (mp-23349)"]},  # labels DFT found sign-flipped
         "recipe": {...},                      # recipe_of the training config it was measured for
         "known_part_groups": {...}}}          # known_part_groups of the known part (e.g. universal_piezo's multiples)
 
