@@ -102,6 +102,7 @@ def polarization_phase(atoms, out: Path, tag: str, args) -> tuple[np.ndarray, in
 
 
 def point_group_of(atoms) -> str:
+    """etgnn_core.spectra.piezo.point_group's spglib call at the same 0.1 Å, here without the project's imports."""
     import spglib
 
     data = spglib.get_symmetry_dataset((atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers), symprec=0.1)
@@ -110,17 +111,17 @@ def point_group_of(atoms) -> str:
 
 def prerelax(a0, out: Path, args) -> dict:
     """Relax the ions of the unstrained stored cell in place (``a0``'s positions change); what it did, for settled()."""
-    start = a0.copy()
+    frac0, group0 = a0.get_scaled_positions(), point_group_of(a0)
     a = a0.copy()
     a.info = {}
     steps = relax_ions(a, out, "pre", args)
-    d = a.get_scaled_positions() - start.get_scaled_positions()
+    d = a.get_scaled_positions() - frac0
     d -= np.round(d)  # minimum image
-    d = d @ start.cell.array  # Å
+    d = d @ a0.cell.array  # Å
     d -= d.mean(axis=0)  # a rigid shift is no change of structure
     a0.set_positions(a.get_positions())
     return {"prerelax_steps": steps, "prerelax_shift": float(np.linalg.norm(d, axis=1).max()),
-            "prerelax_same_group": point_group_of(a) == point_group_of(start)}
+            "prerelax_same_group": point_group_of(a) == group0}
 
 
 def run(args) -> int:
@@ -173,12 +174,19 @@ def collect(args) -> int:
     return 0
 
 
+def unsettled(column: dict) -> str:
+    """Why a column gets no verdict, or "" when it gets one: its ions took AWAY_STEPS or more BFGS steps, or its
+    --prerelax left the stored structure (an atom moved more than PRE_SHIFT, or the point group changed)."""
+    if column.get("relax_steps", 0) >= AWAY_STEPS:
+        return f"ions took {column['relax_steps']} BFGS steps, {AWAY_STEPS} or more"
+    if "prerelax_shift" in column and (column["prerelax_shift"] > PRE_SHIFT or not column["prerelax_same_group"]):
+        return (f"the unstrained relaxation moved an atom {column['prerelax_shift']:.2f} Å"
+                + ("" if column["prerelax_same_group"] else " and changed the point group"))
+    return ""
+
+
 def settled(column: dict) -> bool:
-    """False for a column whose ions took AWAY_STEPS or more BFGS steps: it gets no verdict."""
-    if "prerelax_shift" in column:  # --prerelax: the unstrained cell must have stayed the stored structure
-        if column["prerelax_shift"] > PRE_SHIFT or not column["prerelax_same_group"]:
-            return False
-    return column.get("relax_steps", 0) < AWAY_STEPS
+    return not unsettled(column)
 
 
 def verdict(dft: np.ndarray, label: np.ndarray, turned: np.ndarray) -> str:
@@ -240,11 +248,9 @@ def table(args) -> int:
         for s, c in r["columns"].items():
             dft, lab, turned = (np.asarray(c[k]) for k in ("dft", "label", "label_c2z"))
             v = verdict(dft, lab, turned) if r["kind"].startswith("relaxed") else "(clamped ions: no verdict)"
-            if not settled(c):
-                v = f"(ions took {c['relax_steps']} BFGS steps, {AWAY_STEPS} or more: no verdict)"
-                if "prerelax_shift" in c and c["relax_steps"] < AWAY_STEPS:
-                    v = (f"(the unstrained relaxation moved an atom {c['prerelax_shift']:.2f} Å"
-                         f"{'' if c['prerelax_same_group'] else ' and changed the point group'}: no verdict)")
+            why = unsettled(c)
+            if why:
+                v = f"({why}: no verdict)"
             fmt = ", ".join(f"{x:+.3f}" for x in dft)
             print(f"| {r['formula']} | {r['mp_id']} | {r.get('point_group', '')} | {frame} | {r['kind']} | {s} | "
                   f"{fmt} | {', '.join(f'{x:+.3f}' for x in lab)} | {v} |")

@@ -159,8 +159,11 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
         if r["n"]:
             groups[group] = {"crystals": r["n"], "all_crystals": r["n_all"],
                              "components": round(float(r["ratio"]), 3), "norm": round(float(r["norm_ratio"]), 3)}
+    # id -> point group of the README_mp-certain labels: the ones DFT verdicts can speak of
+    certain = {str(calib[i].id): g for g, idx in by_group.items() for i in idx
+               if not calib[i].info.get("rotation_ambiguous")}
     print_bounds(by_group, calib, preds)
-    print_by_verdict(by_group, calib, preds, committee, train)
+    print_by_verdict(certain, by_group, calib, preds, committee, train)
     if write:
         table = {"by": "point_group",
                  "measured": (f"benchmarks/piezo_cv.py reliability --recipes {recipe}: {len(folders)}-fold "
@@ -174,9 +177,7 @@ def reliability(out: Path, recipe: str, write: Path | None) -> int:
                  # point groups with training labels open to a 180° turn about z (etgnn_core.tensors.frames)
                  "turn_open_groups": sorted(g for g, idx in by_group.items()
                                             if any(calib[i].info.get("c2z_unresolved") for i in idx)),
-                 "sign_flipped_groups": sign_flipped_groups({str(calib[i].id): g for g, idx in by_group.items()
-                                                             for i in idx
-                                                             if not calib[i].info.get("rotation_ambiguous")}),
+                 "sign_flipped_groups": sign_flipped_groups(certain),
                  "recipe": recipe_of(TrainConfig.from_file(out / f"{recipe}0.yaml").to_dict()),
                  "known_part_groups": known_part_groups(table_meta(out / f"{RECIPES[recipe][0]}_fold0.npz"))}
         write.write_text(json.dumps({"piezoelectric": table}, indent=1) + "\n")
@@ -229,12 +230,12 @@ def verdict_classes(groups_of: dict[str, str]) -> dict[str, list[str]]:
     return classes
 
 
-def print_by_verdict(by_group: dict[str, list[int]], calib: list, preds: list, committee, train: list) -> None:
-    """Pooled components of the point groups DFT contradicted, confirmed or did not check (verdict_classes)."""
+def print_by_verdict(certain: dict[str, str], by_group: dict[str, list[int]], calib: list, preds: list, committee,
+                     train: list) -> None:
+    """Pooled components of the point groups DFT contradicted, confirmed or did not check (verdict_classes of
+    ``certain``, id -> point group of the README_mp-certain labels)."""
     from etgnn_core.committee import evaluate_model
 
-    certain = {str(calib[i].id): g for g, idx in by_group.items() for i in idx
-               if not calib[i].info.get("rotation_ambiguous")}
     rows, total = [], 0.0
     for name, groups in verdict_classes(certain).items():
         idx = [i for g in groups for i in by_group[g]]
